@@ -1,0 +1,347 @@
+"""Configuration: TOML file + environment -> frozen Settings.
+
+Every problem becomes one ConfigError naming the file, the line (when we can find it),
+the key and what is wrong, so `newsalert` can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.errors import ConfigError, QueryError
+from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
+from bot.query import compile_query
+
+DEFAULT_CONFIG = "config/newsalert.toml"
+DEFAULT_DB = "newsalert.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+USER_AGENT = "newsalert/0.1 (+https://github.com/newsalert/newsalert; trust-and-safety news alerts)"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{6,}$|^#?[a-z0-9][a-z0-9._-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str
+    sources: tuple[Source, ...]
+    watchlists: tuple[Watchlist, ...]
+    subscriptions: tuple[Subscription, ...]
+    interval: int = 900
+    # First poll of a source (or after a long outage): only items this recent alert; None = no guard.
+    first_poll_window: int | None = 86400
+    allow_private_sources: bool = False
+    fetch_timeout: int = 30
+    max_response_bytes: int = 10 * 1024 * 1024
+    concurrency: int = 20
+    user_agent: str = USER_AGENT
+    db_path: str = DEFAULT_DB
+    slack_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def watchlist(self, name: str) -> Watchlist:
+        return next(w for w in self.watchlists if w.name == name)
+
+
+def parse_duration(value: object) -> int:
+    """"15m" / "2h" / "1d" / "30s" / 900 -> seconds. Raises ValueError with a readable reason."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"15m\", got a boolean")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f'expected a duration such as "15m", "2h" or "1d", got {value!r}')
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class _Lines:
+    """Finds the line of `key = …` inside a table of the raw TOML text.
+
+    tomllib reports lines only for syntax errors; for semantic errors we scan the text so the
+    message can still say where to look. Tables are keyed like ("sources", 2) for the third
+    [[sources]] and ("watchlists", "csam") for [watchlists.csam]; unknown layouts give None.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+|\"[^\"]*\")\s*=")
+
+    def __init__(self, text: str):
+        self.keys: dict[tuple, int] = {}
+        self.tables: dict[tuple, int] = {}
+        counts: dict[str, int] = {}
+        table: tuple = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if m := self._HEADER.match(line):
+                parts = tuple(p.strip().strip('"') for p in m.group(2).split("."))
+                if m.group(1) == "[[":
+                    index = counts.get(m.group(2), 0)
+                    counts[m.group(2)] = index + 1
+                    table = (*parts, index)
+                else:
+                    table = parts
+                self.tables.setdefault(table, number)
+            elif m := self._KEY.match(line):
+                self.keys.setdefault((*table, m.group(1).strip('"')), number)
+
+    def of(self, *path: object) -> int | None:
+        return self.keys.get(tuple(path)) or self.tables.get(tuple(path))
+
+
+class _Reader:
+    """Validates one parsed TOML document, raising ConfigError with file, line and key."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = _Lines(text)
+
+    def fail(self, problem: str, key: str, *where: object) -> ConfigError:
+        return ConfigError(self.path, problem, key=key, line=self.lines.of(*where))
+
+    def table(self, doc: Mapping[str, Any], name: str, allowed: set[str], *where: object) -> dict:
+        value = doc.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail("must be a table", name, *where, name)
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    f"unknown key (expected one of: {', '.join(sorted(allowed))})",
+                    f"{name}.{key}" if name else key, *where, name, key,
+                )
+        return value
+
+    def check_keys(self, value: Mapping[str, Any], allowed: set[str], label: str, *where: object) -> None:
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    f"unknown key (expected one of: {', '.join(sorted(allowed))})",
+                    f"{label}.{key}", *where, key,
+                )
+
+    def string(self, value: Mapping[str, Any], key: str, label: str, *where: object, required=True) -> str:
+        if key not in value:
+            if required:
+                raise self.fail("is required", f"{label}.{key}", *where)
+            return ""
+        got = value[key]
+        if not isinstance(got, str) or not got.strip():
+            raise self.fail(f"must be a non-empty string, got {got!r}", f"{label}.{key}", *where, key)
+        return got.strip()
+
+    def duration(self, value: Mapping[str, Any], key: str, label: str, default: int, *where: object) -> int:
+        if key not in value:
+            return default
+        try:
+            return parse_duration(value[key])
+        except ValueError as e:
+            raise self.fail(str(e), f"{label}.{key}", *where, key) from None
+
+    def boolean(self, value: Mapping[str, Any], key: str, label: str, default: bool, *where: object) -> bool:
+        got = value.get(key, default)
+        if not isinstance(got, bool):
+            raise self.fail(f"must be true or false, got {got!r}", f"{label}.{key}", *where, key)
+        return got
+
+
+_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack"}
+_DEFAULTS = {
+    "interval", "first_poll_window", "allow_private_sources", "fetch_timeout",
+    "max_response_bytes", "concurrency", "user_agent",
+}
+_SOURCE = {"name", "url", "type", "interval"}
+_WATCHLIST = {"query", "description"}
+_SUBSCRIPTION = {"channel", "watchlists", "mode"}
+_SLACK = {"admins"}
+
+
+def load_settings(
+    path: str | os.PathLike[str],
+    *,
+    db_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read and validate the config file; fill Slack settings from the environment."""
+    env = os.environ if environ is None else environ
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, f"cannot read: {e}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message ends with "(at line N, column M)": lift the line into our format.
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        raise ConfigError(path, f"invalid TOML: {message}", line=int(m.group(1)) if m else None) from None
+    return _settings_from(doc, _Reader(path, text), db_path=db_path, env=env)
+
+
+def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[str, str]) -> Settings:
+    for key in doc:
+        if key not in _TOP:
+            raise r.fail(f"unknown top-level key (expected one of: {', '.join(sorted(_TOP))})", key, key)
+    defaults = r.table(doc, "defaults", _DEFAULTS)
+    interval = r.duration(defaults, "interval", "defaults", 900, "defaults")
+    window: int | None = 86400
+    if defaults.get("first_poll_window") in (0, "0", False):
+        window = None
+    else:
+        window = r.duration(defaults, "first_poll_window", "defaults", 86400, "defaults")
+    fetch_timeout = r.duration(defaults, "fetch_timeout", "defaults", 30, "defaults")
+    allow_private = r.boolean(defaults, "allow_private_sources", "defaults", False, "defaults")
+    max_bytes = defaults.get("max_response_bytes", 10 * 1024 * 1024)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
+        raise r.fail("must be an integer number of bytes >= 1024", "defaults.max_response_bytes",
+                     "defaults", "max_response_bytes")
+    concurrency = defaults.get("concurrency", 20)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 500:
+        raise r.fail("must be an integer from 1 to 500", "defaults.concurrency", "defaults", "concurrency")
+    user_agent = r.string(defaults, "user_agent", "defaults", "defaults", required=False) or USER_AGENT
+    slack = r.table(doc, "slack", _SLACK)
+
+    sources = _read_sources(doc, r, interval, allow_private)
+    watchlists = _read_watchlists(doc, r)
+    subscriptions = _read_subscriptions(doc, r, {w.name for w in watchlists})
+
+    api_url = env.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
+    if not api_url.endswith("/"):
+        api_url += "/"  # slack_sdk joins method names onto the base URL
+    return Settings(
+        path=r.path,
+        sources=sources,
+        watchlists=watchlists,
+        subscriptions=subscriptions,
+        interval=interval,
+        first_poll_window=window,
+        allow_private_sources=allow_private,
+        fetch_timeout=fetch_timeout,
+        max_response_bytes=max_bytes,
+        concurrency=concurrency,
+        user_agent=user_agent,
+        db_path=db_path or env.get("NEWSALERT_DB") or DEFAULT_DB,
+        slack_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
+        slack_api_url=api_url,
+        extra={"slack": slack},
+    )
+
+
+def is_private_host(host: str) -> bool:
+    """Loopback, private, link-local or otherwise non-public address literals, and localhost.
+
+    Only literals: names that resolve to private addresses are checked at fetch time (issue #7).
+    """
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> tuple[Source, ...]:
+    raw = doc.get("sources", [])
+    if not isinstance(raw, list):
+        raise r.fail("must be an array of tables ([[sources]])", "sources", "sources")
+    sources: list[Source] = []
+    names: set[str] = set()
+    for i, entry in enumerate(raw):
+        label = f"sources[{i}]"
+        where = ("sources", i)
+        if not isinstance(entry, dict):
+            raise r.fail("must be a table", label, *where)
+        r.check_keys(entry, _SOURCE, label, *where)
+        name = r.string(entry, "name", label, *where)
+        label = f'sources[{i}] "{name}"'
+        if name in names:
+            raise r.fail("duplicate source name", f"{label}.name", *where, "name")
+        names.add(name)
+        url = r.string(entry, "url", label, *where)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise r.fail(f"must be an http:// or https:// URL, got {url!r}", f"{label}.url", *where, "url")
+        if not allow_private and is_private_host(parts.hostname):
+            raise r.fail(f"{parts.hostname} is a private or loopback address "
+                         "(set [defaults] allow_private_sources = true for local sources)",
+                         f"{label}.url", *where, "url")
+        kind = entry.get("type", "feed")
+        if kind not in SOURCE_TYPES:
+            raise r.fail(f"must be one of {', '.join(SOURCE_TYPES)}; got {kind!r}", f"{label}.type",
+                         *where, "type")
+        sources.append(Source(name=name, url=url, type=kind,
+                              interval=r.duration(entry, "interval", label, interval, *where)))
+    return tuple(sources)
+
+
+def _read_watchlists(doc: dict, r: _Reader) -> tuple[Watchlist, ...]:
+    raw = doc.get("watchlists", {})
+    if not isinstance(raw, dict):
+        raise r.fail("must be a table of watchlists ([watchlists.NAME])", "watchlists", "watchlists")
+    watchlists: list[Watchlist] = []
+    for name, entry in raw.items():
+        label = f"watchlists.{name}"
+        where = ("watchlists", name)
+        if not isinstance(entry, dict):
+            raise r.fail("must be a table with a query", label, *where)
+        r.check_keys(entry, _WATCHLIST, label, *where)
+        query = r.string(entry, "query", label, *where)
+        try:
+            compile_query(query, watchlist=name)
+        except QueryError as e:
+            raise r.fail(f"{e}: {query}", f"{label}.query", *where, "query") from None
+        watchlists.append(Watchlist(name=name, query=query))
+    return tuple(watchlists)
+
+
+def _read_subscriptions(doc: dict, r: _Reader, known: set[str]) -> tuple[Subscription, ...]:
+    raw = doc.get("subscriptions", [])
+    if not isinstance(raw, list):
+        raise r.fail("must be an array of tables ([[subscriptions]])", "subscriptions", "subscriptions")
+    subscriptions: list[Subscription] = []
+    for i, entry in enumerate(raw):
+        label = f"subscriptions[{i}]"
+        where = ("subscriptions", i)
+        if not isinstance(entry, dict):
+            raise r.fail("must be a table", label, *where)
+        r.check_keys(entry, _SUBSCRIPTION, label, *where)
+        channel = r.string(entry, "channel", label, *where)
+        if not _CHANNEL.match(channel):
+            raise r.fail(f"must be a Slack channel ID such as C0123456789, got {channel!r}",
+                         f"{label}.channel", *where, "channel")
+        names = entry.get("watchlists")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise r.fail("must be a non-empty list of watchlist names", f"{label}.watchlists",
+                         *where, "watchlists")
+        for name in names:
+            if name not in known:
+                listed = ", ".join(sorted(known)) or "none are defined"
+                raise r.fail(f"unknown watchlist {name!r} (defined: {listed})", f"{label}.watchlists",
+                             *where, "watchlists")
+        mode = entry.get("mode", "realtime")
+        if mode != "realtime":
+            raise r.fail(f'must be "realtime" (digests are not supported yet), got {mode!r}',
+                         f"{label}.mode", *where, "mode")
+        subscriptions.append(Subscription(channel=channel, watchlists=tuple(dict.fromkeys(names)), mode=mode))
+    return tuple(subscriptions)

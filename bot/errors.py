@@ -1,0 +1,69 @@
+"""One exception hierarchy for newsalert, shaped around the resource that failed.
+
+Every error names *where* the problem is (a config file and line, a feed URL, a
+watchlist and column) so the message can be shown to a user as-is.
+"""
+
+from __future__ import annotations
+
+
+class NewsalertError(Exception):
+    """Base class for every error newsalert raises on purpose."""
+
+
+class ConfigError(NewsalertError):
+    """The configuration file is unusable. ``str()`` is one line for the user."""
+
+    def __init__(self, path: str, problem: str, *, key: str | None = None, line: int | None = None):
+        self.path = path
+        self.problem = problem
+        self.key = key
+        self.line = line
+        where = path if line is None else f"{path}:{line}"
+        what = f"{key}: {problem}" if key else problem
+        super().__init__(f"{where}: {what}")
+
+
+class QueryError(NewsalertError):
+    """A watchlist query does not parse. ``position`` is 0-based; the message says column (1-based)."""
+
+    def __init__(self, problem: str, position: int, *, query: str = "", watchlist: str | None = None):
+        self.problem = problem
+        self.position = position
+        self.query = query
+        self.watchlist = watchlist
+        prefix = f'watchlist "{watchlist}": ' if watchlist else ""
+        super().__init__(f"{prefix}{problem} at column {position + 1}")
+
+    def for_watchlist(self, watchlist: str) -> QueryError:
+        """The same error, re-labelled with the watchlist it came from."""
+        return QueryError(self.problem, self.position, query=self.query, watchlist=watchlist)
+
+
+class FeedError(NewsalertError):
+    """Something went wrong with one source; the others carry on."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class FetchError(FeedError):
+    """The source could not be fetched (network, HTTP status, size or time limit)."""
+
+
+class ParseError(FeedError):
+    """The source was fetched but its body is not a feed we can read."""
+
+
+class StoreError(NewsalertError):
+    """The database cannot be opened or migrated."""
+
+
+class DeliveryError(NewsalertError):
+    """Posting to Slack failed."""
+
+
+class SlackAuthError(DeliveryError):
+    """The Slack token is invalid or revoked: nothing can be delivered until a human fixes it."""

@@ -1,0 +1,114 @@
+"""Plain, immutable values that the pipeline stages hand to each other.
+
+fetch -> Fetched; parse -> Entry; normalize -> Item; match -> Span;
+pipeline -> Alert (what render and deliver need, and nothing more).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+SourceType = Literal["feed", "jsonfeed", "wordpress"]
+SOURCE_TYPES: tuple[str, ...] = ("feed", "jsonfeed", "wordpress")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    url: str
+    type: SourceType = "feed"
+    interval: int = 900  # seconds between polls
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    name: str
+    query: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    channel: str
+    watchlists: tuple[str, ...]
+    mode: str = "realtime"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One HTTP answer. ``body`` is empty when ``not_modified`` (HTTP 304)."""
+
+    url: str
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry as the feed gave it: HTML where the feed has HTML, no cleaning yet."""
+
+    guid: str
+    link: str
+    title: str
+    summary: str = ""  # HTML or text
+    content: str = ""  # HTML or text; the fuller body when the feed has one
+    published: datetime | None = None  # UTC-aware when known
+    outlet: str = ""  # aggregator items: the publisher named in <source>
+    outlet_url: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """A normalized item: plain text, canonical URL, UTC times."""
+
+    source: str  # Source.name
+    guid: str
+    url: str  # canonical; "" when the entry had no usable link
+    title: str
+    text: str  # plain text body; "" when the entry is headline only
+    published: datetime  # UTC; the fetch time when the feed gave none
+    fetched: datetime  # UTC
+    outlet: str = ""  # publisher, for aggregator items; else ""
+    headline_only: bool = False
+
+
+@dataclass(frozen=True)
+class Span:
+    """A matched term: ``field`` is "title" or "text", offsets index that string."""
+
+    field: str
+    start: int
+    end: int
+    term: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Extractive summary; ``bold`` are (start, end) ranges of matched terms in ``text``."""
+
+    text: str
+    bold: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message to one channel about one item. Everything here is unescaped feed text."""
+
+    id: int
+    channel: str
+    title: str
+    url: str
+    source: str
+    outlet: str
+    published: datetime
+    watchlists: tuple[str, ...]
+    summary: Summary
+    headline_only: bool = False

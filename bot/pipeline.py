@@ -1,0 +1,160 @@
+"""One poll: fetch -> parse -> normalize -> match -> dedup -> store + outbox.
+
+The decisions (is this item new, does it alert, to which channels) are made here; the I/O is
+delegated to fetch (network), store (SQLite) and, after the poll, deliver (Slack).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.config import Settings
+from bot.errors import FetchError, ParseError
+from bot.fetch import Limits, Validators, fetch_all
+from bot.model import Entry, Fetched, Source, Span, Subscription
+from bot.normalize import normalize
+from bot.parse import parse
+from bot.query import Matcher
+from bot.store import SourceState, Store
+
+log = logging.getLogger("newsalert.pipeline")
+
+
+@dataclass
+class PollReport:
+    polled: int = 0
+    failed: int = 0
+    new_items: int = 0
+    matches: int = 0  # new items that matched at least one watchlist
+    alerts_queued: int = 0
+    held_back: int = 0  # matched, but older than the first-poll window: stored silently
+
+    def add(self, other: PollReport) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.max_response_bytes,
+        concurrency=settings.concurrency,
+        user_agent=settings.user_agent,
+    )
+
+
+def flood_cutoff(state: SourceState, now: datetime, window: int | None) -> datetime | None:
+    """Items published before the returned time are stored without alerting.
+
+    Only a source's first successful poll, or its first after being down for longer than the
+    window, is guarded: that is when a feed's whole backlog would otherwise arrive at once.
+    """
+    if window is None:
+        return None
+    span = timedelta(seconds=window)
+    if state.last_success is None or now - state.last_success > span:
+        return now - span
+    return None
+
+
+def plan_alerts(matched: Iterable[str], subscriptions: Sequence[Subscription]) -> dict[str, list[str]]:
+    """channel -> the watchlists it subscribes to that this item matched (one alert per channel)."""
+    matched = list(matched)
+    plan: dict[str, set[str]] = {}
+    for sub in subscriptions:
+        if hits := set(matched) & set(sub.watchlists):
+            plan.setdefault(sub.channel, set()).update(hits)
+    return {channel: [w for w in matched if w in names] for channel, names in plan.items()}
+
+
+def poll(
+    settings: Settings,
+    store: Store,
+    sources: Sequence[Source] | None = None,
+    *,
+    matcher: Matcher | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PollReport:
+    """Poll ``sources`` (default: all configured) once and queue their alerts."""
+    sources = settings.sources if sources is None else sources
+    matcher = matcher or Matcher({w.name: w.query for w in settings.watchlists})
+    states = {s.name: store.source_state(s.name) for s in sources}
+    validators = {name: Validators(st.etag, st.last_modified) for name, st in states.items()}
+    results = fetch_all(sources, validators, limits_from(settings))
+    subscriptions = store.realtime_subscriptions()
+    report = PollReport()
+    for source in sources:
+        report.polled += 1
+        outcome = results[source.name]
+        try:
+            entries = _entries_from(source, outcome)
+        except (FetchError, ParseError) as e:
+            report.failed += 1
+            log.warning("source failed name=%r url=%s reason=%s", source.name, source.url, e.reason)
+            store.record_fetch_failure(source.name, source.url, now(), e.reason)
+            continue
+        assert isinstance(outcome, Fetched)
+        fetched_at = now()
+        cutoff = flood_cutoff(states[source.name], fetched_at, settings.first_poll_window)
+        with store.transaction():
+            source_report = ingest(store, source, entries, matcher, subscriptions, fetched_at, cutoff)
+            store.record_fetch_success(
+                source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
+            )
+        report.add(source_report)
+        log.info(
+            "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
+            source.name, outcome.status, len(entries), source_report.new_items,
+            source_report.matches, source_report.alerts_queued,
+        )
+    return report
+
+
+def _entries_from(source: Source, outcome: Fetched | FetchError) -> list[Entry]:
+    if isinstance(outcome, FetchError):
+        raise outcome
+    if outcome.not_modified:
+        return []
+    return parse(outcome.body, source, outcome.headers)
+
+
+def ingest(
+    store: Store,
+    source: Source,
+    entries: Sequence[Entry],
+    matcher: Matcher,
+    subscriptions: Sequence[Subscription],
+    fetched_at: datetime,
+    cutoff: datetime | None,
+) -> PollReport:
+    """Store the new entries of one source and queue their alerts (the caller holds a transaction)."""
+    report = PollReport()
+    for entry in entries:
+        try:
+            item = normalize(entry, source, fetched_at)
+        except Exception as e:  # one odd entry must not cost the rest of the feed
+            log.warning("entry skipped source=%r guid=%r reason=%s", source.name, entry.guid, e)
+            continue
+        if store.has_item(source.name, item.guid):
+            continue
+        # Same canonical URL already stored (from another source, or re-guided): one item, one alert.
+        original = store.item_id_for_url(item.url)
+        item_id = store.add_item(item, duplicate_of=original)
+        report.new_items += 1
+        if original is not None:
+            continue
+        matches: Mapping[str, list[Span]] = matcher.match(item.title, item.text)
+        if not matches:
+            continue
+        store.add_matches(item_id, dict(matches))
+        report.matches += 1
+        if cutoff is not None and item.published < cutoff:
+            report.held_back += 1
+            continue
+        for channel, names in plan_alerts(matches, subscriptions).items():
+            if store.enqueue_alert(item_id, channel, names, fetched_at):
+                report.alerts_queued += 1
+    return report
