@@ -27,23 +27,40 @@ log = logging.getLogger("newsalert")
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the command (`newsalert poll --once --db x.db`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help=f"config file (env NEWSALERT_CONFIG, default {DEFAULT_CONFIG})")
-    common.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
-                        help="SQLite database (env NEWSALERT_DB, default newsalert.db)")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log debug detail")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help=f"config file (env NEWSALERT_CONFIG, default {DEFAULT_CONFIG})",
+    )
+    common.add_argument(
+        "--db",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="SQLite database (env NEWSALERT_DB, default newsalert.db)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail"
+    )
     parser = argparse.ArgumentParser(
-        prog="newsalert", parents=[common],
+        prog="newsalert",
+        parents=[common],
         description="Watch the news for trust-and-safety topics and alert Slack channels.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="poll on schedule and deliver alerts (long-running)")
-    poll = commands.add_parser("poll", parents=[common], help="poll every source once, deliver, print a summary")
+    poll = commands.add_parser(
+        "poll", parents=[common], help="poll every source once, deliver, print a summary"
+    )
     poll.add_argument("--once", action="store_true", help="poll once and exit (the only mode; for clarity)")
-    commands.add_parser("demo", parents=[common],
-                        help="offline: poll the bundled config/samples into a temporary database, print alerts")
-    commands.add_parser("check-config", parents=[common], help="validate the config and print what it resolved")
+    commands.add_parser(
+        "demo",
+        parents=[common],
+        help="offline: poll the bundled config/samples into a temporary database, print alerts",
+    )
+    commands.add_parser(
+        "check-config", parents=[common], help="validate the config and print what it resolved"
+    )
     return parser
 
 
@@ -87,8 +104,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="newsalert-demo-") as tmp, demo.serve_directory(directory) as url:
         db_path = str(Path(tmp) / "demo.db")
         demo_settings = demo.demo_settings(settings, demo.sample_sources(directory, url), db_path)
-        print(f"newsalert demo: {len(demo_settings.sources)} sample sources from {directory}, "
-              f"watchlists from {settings.path}; alerts for channel {demo.DEMO_CHANNEL}:\n")
+        print(
+            f"newsalert demo: {len(demo_settings.sources)} sample sources from {directory}, "
+            f"watchlists from {settings.path}; alerts for channel {demo.DEMO_CHANNEL}:\n"
+        )
         outcome = Newsalert(demo_settings, ConsoleSink()).poll_once()
         print(outcome.summary())
     return 0
@@ -101,9 +120,11 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     else:
         out.append("slack: SLACK_BOT_TOKEN not set, alerts go to the console")
     window = format_duration(settings.first_poll_window) if settings.first_poll_window else "off"
-    out.append(f"defaults: interval {format_duration(settings.interval)}, first-poll window {window}, "
-               f"timeout {settings.fetch_timeout}s, concurrency {settings.concurrency}, "
-               f"private sources {'allowed' if settings.allow_private_sources else 'refused'}")
+    out.append(
+        f"defaults: interval {format_duration(settings.interval)}, first-poll window {window}, "
+        f"timeout {settings.fetch_timeout}s, concurrency {settings.concurrency}, "
+        f"private sources {'allowed' if settings.allow_private_sources else 'refused'}"
+    )
     out.append(f"sources ({len(settings.sources)}):")
     out += [f"  {s.name} [{s.type}, every {format_duration(s.interval)}] {s.url}" for s in settings.sources]
     out.append(f"watchlists ({len(settings.watchlists)}):")

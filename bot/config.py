@@ -54,9 +54,9 @@ class Settings:
 
 
 def parse_duration(value: object) -> int:
-    """"15m" / "2h" / "1d" / "30s" / 900 -> seconds. Raises ValueError with a readable reason."""
+    """ "15m" / "2h" / "1d" / "30s" / 900 -> seconds. Raises ValueError with a readable reason."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as \"15m\", got a boolean")
+        raise ValueError('expected a duration such as "15m", got a boolean')
     if isinstance(value, int):
         seconds = value
     elif isinstance(value, str) and (m := _DURATION.match(value)):
@@ -126,7 +126,10 @@ class _Reader:
             if key not in allowed:
                 raise self.fail(
                     f"unknown key (expected one of: {', '.join(sorted(allowed))})",
-                    f"{name}.{key}" if name else key, *where, name, key,
+                    f"{name}.{key}" if name else key,
+                    *where,
+                    name,
+                    key,
                 )
         return value
 
@@ -135,7 +138,9 @@ class _Reader:
             if key not in allowed:
                 raise self.fail(
                     f"unknown key (expected one of: {', '.join(sorted(allowed))})",
-                    f"{label}.{key}", *where, key,
+                    f"{label}.{key}",
+                    *where,
+                    key,
                 )
 
     def string(self, value: Mapping[str, Any], key: str, label: str, *where: object, required=True) -> str:
@@ -165,8 +170,13 @@ class _Reader:
 
 _TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack"}
 _DEFAULTS = {
-    "interval", "first_poll_window", "allow_private_sources", "fetch_timeout",
-    "max_response_bytes", "concurrency", "user_agent",
+    "interval",
+    "first_poll_window",
+    "allow_private_sources",
+    "fetch_timeout",
+    "max_response_bytes",
+    "concurrency",
+    "user_agent",
 }
 _SOURCE = {"name", "url", "type", "interval"}
 _WATCHLIST = {"query", "description"}
@@ -214,8 +224,12 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
     allow_private = r.boolean(defaults, "allow_private_sources", "defaults", False, "defaults")
     max_bytes = defaults.get("max_response_bytes", 10 * 1024 * 1024)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
-        raise r.fail("must be an integer number of bytes >= 1024", "defaults.max_response_bytes",
-                     "defaults", "max_response_bytes")
+        raise r.fail(
+            "must be an integer number of bytes >= 1024",
+            "defaults.max_response_bytes",
+            "defaults",
+            "max_response_bytes",
+        )
     concurrency = defaults.get("concurrency", 20)
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 500:
         raise r.fail("must be an integer from 1 to 500", "defaults.concurrency", "defaults", "concurrency")
@@ -272,9 +286,9 @@ def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> 
         where = ("sources", i)
         if not isinstance(entry, dict):
             raise r.fail("must be a table", label, *where)
-        r.check_keys(entry, _SOURCE, label, *where)
         name = r.string(entry, "name", label, *where)
         label = f'sources[{i}] "{name}"'
+        r.check_keys(entry, _SOURCE, label, *where)
         if name in names:
             raise r.fail("duplicate source name", f"{label}.name", *where, "name")
         names.add(name)
@@ -283,15 +297,23 @@ def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> 
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise r.fail(f"must be an http:// or https:// URL, got {url!r}", f"{label}.url", *where, "url")
         if not allow_private and is_private_host(parts.hostname):
-            raise r.fail(f"{parts.hostname} is a private or loopback address "
-                         "(set [defaults] allow_private_sources = true for local sources)",
-                         f"{label}.url", *where, "url")
+            raise r.fail(
+                f"{parts.hostname} is a private or loopback address "
+                "(set [defaults] allow_private_sources = true for local sources)",
+                f"{label}.url",
+                *where,
+                "url",
+            )
         kind = entry.get("type", "feed")
         if kind not in SOURCE_TYPES:
-            raise r.fail(f"must be one of {', '.join(SOURCE_TYPES)}; got {kind!r}", f"{label}.type",
-                         *where, "type")
-        sources.append(Source(name=name, url=url, type=kind,
-                              interval=r.duration(entry, "interval", label, interval, *where)))
+            raise r.fail(
+                f"must be one of {', '.join(SOURCE_TYPES)}; got {kind!r}", f"{label}.type", *where, "type"
+            )
+        sources.append(
+            Source(
+                name=name, url=url, type=kind, interval=r.duration(entry, "interval", label, interval, *where)
+            )
+        )
     return tuple(sources)
 
 
@@ -328,20 +350,33 @@ def _read_subscriptions(doc: dict, r: _Reader, known: set[str]) -> tuple[Subscri
         r.check_keys(entry, _SUBSCRIPTION, label, *where)
         channel = r.string(entry, "channel", label, *where)
         if not _CHANNEL.match(channel):
-            raise r.fail(f"must be a Slack channel ID such as C0123456789, got {channel!r}",
-                         f"{label}.channel", *where, "channel")
+            raise r.fail(
+                f"must be a Slack channel ID such as C0123456789, got {channel!r}",
+                f"{label}.channel",
+                *where,
+                "channel",
+            )
         names = entry.get("watchlists")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise r.fail("must be a non-empty list of watchlist names", f"{label}.watchlists",
-                         *where, "watchlists")
+            raise r.fail(
+                "must be a non-empty list of watchlist names", f"{label}.watchlists", *where, "watchlists"
+            )
         for name in names:
             if name not in known:
                 listed = ", ".join(sorted(known)) or "none are defined"
-                raise r.fail(f"unknown watchlist {name!r} (defined: {listed})", f"{label}.watchlists",
-                             *where, "watchlists")
+                raise r.fail(
+                    f"unknown watchlist {name!r} (defined: {listed})",
+                    f"{label}.watchlists",
+                    *where,
+                    "watchlists",
+                )
         mode = entry.get("mode", "realtime")
         if mode != "realtime":
-            raise r.fail(f'must be "realtime" (digests are not supported yet), got {mode!r}',
-                         f"{label}.mode", *where, "mode")
+            raise r.fail(
+                f'must be "realtime" (digests are not supported yet), got {mode!r}',
+                f"{label}.mode",
+                *where,
+                "mode",
+            )
         subscriptions.append(Subscription(channel=channel, watchlists=tuple(dict.fromkeys(names)), mode=mode))
     return tuple(subscriptions)

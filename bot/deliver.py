@@ -26,8 +26,17 @@ from bot.summarize import summarize
 log = logging.getLogger("newsalert.deliver")
 
 # Errors that no retry will fix until a human acts (re-install, re-invite, unarchive).
-AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
-               "no_permission", "missing_scope", "org_login_required", "ekm_access_denied"}
+AUTH_ERRORS = {
+    "invalid_auth",
+    "not_authed",
+    "token_revoked",
+    "token_expired",
+    "account_inactive",
+    "no_permission",
+    "missing_scope",
+    "org_login_required",
+    "ekm_access_denied",
+}
 CHANNEL_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "restricted_action"}
 # Anything else Slack rejects (e.g. invalid_blocks) gets this many tries before it is given up.
 MAX_REJECTED_ATTEMPTS = 3
@@ -159,8 +168,13 @@ def deliver_pending(
             continue
         except Rejected as e:
             give_up = e.permanent or queued.attempts + 1 >= MAX_REJECTED_ATTEMPTS
-            log.error("delivery rejected alert=%d channel=%s error=%s gave_up=%s",
-                      queued.id, queued.channel, e, give_up)
+            log.error(
+                "delivery rejected alert=%d channel=%s error=%s gave_up=%s",
+                queued.id,
+                queued.channel,
+                e,
+                give_up,
+            )
             store.mark_alert_attempt(queued.id, str(e), give_up=give_up)
             if give_up:
                 report.failed += 1

@@ -73,9 +73,7 @@ async def _fetch_all(
     return dict(results)
 
 
-async def _fetch(
-    session: aiohttp.ClientSession, source: Source, seen: Validators, limits: Limits
-) -> Fetched:
+async def _fetch(session: aiohttp.ClientSession, source: Source, seen: Validators, limits: Limits) -> Fetched:
     headers = {}
     if seen.etag:
         headers["If-None-Match"] = seen.etag
@@ -89,7 +87,9 @@ async def _fetch(
                 raise FetchError(source.url, f"HTTP {resp.status} {resp.reason or ''}".strip())
             declared = resp.content_length
             if declared is not None and declared > limits.max_bytes:
-                raise FetchError(source.url, f"response too large: {declared} bytes (limit {limits.max_bytes})")
+                raise FetchError(
+                    source.url, f"response too large: {declared} bytes (limit {limits.max_bytes})"
+                )
             body = bytearray()
             # aiohttp decompresses as it reads, so this caps the decompressed size (gzip bombs).
             async for chunk in resp.content.iter_chunked(_CHUNK):

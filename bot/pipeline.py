@@ -107,8 +107,12 @@ def poll(
         report.add(source_report)
         log.info(
             "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
-            source.name, outcome.status, len(entries), source_report.new_items,
-            source_report.matches, source_report.alerts_queued,
+            source.name,
+            outcome.status,
+            len(entries),
+            source_report.new_items,
+            source_report.matches,
+            source_report.alerts_queued,
         )
     return report
 

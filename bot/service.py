@@ -27,8 +27,12 @@ def make_sink(settings: Settings) -> Sink:
     sink = SlackSink(settings.slack_token, settings.slack_api_url)
     try:
         who = sink.check_auth()
-        log.info("slack connected team=%r bot_user=%r api=%s", who.get("team"), who.get("user"),
-                 settings.slack_api_url)
+        log.info(
+            "slack connected team=%r bot_user=%r api=%s",
+            who.get("team"),
+            who.get("user"),
+            settings.slack_api_url,
+        )
     except RetryLater as e:
         # Unreachable is not unauthorized: keep polling, alerts wait in the outbox.
         log.warning("slack unreachable, alerts will queue: %s", e)
@@ -92,12 +96,16 @@ class Newsalert:
             try:
                 report = self.deliver()
                 if report.sent or report.failed:
-                    log.info("delivery sent=%d failed=%d waiting=%d", report.sent, report.failed, report.queued)
+                    log.info(
+                        "delivery sent=%d failed=%d waiting=%d", report.sent, report.failed, report.queued
+                    )
             except SlackAuthError as e:
                 log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
 
         scheduler = build_scheduler(self.settings.sources, poll_job, deliver_job)
-        log.info("running sources=%d watchlists=%d", len(self.settings.sources), len(self.settings.watchlists))
+        log.info(
+            "running sources=%d watchlists=%d", len(self.settings.sources), len(self.settings.watchlists)
+        )
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):

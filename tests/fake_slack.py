@@ -53,8 +53,9 @@ class FakeSlack:
         self.server.shutdown()
         self.server.server_close()
 
-    def fail_next(self, method: str, *, status: int = 200, error: str = "internal_error",
-                  headers: dict | None = None) -> None:
+    def fail_next(
+        self, method: str, *, status: int = 200, error: str = "internal_error", headers: dict | None = None
+    ) -> None:
         """The next call to ``method`` gets this answer instead of success."""
         with self.lock:
             self._failures.setdefault(method, []).append(
@@ -103,9 +104,19 @@ class FakeSlack:
             if headers.get("Authorization") != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             if method == "auth.test":
-                return 200, {"ok": True, "url": "https://fake.slack.test/", "team": "Fake T&S",
-                             "user": "newsalert", "team_id": "T0FAKE", "user_id": "U0BOT",
-                             "bot_id": "B0BOT"}, {}
+                return (
+                    200,
+                    {
+                        "ok": True,
+                        "url": "https://fake.slack.test/",
+                        "team": "Fake T&S",
+                        "user": "newsalert",
+                        "team_id": "T0FAKE",
+                        "user_id": "U0BOT",
+                        "bot_id": "B0BOT",
+                    },
+                    {},
+                )
             if method == "chat.postMessage":
                 if not params.get("channel"):
                     return 200, {"ok": False, "error": "channel_not_found"}, {}
@@ -113,7 +124,12 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "no_text"}, {}
                 ts = f"1770000000.{next(self._ts):06d}"
                 params["_ok"] = True
-                message = {"type": "message", "text": params.get("text", ""), "ts": ts,
-                           "blocks": params.get("blocks", []), "bot_id": "B0BOT"}
+                message = {
+                    "type": "message",
+                    "text": params.get("text", ""),
+                    "ts": ts,
+                    "blocks": params.get("blocks", []),
+                    "bot_id": "B0BOT",
+                }
                 return 200, {"ok": True, "channel": params["channel"], "ts": ts, "message": message}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from bot.model import Alert, Summary
+from bot.render import emphasize, escape, render_console, render_slack
+
+
+def alert(**changes) -> Alert:
+    values = dict(
+        id=1,
+        channel="C1",
+        title="UNICEF calls for action on AI-generated CSAM",
+        url="https://news.example/story?a=1&b=2",
+        source="APP",
+        outlet="",
+        published=datetime(2026, 2, 5, 17, 12, tzinfo=UTC),
+        watchlists=("csam", "unicef"),
+        summary=Summary("UNICEF said CSAM is rising.", ((0, 6), (12, 16))),
+    )
+    values.update(changes)
+    return Alert(**values)
+
+
+def test_escape_only_the_three_control_characters() -> None:
+    assert escape("<!channel> & <@U1> *bold*") == "&lt;!channel&gt; &amp; &lt;@U1&gt; *bold*"
+
+
+def test_emphasize_bolds_spans_and_escapes_around_them() -> None:
+    assert emphasize("a <b> CSAM & c", [(6, 10)]) == "a &lt;b&gt; *CSAM* &amp; c"
+
+
+def test_slack_message_has_linked_title_context_and_summary() -> None:
+    message = render_slack(alert())
+    heading, context, summary = (json.dumps(b) for b in message.blocks)
+    assert "<https://news.example/story?a=1&amp;b=2|UNICEF calls for action on AI-generated CSAM>" in heading
+    assert "APP" in context and "2026-02-05 17:12 UTC" in context and "`csam`, `unicef`" in context
+    assert "*UNICEF* said *CSAM* is rising." in summary
+    assert message.text == "[csam, unicef] UNICEF calls for action on AI-generated CSAM — APP"
+
+
+def test_hostile_strings_cannot_ping_or_break_the_link() -> None:
+    message = render_slack(
+        alert(
+            title="<!channel> pwned <https://evil.example|click>",
+            source="<!here>",
+            outlet="<@U123>",
+            url="https://news.example/a>b|c",
+            summary=Summary("<!everyone> & more"),
+        )
+    )
+    wire = json.dumps(message.blocks) + message.text
+    for bad in ("<!channel>", "<!here>", "<@U123>", "<!everyone>", "<https://evil.example"):
+        assert bad not in wire
+    assert "<https://news.example/a&gt;b%7Cc|" in wire
+
+
+def test_headline_only_items_say_so() -> None:
+    message = render_slack(alert(summary=Summary(""), headline_only=True, outlet="BBC", source="Google News"))
+    assert "Headline only" in json.dumps(message.blocks)
+    assert "BBC (via Google News)" in message.text
+
+
+def test_long_titles_are_shortened() -> None:
+    message = render_slack(alert(title="x" * 1000))
+    assert len(message.text) < 400
+
+
+def test_console_rendering_is_plain_text() -> None:
+    text = render_console(alert())
+    assert text.splitlines()[0] == "● [csam, unicef] UNICEF calls for action on AI-generated CSAM"
+    assert "https://news.example/story?a=1&b=2" in text
+    assert "*" not in text
