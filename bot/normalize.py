@@ -1,0 +1,177 @@
+"""Normalize stage: ``Entry`` (as the feed gave it) -> ``Item`` (plain text, canonical URL, UTC).
+
+Everything here is a pure function of its arguments, so it can be re-run over stored entries.
+URLs inside the text are left alone on purpose: the matcher masks them itself.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
+
+from selectolax.lexbor import LexborHTMLParser
+
+from bot.model import Entry, Item, Source
+
+log = logging.getLogger("newsalert.normalize")
+
+# Removed together with everything inside them: none of it is prose, and alt texts and
+# captions ("Photo: Getty Images") would otherwise produce false matches.
+_DROPPED_TAGS = [
+    "img", "picture", "source", "video", "audio", "track", "iframe", "object", "embed", "svg", "math",
+    "canvas", "figure", "figcaption", "script", "style", "noscript", "template",
+    "head", "title", "meta", "link", "base",
+]
+
+# Elements that end a line when rendered: without a space at their edges,
+# "<p>end.</p><p>Start</p>" would read "end.Start" and whole words would glue together.
+_BLOCK_TAGS = [
+    "p", "div", "br", "hr", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
+    "blockquote", "pre", "table", "caption", "tr", "td", "th", "section", "article", "aside", "header",
+    "footer", "nav", "main", "address", "details", "summary",
+]
+
+# Feed fields may hold plain text or HTML and nothing says which. A real tag name is required
+# before the text goes through the HTML parser, because the parser would take "x<y and z>1"
+# for an element and drop it. Plain "a < b" is safe either way.
+_INLINE_TAGS = [
+    "a", "abbr", "b", "bdi", "bdo", "big", "body", "center", "cite", "code", "del", "dfn", "em", "font",
+    "html", "i", "ins", "kbd", "label", "mark", "q", "s", "samp", "small", "span", "strike", "strong",
+    "sub", "sup", "tbody", "tfoot", "thead", "time", "tt", "u", "var", "wbr",
+]
+_KNOWN_TAGS = {*_DROPPED_TAGS, *_BLOCK_TAGS, *_INLINE_TAGS}
+_TAG_NAMES = "|".join(sorted(_KNOWN_TAGS))
+_LOOKS_LIKE_HTML = re.compile(rf"<(?:!--|/?(?:{_TAG_NAMES})\b)", re.IGNORECASE)
+
+# Invisible characters that sit inside words; removing them lets "deep\u200bfake" match "deepfake".
+_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Plus every utm_* parameter.
+_TRACKING_PARAMS = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "mc_cid", "mc_eid", "igshid",
+    "_ga", "_gl", "ref_src", "cmpid",
+})
+
+_OUTLET_SEPARATORS = (" - ", " – ", " — ", " | ")
+
+
+def html_to_text(html_or_text: str) -> str:
+    """Readable plain text: no markup, no media, entities decoded, whitespace folded to single spaces."""
+    if _LOOKS_LIKE_HTML.search(html_or_text):
+        tree = LexborHTMLParser(html_or_text, is_fragment=True)
+        tree.strip_tags(_DROPPED_TAGS, recursive=True)
+        for node in tree.css(",".join(_BLOCK_TAGS)):
+            node.insert_before(" ")
+            node.insert_after(" ")
+        text = tree.text()
+    else:
+        text = html.unescape(html_or_text)
+    text = _INVISIBLE.sub("", text)
+    # str.split() with no argument splits on every Unicode space (NBSP, thin space, ideographic
+    # space, line separators...), so this both maps them to " " and folds the runs.
+    return " ".join(text.split())
+
+
+def canonical_url(url: str, base: str = "") -> str:
+    """The URL in the one form used for de-duplication and links; "" when not a usable http(s) URL."""
+    url = url.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(urljoin(base, url) if base else url)
+        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    host = parts.hostname  # lower-cased, without user info and port
+    if scheme not in _DEFAULT_PORTS or not host:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal: hostname drops the brackets
+    # User info is dropped: it never identifies an article and must not end up posted to Slack.
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", _without_tracking(parts.query), ""))
+
+
+def _without_tracking(query: str) -> str:
+    # Filtered on the raw text rather than parse_qsl/urlencode, which would re-encode the
+    # parameters that stay and so change URLs that had nothing to remove.
+    kept = []
+    for pair in query.split("&"):
+        key = unquote_plus(pair.partition("=")[0]).lower()
+        if pair and not key.startswith("utm_") and key not in _TRACKING_PARAMS:
+            kept.append(pair)
+    return "&".join(kept)
+
+
+def to_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC; a naive datetime is taken to be UTC already."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def strip_outlet(title: str, outlet: str) -> str:
+    """``title`` without a trailing " - Outlet" (or " – ", " — ", " | ") that names ``outlet``."""
+    # Spacing differs between a feed's <title> and its <source>, so both are compared folded.
+    outlet = " ".join(outlet.split())
+    if not outlet:
+        return title
+    trimmed = " ".join(title.split())
+    for separator in _OUTLET_SEPARATORS:
+        suffix = separator + outlet
+        # Compare a slice of the original length: casefold() may change the length ("ß" -> "ss").
+        # A folded title never starts with a space, so something is always left before the suffix.
+        if trimmed[-len(suffix) :].casefold() == suffix.casefold():
+            return trimmed[: -len(suffix)].rstrip()
+    return title
+
+
+def normalize(entry: Entry, source: Source, fetched: datetime) -> Item:
+    """Turn one parsed entry into the item that matching, storage and rendering work on."""
+    full_title = html_to_text(entry.title)
+    title = strip_outlet(full_title, entry.outlet) if entry.outlet else full_title
+    text = html_to_text(entry.content) or html_to_text(entry.summary)
+    headline_only = _only_repeats_headline(text, (full_title, title), entry.outlet)
+    if headline_only:
+        text = ""
+    url = canonical_url(entry.link, source.url)
+    if entry.link and not url:
+        log.debug("entry link dropped source=%r guid=%s link=%r", source.name, entry.guid, entry.link)
+    return Item(
+        source=source.name,
+        guid=entry.guid,
+        url=url,
+        title=title,
+        text=text,
+        published=to_utc(entry.published) if entry.published else to_utc(fetched),
+        fetched=to_utc(fetched),
+        outlet=entry.outlet,
+        headline_only=headline_only,
+    )
+
+
+def _only_repeats_headline(text: str, titles: tuple[str, ...], outlet: str) -> bool:
+    """True when ``text`` says nothing beyond the title and the outlet name.
+
+    Aggregators (Google News, Bing News) fill the description with a link to the title and
+    the outlet's name. Comparing letters and digits only makes the check blind to the
+    punctuation, entities and spacing those descriptions differ in.
+    """
+    rest = _letters(text)
+    if not rest:
+        return True
+    for part in (*titles, outlet):
+        key = _letters(part)
+        if key:
+            rest = rest.replace(key, "", 1)
+    # A text that is just a piece of the title (a truncated copy, or the outlet alone) is no better.
+    return not rest or any(_letters(text) in _letters(t + " " + outlet) for t in titles)
+
+
+def _letters(text: str) -> str:
+    return "".join(re.findall(r"\w+", text.casefold()))
