@@ -15,14 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def newsalert(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=clean,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("command", [["run"], ["poll", "--once"], ["demo"], ["check-config"]])
 def test_invalid_config_exits_2_with_one_line_for_every_command(tmp_path: Path, command) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[defaults]\ninterval = "15m"\n\n[[sources]]\nname = "x"\nurl = "ftp://example.org/feed"\n')
+    bad.write_text(
+        '[defaults]\ninterval = "15m"\n\n[[sources]]\nname = "x"\nurl = "ftp://example.org/feed"\n'
+    )
     result = newsalert("--config", str(bad), *command)
     assert result.returncode == 2
     assert result.stderr.strip() == (

@@ -1,0 +1,214 @@
+"""One poll in-process: real loopback HTTP feeds, a real SQLite file, no Slack."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.model import Source, Subscription, Watchlist
+from bot.pipeline import flood_cutoff, plan_alerts, poll
+from bot.store import SourceState, Store
+from tests.feed_server import FeedServer
+
+NOW = datetime.now(UTC)
+
+
+def rss(*items: tuple[str, str, datetime | None], guid_prefix: str = "") -> str:
+    out = []
+    for title, link, published in items:
+        date = f"<pubDate>{format_datetime(published)}</pubDate>" if published else ""
+        out.append(
+            f"<item><title>{title}</title><link>{link}</link>"
+            f"<guid isPermaLink='false'>{guid_prefix}{link}</guid>{date}"
+            f"<description>About {title}.</description></item>"
+        )
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{''.join(out)}</channel></rss>"
+
+
+def settings_for(tmp_path: Path, *sources: Source, window: int | None = 86400) -> Settings:
+    return Settings(
+        path="test.toml",
+        sources=sources,
+        watchlists=(
+            Watchlist("csam", 'CSAM OR "child sexual abuse material"'),
+            Watchlist("deepfakes", "deep-fake* OR nudif*"),
+        ),
+        subscriptions=(Subscription("C1", ("csam", "deepfakes")), Subscription("C2", ("deepfakes",))),
+        first_poll_window=window,
+        allow_private_sources=True,
+        fetch_timeout=2,
+        max_response_bytes=64 * 1024,
+        db_path=str(tmp_path / "t.db"),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "t.db")
+    yield s
+    s.close()
+
+
+def sync(store: Store, settings: Settings) -> None:
+    store.sync_config_subscriptions(settings.subscriptions, NOW)
+
+
+def test_matching_items_are_queued_per_channel(tmp_path, feeds: FeedServer, store: Store) -> None:
+    url = feeds.serve(
+        "/a.rss",
+        rss(
+            ("Police find CSAM on servers", "https://n.example/1", NOW),
+            ("Nudify apps banned", "https://n.example/2", NOW),
+            ("Weather today", "https://n.example/3", NOW),
+        ),
+    )
+    settings = settings_for(tmp_path, Source("A", url))
+    sync(store, settings)
+    report = poll(settings, store)
+    assert (report.polled, report.failed, report.new_items, report.matches) == (1, 0, 3, 2)
+    queued = {(q.item.title, q.channel, q.watchlists) for q in store.queued_alerts()}
+    assert queued == {
+        ("Police find CSAM on servers", "C1", ("csam",)),
+        ("Nudify apps banned", "C1", ("deepfakes",)),
+        ("Nudify apps banned", "C2", ("deepfakes",)),
+    }
+
+
+def test_first_poll_alerts_only_recent_items_but_stores_all(tmp_path, feeds, store) -> None:
+    url = feeds.serve(
+        "/a.rss",
+        rss(
+            ("Old CSAM story", "https://n.example/old", NOW - timedelta(days=3)),
+            ("New CSAM story", "https://n.example/new", NOW - timedelta(hours=2)),
+            ("Undated CSAM story", "https://n.example/undated", None),
+        ),
+    )
+    settings = settings_for(tmp_path, Source("A", url))
+    sync(store, settings)
+    report = poll(settings, store)
+    assert report.new_items == 3
+    assert report.held_back == 1
+    assert {q.item.title for q in store.queued_alerts()} == {"New CSAM story", "Undated CSAM story"}
+
+
+def test_after_the_first_poll_late_items_still_alert(tmp_path, feeds, store) -> None:
+    url = feeds.serve("/a.rss", rss(("First CSAM story", "https://n.example/1", NOW)))
+    settings = settings_for(tmp_path, Source("A", url))
+    sync(store, settings)
+    poll(settings, store)
+    feeds.serve(
+        "/a.rss",
+        rss(
+            ("First CSAM story", "https://n.example/1", NOW),
+            ("Late CSAM story from last month", "https://n.example/late", NOW - timedelta(days=30)),
+        ),
+    )
+    poll(settings, store)
+    assert "Late CSAM story from last month" in {q.item.title for q in store.queued_alerts()}
+
+
+def test_flood_cutoff_rules() -> None:
+    day = 86400
+    assert flood_cutoff(SourceState("a"), NOW, day) == NOW - timedelta(days=1)
+    assert flood_cutoff(SourceState("a", last_success=NOW - timedelta(hours=1)), NOW, day) is None
+    # back after a long failure: guarded again
+    assert flood_cutoff(SourceState("a", last_success=NOW - timedelta(days=3)), NOW, day) is not None
+    assert flood_cutoff(SourceState("a"), NOW, None) is None
+
+
+def test_same_url_from_two_sources_is_one_alert(tmp_path, feeds, store) -> None:
+    a = feeds.serve("/a.rss", rss(("CSAM ring exposed", "https://n.example/story?utm_source=a", NOW)))
+    b = feeds.serve("/b.rss", rss(("CSAM ring exposed (wire)", "https://N.example/story#top", NOW)))
+    settings = settings_for(tmp_path, Source("A", a), Source("B", b))
+    sync(store, settings)
+    report = poll(settings, store)
+    assert report.new_items == 2
+    assert [q.channel for q in store.queued_alerts()] == ["C1"]
+
+
+def test_seen_items_never_alert_again_across_restarts(tmp_path, feeds) -> None:
+    url = feeds.serve("/a.rss", rss(("CSAM story", "https://n.example/1", NOW)))
+    settings = settings_for(tmp_path, Source("A", url))
+    first = Store.open(settings.db_path)
+    sync(first, settings)
+    assert poll(settings, first).new_items == 1
+    first.close()
+    second = Store.open(settings.db_path)
+    report = poll(settings, second)
+    assert report.new_items == 0
+    assert second.count("alerts") == 1
+    second.close()
+
+
+def test_failures_are_isolated_and_recorded(tmp_path, feeds, store) -> None:
+    good = feeds.serve("/good.rss", rss(("CSAM story", "https://n.example/1", NOW)))
+    missing = feeds.url("/missing.rss")
+    broken = feeds.serve("/broken.rss", "<rss><channel><item><title>unterminated")
+    html = feeds.serve(
+        "/page.html",
+        "<!doctype html><html><body><p>Not a feed</p></body></html>",
+        headers={"Content-Type": "text/html"},
+    )
+    huge = feeds.serve(
+        "/huge.rss", rss(*[(f"item {i} " + "x" * 500, f"https://n.example/h{i}", NOW) for i in range(200)])
+    )
+    slow = feeds.serve("/slow.rss", rss(("slow", "https://n.example/s", NOW)), delay=4)
+    settings = settings_for(
+        tmp_path,
+        *(
+            Source(n, u)
+            for n, u in [
+                ("good", good),
+                ("missing", missing),
+                ("broken", broken),
+                ("html", html),
+                ("huge", huge),
+                ("slow", slow),
+            ]
+        ),
+    )
+    sync(store, settings)
+    report = poll(settings, store)
+    assert report.polled == 6
+    assert report.failed == 5
+    assert report.new_items == 1
+    errors = {name: store.source_state(name) for name in ("missing", "html", "huge", "slow")}
+    assert all(state.consecutive_failures == 1 for state in errors.values())
+    rows = {r["name"]: r["last_error"] for r in store.db["sources"].rows}
+    assert "404" in rows["missing"]
+    assert "too large" in rows["huge"]
+    assert "timed out" in rows["slow"]
+    assert rows["good"] is None
+
+
+def test_conditional_get_uses_the_etag(tmp_path, feeds, store) -> None:
+    url = feeds.serve("/a.rss", rss(("CSAM story", "https://n.example/1", NOW)), etag='"abc"')
+    settings = settings_for(tmp_path, Source("A", url))
+    sync(store, settings)
+    poll(settings, store)
+    report = poll(settings, store)
+    assert feeds.requests[-1][1].get("If-None-Match") == '"abc"'
+    assert report.failed == 0 and report.new_items == 0
+    assert store.source_state("A").consecutive_failures == 0
+
+
+def test_user_agent_names_the_bot(tmp_path, feeds, store) -> None:
+    url = feeds.serve("/a.rss", rss(("x", "https://n.example/1", NOW)))
+    settings = dataclasses.replace(settings_for(tmp_path, Source("A", url)), user_agent="newsalert/test")
+    poll(settings, store)
+    assert feeds.requests[0][1]["User-Agent"] == "newsalert/test"
+
+
+def test_plan_alerts_merges_subscriptions_of_one_channel() -> None:
+    subs = [
+        Subscription("C1", ("csam",)),
+        Subscription("C1", ("deepfakes", "unicef")),
+        Subscription("C2", ("x",)),
+    ]
+    assert plan_alerts(["unicef", "csam"], subs) == {"C1": ["unicef", "csam"]}
+    assert plan_alerts([], subs) == {}
