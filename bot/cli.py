@@ -66,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        # APScheduler logs every job start and end at INFO; our own poll summary says more.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        if args.command == "demo":
+            logging.getLogger().setLevel(logging.WARNING)  # the demo's output is the alerts
     config = getattr(args, "config", None) or os.environ.get("NEWSALERT_CONFIG") or DEFAULT_CONFIG
     try:
         settings = load_settings(config, db_path=getattr(args, "db", None))
@@ -128,7 +134,10 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     out.append(f"sources ({len(settings.sources)}):")
     out += [f"  {s.name} [{s.type}, every {format_duration(s.interval)}] {s.url}" for s in settings.sources]
     out.append(f"watchlists ({len(settings.watchlists)}):")
-    out += [f"  {w.name}: {w.query}" for w in settings.watchlists]
+    for w in settings.watchlists:
+        out.append(f"  {w.name}: {' '.join(w.query.split())}")
+        if w.description:
+            out.append(f"    ({w.description})")
     out.append(f"subscriptions ({len(settings.subscriptions)}):")
     out += [f"  {s.channel} <- {', '.join(s.watchlists)} ({s.mode})" for s in settings.subscriptions]
     print("\n".join(out))

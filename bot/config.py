@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,10 +47,6 @@ class Settings:
     db_path: str = DEFAULT_DB
     slack_token: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def watchlist(self, name: str) -> Watchlist:
-        return next(w for w in self.watchlists if w.name == name)
 
 
 def parse_duration(value: object) -> int:
@@ -168,7 +164,7 @@ class _Reader:
         return got
 
 
-_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack"}
+_TOP = {"defaults", "sources", "watchlists", "subscriptions"}
 _DEFAULTS = {
     "interval",
     "first_poll_window",
@@ -181,7 +177,6 @@ _DEFAULTS = {
 _SOURCE = {"name", "url", "type", "interval"}
 _WATCHLIST = {"query", "description"}
 _SUBSCRIPTION = {"channel", "watchlists", "mode"}
-_SLACK = {"admins"}
 
 
 def load_settings(
@@ -234,7 +229,6 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 500:
         raise r.fail("must be an integer from 1 to 500", "defaults.concurrency", "defaults", "concurrency")
     user_agent = r.string(defaults, "user_agent", "defaults", "defaults", required=False) or USER_AGENT
-    slack = r.table(doc, "slack", _SLACK)
 
     sources = _read_sources(doc, r, interval, allow_private)
     watchlists = _read_watchlists(doc, r)
@@ -258,14 +252,14 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         db_path=db_path or env.get("NEWSALERT_DB") or DEFAULT_DB,
         slack_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
         slack_api_url=api_url,
-        extra={"slack": slack},
     )
 
 
 def is_private_host(host: str) -> bool:
     """Loopback, private, link-local or otherwise non-public address literals, and localhost.
 
-    Only literals: names that resolve to private addresses are checked at fetch time (issue #7).
+    Only literals are caught here; a public name that resolves to a private address needs a
+    check at connect time, which this version does not make yet.
     """
     if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
         return True
@@ -333,7 +327,8 @@ def _read_watchlists(doc: dict, r: _Reader) -> tuple[Watchlist, ...]:
             compile_query(query, watchlist=name)
         except QueryError as e:
             raise r.fail(f"{e}: {query}", f"{label}.query", *where, "query") from None
-        watchlists.append(Watchlist(name=name, query=query))
+        description = r.string(entry, "description", label, *where, required=False)
+        watchlists.append(Watchlist(name=name, query=query, description=description))
     return tuple(watchlists)
 
 

@@ -26,6 +26,7 @@ class Source:
 class Watchlist:
     name: str
     query: str
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -379,8 +379,8 @@ def _word_regex(word: str, *, last: bool) -> tuple[str, list[str]]:
         tail_regex = re.escape(tail) + "(?:e?s)?"
     else:
         tail_regex = re.escape(tail) + "s?"
-    if last:
-        tail_regex += "(?:'s)?"  # possessive, included so the highlight covers "UNICEF's"
+    # Possessive on any word ("children's agency"), included so the highlight covers "UNICEF's".
+    tail_regex += "(?:'s)?"
     return _HYPHEN_GAP.join([*map(re.escape, head), tail_regex]), literals
 
 
