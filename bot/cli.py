@@ -15,7 +15,9 @@ from bot import demo
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings
 from bot.deliver import ConsoleSink
 from bot.errors import ConfigError, SlackAuthError, StoreError
+from bot.render import format_time
 from bot.service import Newsalert, make_sink
+from bot.store import Store
 
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
@@ -53,11 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         "poll", parents=[common], help="poll every source once, deliver, print a summary"
     )
     poll.add_argument("--once", action="store_true", help="poll once and exit (the only mode; for clarity)")
-    commands.add_parser(
+    demo_cmd = commands.add_parser(
         "demo",
         parents=[common],
         help="offline: poll the bundled config/samples into a temporary database, print alerts",
     )
+    demo_cmd.add_argument(
+        "--keep", metavar="PATH", help="keep the demo database at PATH (to try `story` or `query` on it)"
+    )
+    story = commands.add_parser("story", parents=[common], help="show one story: its items and sources")
+    story.add_argument("story_id", type=int, metavar="ID", help="story id (shown with each console alert)")
     commands.add_parser(
         "check-config", parents=[common], help="validate the config and print what it resolved"
     )
@@ -108,7 +115,9 @@ def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     directory = demo.samples_dir()
     with tempfile.TemporaryDirectory(prefix="newsalert-demo-") as tmp, demo.serve_directory(directory) as url:
-        db_path = str(Path(tmp) / "demo.db")
+        db_path = args.keep or str(Path(tmp) / "demo.db")
+        if args.keep and Path(args.keep).exists():
+            raise ConfigError(args.keep, "already exists; the demo starts from an empty database")
         demo_settings = demo.demo_settings(settings, demo.sample_sources(directory, url), db_path)
         print(
             f"newsalert demo: {len(demo_settings.sources)} sample sources from {directory}, "
@@ -116,6 +125,29 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
         outcome = Newsalert(demo_settings, ConsoleSink()).poll_once()
         print(outcome.summary())
+        if args.keep:
+            print(f"database kept: {args.keep}")
+    return 0
+
+
+def cmd_story(settings: Settings, args: argparse.Namespace) -> int:
+    store = Store.open(settings.db_path)
+    try:
+        items = store.story_items(args.story_id)
+        if not items:
+            print(f"newsalert: no story {args.story_id} in {settings.db_path}", file=sys.stderr)
+            return 1
+        sources = store.story_sources(args.story_id)
+    finally:
+        store.close()
+    print(f"story {args.story_id}: {items[0][1].title}")
+    print(f"{len(sources)} sources: {', '.join(sources)}")
+    for item_id, item, duplicate_of in items:
+        who = f"{item.outlet} (via {item.source})" if item.outlet else item.source
+        same = f" (same URL as item {duplicate_of})" if duplicate_of else ""
+        print(f"  [{item_id}] {format_time(item.published)} {who}: {item.title}{same}")
+        if item.url:
+            print(f"        {item.url}")
     return 0
 
 
@@ -144,4 +176,10 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "poll": cmd_poll, "demo": cmd_demo, "check-config": cmd_check_config}
+COMMANDS = {
+    "run": cmd_run,
+    "poll": cmd_poll,
+    "demo": cmd_demo,
+    "check-config": cmd_check_config,
+    "story": cmd_story,
+}

@@ -42,6 +42,7 @@ class Settings:
     allow_private_sources: bool = False
     fetch_timeout: int = 30
     max_response_bytes: int = 10 * 1024 * 1024
+    story_window: int = 72 * 3600  # an item joins a story seen this recently
     concurrency: int = 20
     user_agent: str = USER_AGENT
     db_path: str = DEFAULT_DB
@@ -173,6 +174,7 @@ _DEFAULTS = {
     "max_response_bytes",
     "concurrency",
     "user_agent",
+    "story_window",
 }
 _SOURCE = {"name", "url", "type", "interval"}
 _WATCHLIST = {"query", "description"}
@@ -216,6 +218,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
     else:
         window = r.duration(defaults, "first_poll_window", "defaults", 86400, "defaults")
     fetch_timeout = r.duration(defaults, "fetch_timeout", "defaults", 30, "defaults")
+    story_window = r.duration(defaults, "story_window", "defaults", 72 * 3600, "defaults")
     allow_private = r.boolean(defaults, "allow_private_sources", "defaults", False, "defaults")
     max_bytes = defaults.get("max_response_bytes", 10 * 1024 * 1024)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
@@ -247,6 +250,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         allow_private_sources=allow_private,
         fetch_timeout=fetch_timeout,
         max_response_bytes=max_bytes,
+        story_window=story_window,
         concurrency=concurrency,
         user_agent=user_agent,
         db_path=db_path or env.get("NEWSALERT_DB") or DEFAULT_DB,

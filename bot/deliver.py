@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import DeliveryError, SlackAuthError
-from bot.model import Alert
-from bot.render import render_console, render_slack
-from bot.store import QueuedAlert, Store
+from bot.model import Alert, Item, Span
+from bot.render import render_console, render_console_reply, render_reply, render_slack
+from bot.store import QueuedAlert, Store, StoryPost
 from bot.summarize import summarize
 
 log = logging.getLogger("newsalert.deliver")
@@ -61,6 +61,14 @@ class Sink(Protocol):
         """Deliver one alert; return its message ts. Raises RetryLater, Rejected or SlackAuthError."""
         ...
 
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+        """Post a later report of ``parent``'s story in its thread; return the reply's ts."""
+        ...
+
+    def update(self, parent: Alert, ts: str) -> None:
+        """Re-render the story's top-level message (more sources, more watchlists)."""
+        ...
+
 
 class ConsoleSink:
     """Prints alerts: the bot's behaviour when no Slack token is configured."""
@@ -71,9 +79,15 @@ class ConsoleSink:
         self.stream = stream
 
     def post(self, alert: Alert) -> str:
-        stream = self.stream or sys.stdout
-        print(render_console(alert), file=stream, end="\n\n", flush=True)
+        print(render_console(alert), file=self.stream or sys.stdout, end="\n\n", flush=True)
         return "console"
+
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+        print(render_console_reply(alert, parent), file=self.stream or sys.stdout, end="\n\n", flush=True)
+        return "console"
+
+    def update(self, parent: Alert, ts: str) -> None:
+        pass  # printed lines cannot change; the reply line already says how many sources
 
 
 class SlackSink:
@@ -98,14 +112,40 @@ class SlackSink:
 
     def post(self, alert: Alert) -> str:
         message = render_slack(alert)
+        response = self._call(
+            self.client.chat_postMessage,
+            channel=alert.channel,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+        message = render_reply(alert)
+        response = self._call(
+            self.client.chat_postMessage,
+            channel=alert.channel,
+            thread_ts=thread_ts,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    def update(self, parent: Alert, ts: str) -> None:
+        message = render_slack(parent)
+        self._call(
+            self.client.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
+        )
+
+    @staticmethod
+    def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call the Web API, turning its failures into RetryLater / Rejected / SlackAuthError."""
         try:
-            response = self.client.chat_postMessage(
-                channel=alert.channel,
-                text=message.text,
-                blocks=message.blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            return method(**kwargs)
         except SlackApiError as e:
             error = e.response.get("error", "unknown_error")
             if error in AUTH_ERRORS:
@@ -116,27 +156,32 @@ class SlackSink:
             if e.response.status_code >= 500:
                 raise RetryLater(f"Slack HTTP {e.response.status_code}: {error}") from None
             raise Rejected(error, permanent=error in CHANNEL_ERRORS) from None
-        except SlackAuthError:
-            raise
         except Exception as e:  # connection refused/reset, timeout
             raise RetryLater(f"{type(e).__name__}: {e}") from None
-        return str(response["ts"])
 
 
-def alert_from_queued(queued: QueuedAlert) -> Alert:
-    item = queued.item
-    text_spans = [s for s in queued.spans if s.field == "text"]
+def build_alert(
+    alert_id: int,
+    channel: str,
+    item: Item,
+    spans: Sequence[Span],
+    watchlists: Sequence[str],
+    reporters: Sequence[str],
+    story_id: int = 0,
+) -> Alert:
     return Alert(
-        id=queued.id,
-        channel=queued.channel,
+        id=alert_id,
+        channel=channel,
         title=item.title,
         url=item.url,
         source=item.source,
         outlet=item.outlet,
         published=item.published,
-        watchlists=queued.watchlists,
-        summary=summarize(item.text, text_spans),
+        watchlists=tuple(watchlists),
+        summary=summarize(item.text, [s for s in spans if s.field == "text"]),
         headline_only=item.headline_only,
+        reporters=tuple(reporters),
+        story_id=story_id,
     )
 
 
@@ -150,16 +195,19 @@ class DeliveryReport:
 def deliver_pending(
     store: Store, sink: Sink, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> DeliveryReport:
-    """Post every queued alert once. Raises SlackAuthError, leaving the rest queued."""
+    """Post every queued alert once. Raises SlackAuthError, leaving the rest queued.
+
+    The first alert of a story in a channel becomes its top-level message; later ones reply in
+    that message's thread and update it ("3 sources", the watchlists matched so far).
+    """
     report = DeliveryReport()
     paused: set[str] = set()  # channels that asked us to wait: keep their order, try next round
     for queued in store.queued_alerts():
         if queued.channel in paused:
             report.queued += 1
             continue
-        alert = alert_from_queued(queued)
         try:
-            ts = sink.post(alert)
+            ts = _deliver_one(store, sink, queued, now())
         except RetryLater as e:
             log.warning("delivery deferred alert=%d channel=%s reason=%s", queued.id, queued.channel, e)
             store.mark_alert_attempt(queued.id, str(e), give_up=False)
@@ -185,3 +233,32 @@ def deliver_pending(
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
     return report
+
+
+def _deliver_one(store: Store, sink: Sink, queued: QueuedAlert, now: datetime) -> str:
+    reporters = store.story_sources(queued.story_id)
+    alert = build_alert(
+        queued.id, queued.channel, queued.item, queued.spans, queued.watchlists, reporters, queued.story_id
+    )
+    parent_post = store.story_post(queued.story_id, queued.channel)
+    if parent_post is None:
+        ts = sink.post(alert)
+        store.save_story_post(
+            StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
+        )
+        return ts
+    parent_item, parent_spans = store.item(parent_post.item_id)
+    watchlists = [*parent_post.watchlists, *(w for w in queued.watchlists if w not in parent_post.watchlists)]
+    parent = build_alert(0, queued.channel, parent_item, parent_spans, watchlists, reporters, queued.story_id)
+    ts = sink.reply(alert, parent, parent_post.ts)
+    try:
+        sink.update(parent, parent_post.ts)
+    except (RetryLater, Rejected) as e:
+        # The reply is posted; a stale "2 sources" on the parent is cosmetic, and the next reply
+        # updates it again. Re-posting the reply to retry the update would be worse.
+        log.warning("story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e)
+    store.save_story_post(
+        StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, tuple(watchlists)),
+        now,
+    )
+    return ts

@@ -113,3 +113,6 @@ class Alert:
     watchlists: tuple[str, ...]
     summary: Summary
     headline_only: bool = False
+    # Everyone who reported the story so far (outlets for aggregator items), first first.
+    reporters: tuple[str, ...] = ()
+    story_id: int = 0

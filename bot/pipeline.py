@@ -19,6 +19,7 @@ from bot.normalize import normalize
 from bot.parse import parse
 from bot.query import Matcher
 from bot.store import SourceState, Store
+from bot.stories import Fingerprint, best_match, candidate_tokens, fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
 
@@ -100,7 +101,16 @@ def poll(
         fetched_at = now()
         cutoff = flood_cutoff(states[source.name], fetched_at, settings.first_poll_window)
         with store.transaction():
-            source_report = ingest(store, source, entries, matcher, subscriptions, fetched_at, cutoff)
+            source_report = ingest(
+                store,
+                source,
+                entries,
+                matcher,
+                subscriptions,
+                fetched_at,
+                cutoff,
+                timedelta(seconds=settings.story_window),
+            )
             store.record_fetch_success(
                 source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
             )
@@ -133,32 +143,64 @@ def ingest(
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
     cutoff: datetime | None,
+    story_window: timedelta = timedelta(hours=72),
 ) -> PollReport:
     """Store the new entries of one source and queue their alerts (the caller holds a transaction)."""
     report = PollReport()
+    subscribed = {s.channel for s in subscriptions}
     for entry in entries:
         try:
             item = normalize(entry, source, fetched_at)
         except Exception as e:  # one odd entry must not cost the rest of the feed
             log.warning("entry skipped source=%r guid=%r reason=%s", source.name, entry.guid, e)
             continue
-        if store.has_item(source.name, item.guid):
+        if (known := store.item_by_guid(source.name, item.guid)) is not None:
+            item_id, title, text = known
+            if (title, text) != (item.title, item.text):
+                # An edited article (corrected headline, expanded text): keep the latest words, but
+                # it is the same item, so it never alerts again.
+                store.update_item_text(item_id, item.title, item.text)
             continue
-        # Same canonical URL already stored (from another source, or re-guided): one item, one alert.
+        # Same canonical URL already stored (from another source, or re-guided): the same article,
+        # so it joins that item's story without alerting or counting as another outlet.
         original = store.item_id_for_url(item.url)
-        item_id = store.add_item(item, duplicate_of=original)
-        report.new_items += 1
         if original is not None:
+            store.add_item(item, duplicate_of=original, story_id=store.story_of(original))
+            report.new_items += 1
             continue
+        fp = fingerprint(item.title, item.text)
+        story_id = assign_story(store, fp, item.fetched, story_window)
+        item_id = store.add_item(item, story_id=story_id)
+        report.new_items += 1
+        store.add_fingerprint(item_id, story_id, item.fetched, fp.title, fp.lead)
         matches: Mapping[str, list[Span]] = matcher.match(item.title, item.text)
-        if not matches:
+        if matches:
+            store.add_matches(item_id, dict(matches))
+            report.matches += 1
+        plan = plan_alerts(matches, subscriptions)
+        # Channels already alerted about this story hear of every further report of it, in the
+        # story's thread, even when this copy's wording matches no watchlist by itself.
+        for channel in store.story_channels(story_id) & subscribed:
+            plan.setdefault(channel, [])
+        if not plan:
             continue
-        store.add_matches(item_id, dict(matches))
-        report.matches += 1
         if cutoff is not None and item.published < cutoff:
             report.held_back += 1
             continue
-        for channel, names in plan_alerts(matches, subscriptions).items():
+        for channel, names in plan.items():
             if store.enqueue_alert(item_id, channel, names, fetched_at):
                 report.alerts_queued += 1
     return report
+
+
+def assign_story(store: Store, fp: Fingerprint, seen: datetime, window: timedelta) -> int:
+    """The story a new item belongs to: the most similar story seen within ``window``, or a new one."""
+    df = store.token_df(fp.tokens)
+    candidates = store.fingerprint_candidates(candidate_tokens(fp, df), seen - window)
+    found = best_match(
+        fp,
+        ((story_id, Fingerprint(title, lead)) for story_id, title, lead in candidates),
+        df,
+        store.fingerprint_total(),
+    )
+    return found[0] if found else store.new_story(seen)

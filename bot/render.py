@@ -68,6 +68,8 @@ def render_slack(alert: Alert) -> SlackMessage:
     heading = f"*<{escape_url(alert.url)}|{title}>*" if alert.url else f"*{title}*"
     watchlists = ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
     context = f"{escape(_source_label(alert))} · {format_time(alert.published)} · watchlists: {watchlists}"
+    if len(alert.reporters) > 1:
+        context += f" · *{len(alert.reporters)} sources*"
     if alert.summary.text:
         summary = emphasize(alert.summary.text, alert.summary.bold)
     elif alert.headline_only:
@@ -84,11 +86,30 @@ def render_slack(alert: Alert) -> SlackMessage:
     return SlackMessage(text=text, blocks=blocks)
 
 
+def render_reply(alert: Alert) -> SlackMessage:
+    """A later report of an already-alerted story, for the story's thread."""
+    title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
+    link = f"<{escape_url(alert.url)}|{title}>" if alert.url else title
+    line = f"Also reported by *{escape(alert.outlet or alert.source)}* — {link}"
+    if alert.watchlists:
+        line += " · " + ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
+    text = f"Also reported by {escape(alert.outlet or alert.source)} — {title}"
+    return SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": line}}])
+
+
+def render_console_reply(alert: Alert, parent: Alert) -> str:
+    return (
+        f'  ↳ in the thread of "{parent.title}" ({len(parent.reporters)} sources): '
+        f"also reported by {alert.outlet or alert.source} — {alert.title}"
+    )
+
+
 def render_console(alert: Alert) -> str:
     """A readable plain-text rendering of the same message, for running without Slack."""
     lines = [
         f"● [{', '.join(alert.watchlists)}] {alert.title or '(untitled)'}",
-        f"  {_source_label(alert)} · {format_time(alert.published)} · channel {alert.channel}",
+        f"  {_source_label(alert)} · {format_time(alert.published)} · channel {alert.channel}"
+        + (f" · story {alert.story_id}" if alert.story_id else ""),
     ]
     if alert.url:
         lines.append(f"  {alert.url}")

@@ -110,6 +110,42 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["alerts"].create_index(["status"])
 
 
+@migrations()
+def m002_stories(db: sqlite_utils.Database) -> None:
+    """Stories: every item belongs to one; Slack threads hang off one message per story and channel."""
+    db["stories"].create(
+        {"id": int, "first_seen": str, "last_seen": str},
+        pk="id",
+        not_null={"first_seen", "last_seen"},
+    )
+    db["items"].add_column("story_id", int, fk="stories", fk_col="id")
+    # Existing items become one story each; exact duplicates join their original's story.
+    db.execute(
+        "INSERT INTO stories (id, first_seen, last_seen) SELECT id, first_seen, first_seen FROM items "
+        "WHERE duplicate_of IS NULL"
+    )
+    db.execute("UPDATE items SET story_id = COALESCE(duplicate_of, id)")
+    db["items"].create_index(["story_id"])
+    # The near-duplicate index: each item's fingerprint, and an inverted index of its tokens.
+    db["fingerprints"].create(
+        {"item_id": int, "story_id": int, "seen": str, "title": str, "lead": str},
+        pk="item_id",
+        not_null={"story_id", "seen", "title", "lead"},
+    )
+    db["fingerprints"].create_index(["seen"])
+    db["story_tokens"].create({"token": str, "seen": str, "item_id": int}, pk=("token", "seen", "item_id"))
+    db["token_df"].create({"token": str, "df": int}, pk="token", not_null={"df"})
+    # One top-level message per (story, channel): follow-ups reply in its thread and update it.
+    db["story_posts"].create(
+        {"story_id": int, "channel": str, "item_id": int, "ts": str, "watchlists": str, "posted_at": str},
+        pk=("story_id", "channel"),
+        not_null={"item_id", "ts", "watchlists", "posted_at"},
+    )
+
+
+_TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
+
+
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="seconds")
 
@@ -143,6 +179,19 @@ class QueuedAlert:
     attempts: int
     item: Item
     spans: tuple[Span, ...]
+    story_id: int
+    item_id: int
+
+
+@dataclass(frozen=True)
+class StoryPost:
+    """The top-level Slack message of a story in one channel."""
+
+    story_id: int
+    channel: str
+    item_id: int
+    ts: str
+    watchlists: tuple[str, ...]
 
 
 class Store:
@@ -245,7 +294,7 @@ class Store:
         row = self._one("SELECT id FROM items WHERE url = ? ORDER BY id LIMIT 1", [url])
         return row["id"] if row else None
 
-    def add_item(self, item: Item, *, duplicate_of: int | None = None) -> int:
+    def add_item(self, item: Item, *, story_id: int, duplicate_of: int | None = None) -> int:
         table = self.db["items"].insert(
             {
                 "source": item.source,
@@ -258,9 +307,134 @@ class Store:
                 "published": iso(item.published),
                 "first_seen": iso(item.fetched),
                 "duplicate_of": duplicate_of,
+                "story_id": story_id,
             }
         )
+        self.db.execute(
+            "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
+        )
         return int(table.last_pk)
+
+    def item_by_guid(self, source: str, guid: str) -> tuple[int, str, str] | None:
+        """(id, title, text) of a stored item."""
+        row = self._one("SELECT id, title, text FROM items WHERE source = ? AND guid = ?", [source, guid])
+        return (row["id"], row["title"], row["text"] or "") if row else None
+
+    def update_item_text(self, item_id: int, title: str, text: str) -> None:
+        self.db.execute("UPDATE items SET title = ?, text = ? WHERE id = ?", [title, text, item_id])
+
+    def story_of(self, item_id: int) -> int:
+        return self._one("SELECT story_id FROM items WHERE id = ?", [item_id])["story_id"]
+
+    # -- stories ------------------------------------------------------------------------------
+
+    def new_story(self, now: datetime) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)", [iso(now), iso(now)]
+        )
+        return int(cursor.lastrowid)
+
+    def token_df(self, tokens: Iterable[str]) -> dict[str, int]:
+        """Document frequency of each token among fingerprinted items (absent tokens: 0)."""
+        tokens = list(tokens)
+        found: dict[str, int] = {}
+        for chunk in range(0, len(tokens), 500):
+            part = tokens[chunk : chunk + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._all(f"SELECT token, df FROM token_df WHERE token IN ({marks})", part):
+                found[row["token"]] = row["df"]
+        return found
+
+    def fingerprint_total(self) -> int:
+        row = self._one("SELECT df FROM token_df WHERE token = ?", [_TOTAL])
+        return row["df"] if row else 0
+
+    def fingerprint_candidates(
+        self, tokens: Sequence[str], since: datetime, *, limit: int = 50
+    ) -> list[tuple[int, frozenset[str], frozenset[str]]]:
+        """(story id, title tokens, lead tokens) of recent items sharing the most of ``tokens``."""
+        if not tokens:
+            return []
+        marks = ",".join("?" * len(tokens))
+        rows = self._all(
+            f"""SELECT f.story_id, f.title, f.lead FROM fingerprints f JOIN (
+                    SELECT item_id, count(*) AS shared FROM story_tokens
+                    WHERE token IN ({marks}) AND seen >= ?
+                    GROUP BY item_id ORDER BY shared DESC, item_id DESC LIMIT ?
+                ) c ON c.item_id = f.item_id""",
+            [*tokens, iso(since), limit],
+        )
+        return [(r["story_id"], frozenset(r["title"].split()), frozenset(r["lead"].split())) for r in rows]
+
+    def add_fingerprint(
+        self, item_id: int, story_id: int, seen: datetime, title: Iterable[str], lead: Iterable[str]
+    ) -> None:
+        title, lead = sorted(title), sorted(lead)
+        self.db["fingerprints"].insert(
+            {
+                "item_id": item_id,
+                "story_id": story_id,
+                "seen": iso(seen),
+                "title": " ".join(title),
+                "lead": " ".join(lead),
+            }
+        )
+        every = sorted(set(title) | set(lead))
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO story_tokens (token, seen, item_id) VALUES (?, ?, ?)",
+            [(t, iso(seen), item_id) for t in every],
+        )
+        self.db.conn.executemany(
+            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
+            [(t,) for t in [*every, _TOTAL]],
+        )
+
+    def story_channels(self, story_id: int) -> set[str]:
+        """Channels that already have an alert (queued or sent) for this story."""
+        rows = self._all(
+            "SELECT DISTINCT a.channel FROM alerts a JOIN items i ON i.id = a.item_id WHERE i.story_id = ?",
+            [story_id],
+        )
+        return {r["channel"] for r in rows}
+
+    def story_sources(self, story_id: int) -> list[str]:
+        """Who reported the story, first first: the outlet for aggregator items, else the source."""
+        rows = self._all(
+            """SELECT COALESCE(NULLIF(outlet, ''), source) AS label, min(first_seen) AS first
+               FROM items WHERE story_id = ? AND duplicate_of IS NULL GROUP BY label ORDER BY first, label""",
+            [story_id],
+        )
+        return [r["label"] for r in rows]
+
+    def story_items(self, story_id: int) -> list[tuple[int, Item, int | None]]:
+        """(id, item, duplicate_of) of every item of a story, oldest first."""
+        rows = self._all("SELECT * FROM items WHERE story_id = ? ORDER BY first_seen, id", [story_id])
+        return [(r["id"], _item_from_row(r), r["duplicate_of"]) for r in rows]
+
+    def item(self, item_id: int) -> tuple[Item, tuple[Span, ...]]:
+        row = self._one("SELECT * FROM items WHERE id = ?", [item_id])
+        if row is None:
+            raise KeyError(item_id)
+        spans = [
+            s
+            for m in self._all("SELECT spans FROM matches WHERE item_id = ?", [item_id])
+            for s in _spans_from_json(m["spans"])
+        ]
+        return _item_from_row(row), tuple(sorted(set(spans), key=lambda s: (s.field, s.start)))
+
+    def story_post(self, story_id: int, channel: str) -> StoryPost | None:
+        row = self._one("SELECT * FROM story_posts WHERE story_id = ? AND channel = ?", [story_id, channel])
+        if row is None:
+            return None
+        return StoryPost(story_id, channel, row["item_id"], row["ts"], tuple(json.loads(row["watchlists"])))
+
+    def save_story_post(self, post: StoryPost, now: datetime) -> None:
+        self.db.execute(
+            """INSERT INTO story_posts (story_id, channel, item_id, ts, watchlists, posted_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(story_id, channel) DO UPDATE SET watchlists = excluded.watchlists""",
+            [post.story_id, post.channel, post.item_id, post.ts, json.dumps(list(post.watchlists)), iso(now)],
+        )
 
     def add_matches(self, item_id: int, matches: dict[str, list[Span]]) -> None:
         self.db["matches"].insert_all(
@@ -302,6 +476,8 @@ class Store:
                 attempts=r["attempts"],
                 item=_item_from_row(r),
                 spans=tuple(sorted(set(spans_by_item.get(r["id"], [])), key=lambda s: (s.field, s.start))),
+                story_id=r["story_id"],
+                item_id=r["id"],
             )
             for r in rows
         ]

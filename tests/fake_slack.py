@@ -38,6 +38,8 @@ class FakeSlack:
         self.lock = threading.Lock()
         self._failures: dict[str, list[_Failure]] = {}
         self._ts = itertools.count(1)
+        # (channel, ts) -> the message as Slack now holds it (chat.update changes it)
+        self.messages: dict[tuple[str, str], dict] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -61,6 +63,22 @@ class FakeSlack:
             self._failures.setdefault(method, []).append(
                 _Failure(status, {"ok": False, "error": error}, headers or {})
             )
+
+    def updates(self) -> list[dict]:
+        """Bodies of chat.update calls that Slack accepted."""
+        with self.lock:
+            return [c.params for c in self.calls if c.method == "chat.update" and c.params.get("_ok")]
+
+    def top_level(self, channel: str) -> list[dict]:
+        """Messages in a channel that are not thread replies, as Slack now holds them."""
+        with self.lock:
+            return [m for (ch, _), m in self.messages.items() if ch == channel and "thread_ts" not in m]
+
+    def replies(self, channel: str, thread_ts: str) -> list[dict]:
+        with self.lock:
+            return [
+                m for (ch, _), m in self.messages.items() if ch == channel and m.get("thread_ts") == thread_ts
+            ]
 
     def posts(self) -> list[dict]:
         """Bodies of chat.postMessage calls that Slack accepted."""
@@ -122,6 +140,8 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "channel_not_found"}, {}
                 if not params.get("text") and not params.get("blocks"):
                     return 200, {"ok": False, "error": "no_text"}, {}
+                if params.get("thread_ts") and (params["channel"], params["thread_ts"]) not in self.messages:
+                    return 200, {"ok": False, "error": "thread_not_found"}, {}
                 ts = f"1770000000.{next(self._ts):06d}"
                 params["_ok"] = True
                 message = {
@@ -131,5 +151,15 @@ class FakeSlack:
                     "blocks": params.get("blocks", []),
                     "bot_id": "B0BOT",
                 }
+                if params.get("thread_ts"):
+                    message["thread_ts"] = params["thread_ts"]
+                self.messages[(params["channel"], ts)] = message
                 return 200, {"ok": True, "channel": params["channel"], "ts": ts, "message": message}, {}
+            if method == "chat.update":
+                original = self.messages.get((params.get("channel"), params.get("ts")))
+                if original is None:
+                    return 200, {"ok": False, "error": "message_not_found"}, {}
+                original.update(text=params.get("text", ""), blocks=params.get("blocks", []))
+                params["_ok"] = True
+                return 200, {"ok": True, "channel": params["channel"], "ts": params["ts"]}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}

@@ -34,7 +34,7 @@ def queue(store: Store, n: int, channel: str = "C1") -> None:
             published=NOW,
             fetched=NOW,
         )
-        item_id = store.add_item(item)
+        item_id = store.add_item(item, story_id=store.new_story(NOW))
         store.add_matches(item_id, {"csam": [Span("text", 13, 17, "csam")]})
         store.enqueue_alert(item_id, channel, ["csam"], NOW)
 
@@ -72,7 +72,7 @@ def test_rate_limit_keeps_the_alert_queued_for_the_next_round(store, slack) -> N
         published=NOW,
         fetched=NOW,
     )
-    store.enqueue_alert(store.add_item(queue_other), "C2", ["csam"], NOW)
+    store.enqueue_alert(store.add_item(queue_other, story_id=store.new_story(NOW)), "C2", ["csam"], NOW)
     slack.fail_next("chat.postMessage", status=429, error="ratelimited", headers={"Retry-After": "1"})
     report = deliver_pending(store, sink(slack))
     # C1 waits (both its alerts, in order); C2 is not held back by C1's limit

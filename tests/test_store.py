@@ -26,14 +26,15 @@ def test_schema_is_created_once_and_the_file_uses_wal(tmp_path) -> None:
     path = tmp_path / "t.db"
     Store.open(path).close()
     store = Store.open(path)  # re-opening applies nothing new
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial"]
+    assert migrations.pending(store.db) == []
+    assert [m.name for m in migrations.applied(store.db)][:2] == ["m001_initial", "m002_stories"]
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
 
 
 def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     store = Store.open(tmp_path / "t.db")
-    item_id = store.add_item(item())
+    item_id = store.add_item(item(), story_id=store.new_story(NOW))
     store.add_matches(item_id, {"csam": [Span("text", 11, 15, "CSAM")]})
     store.enqueue_alert(item_id, "C1", ["csam"], NOW)
     (queued,) = store.queued_alerts()
@@ -55,4 +56,37 @@ def test_config_subscriptions_are_synced_with_stable_ids(tmp_path) -> None:
     ids = [r["id"] for r in store.db["subscriptions"].rows]
     assert ids == [subscription_id(b)] and len(ids[0]) == 8
     assert subscription_id(Subscription("C2", ("csam", "deepfakes"))) == subscription_id(b)
+    store.close()
+
+
+def test_items_stored_before_stories_existed_get_one_story_each(tmp_path) -> None:
+    import sqlite_utils
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m002_stories")
+    db["items"].insert_all(
+        [
+            {
+                "source": "S",
+                "guid": "a",
+                "url": "https://n.example/a",
+                "title": "A",
+                "published": "x",
+                "first_seen": "2026-02-05T18:00:00+00:00",
+            },
+            {
+                "source": "T",
+                "guid": "b",
+                "url": "https://n.example/a",
+                "title": "A",
+                "published": "x",
+                "first_seen": "2026-02-05T18:01:00+00:00",
+                "duplicate_of": 1,
+            },
+        ]
+    )
+    db.close()
+    store = Store.open(tmp_path / "old.db")
+    assert [r["story_id"] for r in store.db["items"].rows] == [1, 1]
+    assert store.count("alerts") == 0 and store.db["stories"].count == 1
     store.close()
