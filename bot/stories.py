@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import snowballstemmer
 
@@ -56,9 +56,16 @@ class Fingerprint:
     title: frozenset[str]
     lead: frozenset[str]
 
-    @property
+    @cached_property
     def tokens(self) -> frozenset[str]:
         return self.title | self.lead
+
+    @cached_property
+    def numbers(self) -> frozenset[str]:
+        # Years say when, not what: "2025" in two different annual reports is no evidence.
+        return frozenset(
+            t for t in self.tokens if t[0].isdigit() and not (len(t) == 4 and t.startswith(("19", "20")))
+        )
 
 
 def clean_headline(title: str) -> str:
@@ -134,11 +141,6 @@ HEADLINE_COVER = 0.55  # share of a headline-only item's words found in the stor
 NUMBER_CONFLICT = 0.6  # both cite figures, none in common: "35 years" vs "20 years" is another case
 
 
-def _numbers(tokens: frozenset[str]) -> frozenset[str]:
-    # Years say when, not what: "2025" in two different annual reports is no evidence.
-    return frozenset(t for t in tokens if t[0].isdigit() and not (len(t) == 4 and t.startswith(("19", "20"))))
-
-
 def _weighted_dice(a: frozenset[str], b: frozenset[str], weight: Mapping[str, float]) -> float:
     if not a or not b:
         return 0.0
@@ -154,8 +156,7 @@ def similarity(a: Fingerprint, b: Fingerprint, weight: Mapping[str, float]) -> f
         score = _weighted_dice(a.tokens, b.tokens, weight) / SAME_TEXT
     else:  # a news-search headline: only headlines compare like with like
         score = _weighted_dice(a.title, b.title, weight) / SAME_HEADLINE
-    numbers_a, numbers_b = _numbers(a.tokens), _numbers(b.tokens)
-    if numbers_a and numbers_b and not numbers_a & numbers_b:
+    if a.numbers and b.numbers and not a.numbers & b.numbers:
         score *= NUMBER_CONFLICT
     return score
 
