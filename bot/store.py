@@ -350,7 +350,7 @@ class Store:
         return row["df"] if row else 0
 
     def fingerprint_candidates(
-        self, tokens: Sequence[str], since: datetime, *, limit: int = 50
+        self, tokens: Sequence[str], since: datetime, *, limit: int = 30
     ) -> list[tuple[int, frozenset[str], frozenset[str]]]:
         """(story id, title tokens, lead tokens) of recent items sharing the most of ``tokens``."""
         if not tokens:
