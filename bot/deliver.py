@@ -1,25 +1,38 @@
 """Outbox -> Slack (or the console). The only module that talks to the Slack Web API.
 
-Alerts wait in the outbox (the `alerts` table) until a sink accepts them; a Slack outage or
-rate limit leaves them queued for the next round, so nothing is lost. Each alert records the
-message ts once posted, so nothing is posted twice.
+Guarantees (README, "Reliability"): every alert is written to the outbox in the same
+transaction as its item, and stays there until Slack has it. Delivery is at-least-once with a
+check that makes it effectively once: each message carries the alert id in Slack message
+metadata, and an attempt that may have reached Slack without an answer (a crash, a timeout, a
+reset connection) looks for that id in the channel before posting again. One worker at a time
+delivers a channel (a claim in SQLite), so two `newsalert run` on one database never both post.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
 
 from bot.errors import DeliveryError, SlackAuthError
 from bot.model import Alert, Item, Span
-from bot.render import render_console, render_console_reply, render_reply, render_slack
+from bot.render import render_console, render_console_reply, render_plain, render_reply, render_slack
 from bot.store import QueuedAlert, Store, StoryPost
 from bot.summarize import summarize
 
@@ -32,41 +45,57 @@ AUTH_ERRORS = {
     "token_revoked",
     "token_expired",
     "account_inactive",
-    "no_permission",
-    "missing_scope",
     "org_login_required",
     "ekm_access_denied",
 }
 CHANNEL_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "restricted_action"}
-# Anything else Slack rejects (e.g. invalid_blocks) gets this many tries before it is given up.
+BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format"}
+# Anything else Slack rejects gets this many tries before it becomes a dead letter.
 MAX_REJECTED_ATTEMPTS = 3
+METADATA_EVENT = "newsalert_alert"
+CLAIM_STALE = timedelta(minutes=10)  # a claim not renewed for this long belongs to a dead worker
+LONGEST_WAIT = 10.0  # a rate-limited channel is retried in the same round if Slack asks for <= this
+LOOKBACK = timedelta(minutes=10)  # how far before an alert was queued to look for its message
 
 
 class RetryLater(DeliveryError):
-    """Slack is unavailable or rate-limiting this channel; the alert stays queued."""
+    """Slack did not take the message this time; the alert stays queued.
+
+    ``maybe_posted``: no answer came back (timeout, reset), so the post may have happened.
+    ``retry_after``: Slack said when to come back (HTTP 429).
+    """
+
+    def __init__(self, message: str, *, maybe_posted: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.maybe_posted = maybe_posted
+        self.retry_after = retry_after
 
 
 class Rejected(DeliveryError):
-    """Slack refused this message; ``permanent`` when retrying cannot help."""
+    """Slack refused this message with an error code."""
 
-    def __init__(self, message: str, *, permanent: bool):
-        super().__init__(message)
-        self.permanent = permanent
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
 
 
 class Sink(Protocol):
     name: str
 
-    def post(self, alert: Alert) -> str:
+    def post(self, alert: Alert, *, plain: bool = False) -> str:
         """Deliver one alert; return its message ts. Raises RetryLater, Rejected or SlackAuthError."""
         ...
 
-    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str, *, plain: bool = False) -> str:
         """Post a later report of ``parent``'s story in its thread; return the reply's ts."""
         ...
 
     def update(self, parent: Alert, ts: str) -> None:
         """Re-render the story's top-level message (more sources, more watchlists)."""
+        ...
+
+    def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
+        """The ts of this alert's message if an earlier attempt did post it, else None."""
         ...
 
 
@@ -78,68 +107,91 @@ class ConsoleSink:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream
 
-    def post(self, alert: Alert) -> str:
+    def post(self, alert: Alert, *, plain: bool = False) -> str:
         print(render_console(alert), file=self.stream or sys.stdout, end="\n\n", flush=True)
         return "console"
 
-    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str, *, plain: bool = False) -> str:
         print(render_console_reply(alert, parent), file=self.stream or sys.stdout, end="\n\n", flush=True)
         return "console"
 
     def update(self, parent: Alert, ts: str) -> None:
         pass  # printed lines cannot change; the reply line already says how many sources
 
+    def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
+        return None
+
 
 class SlackSink:
     name = "slack"
 
     def __init__(self, token: str, base_url: str, *, timeout: int = 30):
-        # No automatic retries inside slack_sdk: a retried post after a lost response could post
-        # twice; the outbox retries on the next delivery round instead.
+        # Posts get no automatic retry: a retried post whose first answer was lost would post twice.
+        # The outbox retries them instead, after looking for the first one (find_posted).
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        # Reads are idempotent, so these may retry on their own: rate limits (honouring
+        # Retry-After), 5xx, and dropped connections.
+        self.reader = WebClient(
+            token=token,
+            base_url=base_url,
+            timeout=timeout,
+            retry_handlers=[
+                RateLimitErrorRetryHandler(max_retry_count=2),
+                ServerErrorRetryHandler(max_retry_count=2),
+                ConnectionErrorRetryHandler(max_retry_count=2),
+            ],
+        )
 
     def check_auth(self) -> dict:
         """auth.test once at start so a bad token fails loudly rather than on every alert."""
-        try:
-            return self.client.auth_test().data  # type: ignore[return-value]
-        except SlackApiError as e:
-            error = e.response.get("error", "unknown_error")
-            if error in AUTH_ERRORS:
-                raise SlackAuthError(f"Slack rejected the bot token: {error}") from None
-            raise RetryLater(f"auth.test failed: {error}") from None
-        except Exception as e:  # network: the URL is wrong or Slack is unreachable
-            raise RetryLater(f"cannot reach Slack at {self.client.base_url}: {e}") from None
+        return self._call(self.reader.auth_test).data
 
-    def post(self, alert: Alert) -> str:
+    def post(self, alert: Alert, *, plain: bool = False) -> str:
         message = render_slack(alert)
-        response = self._call(
-            self.client.chat_postMessage,
-            channel=alert.channel,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return str(response["ts"])
+        return self._post(alert, render_plain(message) if plain else message)
 
-    def reply(self, alert: Alert, parent: Alert, thread_ts: str) -> str:
+    def reply(self, alert: Alert, parent: Alert, thread_ts: str, *, plain: bool = False) -> str:
         message = render_reply(alert)
-        response = self._call(
-            self.client.chat_postMessage,
-            channel=alert.channel,
-            thread_ts=thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return str(response["ts"])
+        return self._post(alert, render_plain(message) if plain else message, thread_ts=thread_ts)
 
     def update(self, parent: Alert, ts: str) -> None:
         message = render_slack(parent)
         self._call(
             self.client.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
         )
+
+    def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
+        # Needs channels:history (and groups:history for private channels) to read metadata.
+        kwargs: dict[str, Any] = {
+            "channel": alert.channel,
+            "include_all_metadata": True,
+            "limit": 200,
+            "oldest": f"{since.timestamp():.6f}",
+        }
+        if thread_ts:
+            response = self._call(self.reader.conversations_replies, ts=thread_ts, **kwargs)
+        else:
+            response = self._call(self.reader.conversations_history, **kwargs)
+        for message in response.get("messages", []):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_EVENT and payload == _payload(alert):
+                return str(message["ts"])
+        return None
+
+    def _post(self, alert: Alert, message: Any, thread_ts: str | None = None) -> str:
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        response = self._call(
+            self.client.chat_postMessage,
+            channel=alert.channel,
+            text=message.text,
+            blocks=message.blocks or None,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={"event_type": METADATA_EVENT, "event_payload": _payload(alert)},
+            **extra,
+        )
+        return str(response["ts"])
 
     @staticmethod
     def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
@@ -151,13 +203,79 @@ class SlackSink:
             if error in AUTH_ERRORS:
                 raise SlackAuthError(f"Slack rejected the bot token: {error}") from None
             if e.response.status_code == 429 or error == "ratelimited":
-                retry_after = e.response.headers.get("Retry-After", "?")
-                raise RetryLater(f"rate limited (Retry-After {retry_after}s)") from None
+                retry_after = _seconds(e.response.headers.get("Retry-After"))
+                raise RetryLater(
+                    f"rate limited (Retry-After {retry_after}s)", retry_after=retry_after
+                ) from None
             if e.response.status_code >= 500:
                 raise RetryLater(f"Slack HTTP {e.response.status_code}: {error}") from None
-            raise Rejected(error, permanent=error in CHANNEL_ERRORS) from None
-        except Exception as e:  # connection refused/reset, timeout
-            raise RetryLater(f"{type(e).__name__}: {e}") from None
+            raise Rejected(error) from None
+        except Exception as e:  # no answer: refused, reset, timed out — it may or may not have arrived
+            raise RetryLater(f"{type(e).__name__}: {e}", maybe_posted=True) from None
+
+
+def _payload(alert: Alert) -> dict[str, Any]:
+    # The item key tells this alert from alert #N of another deployment posting to the channel.
+    item = hashlib.sha1(f"{alert.source}\n{alert.url or alert.title}".encode())
+    return {"alert_id": alert.id, "item": item.hexdigest()[:12]}
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return max(0.0, float(value or 1))
+    except ValueError:
+        return 1.0
+
+
+class RateLimiter:
+    """About one post per second per channel, with short bursts (Slack's documented pace)."""
+
+    def __init__(
+        self,
+        rate: float = 1.0,
+        burst: int = 3,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.rate, self.burst, self.clock, self.sleep = rate, burst, clock, sleep
+        self._tokens: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
+
+    def wait(self, channel: str) -> None:
+        tokens, at = self._tokens.get(channel, (float(self.burst), self.clock()))
+        now = self.clock()
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self.sleep((1 - tokens) / self.rate)
+            now, tokens = self.clock(), 1.0
+        self._tokens[channel] = (tokens - 1, now)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _dead_workers(holders: Sequence[str]) -> list[str]:
+    """Claim holders on this host whose process is gone (killed, crashed): their claims are free."""
+    host = socket.gethostname()
+    dead = []
+    for holder in holders:
+        name, _, rest = holder.partition(":")
+        pid = rest.partition(":")[0]
+        if name != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(holder)
+        except PermissionError:
+            pass
+    return dead
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s … capped at 15 minutes: Slack outages are usually short."""
+    return timedelta(seconds=min(900, 5 * 2 ** min(attempts, 10)))
 
 
 def build_alert(
@@ -188,77 +306,189 @@ def build_alert(
 @dataclass
 class DeliveryReport:
     sent: int = 0
-    failed: int = 0  # given up: needs a human (shown in logs; `status` comes later)
-    queued: int = 0  # left for the next round
+    adopted: int = 0  # found already posted by an earlier, interrupted attempt
+    failed: int = 0  # dead letters: need a human (`newsalert outbox`)
+    queued: int = 0  # left for a later round
+    waiting_channels: set[str] = field(default_factory=set)
 
 
-def deliver_pending(
-    store: Store, sink: Sink, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> DeliveryReport:
-    """Post every queued alert once. Raises SlackAuthError, leaving the rest queued.
+@dataclass
+class Deliverer:
+    """Delivers the outbox: channel by channel, each under a claim, oldest alert first."""
 
-    The first alert of a story in a channel becomes its top-level message; later ones reply in
-    that message's thread and update it ("3 sources", the watchlists matched so far).
-    """
-    report = DeliveryReport()
-    paused: set[str] = set()  # channels that asked us to wait: keep their order, try next round
-    for queued in store.queued_alerts():
-        if queued.channel in paused:
-            report.queued += 1
-            continue
+    store: Store
+    sink: Sink
+    worker: str = field(default_factory=worker_id)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    def run(self) -> DeliveryReport:
+        report = DeliveryReport()
+        resume_at: dict[str, float] = {}  # channels Slack asked to wait, and until when (monotonic)
+        for _ in range(3):  # a second and third pass only for channels that were briefly rate-limited
+            for channel in self.store.channels_with_pending_alerts(self.now()):
+                if resume_at.get(channel, 0.0) > time.monotonic():
+                    continue
+                wait = self._channel(channel, report)
+                if wait is not None:
+                    resume_at[channel] = time.monotonic() + wait
+            waits = [at - time.monotonic() for at in resume_at.values() if at > time.monotonic()]
+            if not waits or min(waits) > LONGEST_WAIT:
+                break
+            self.sleep(max(0.0, min(waits)))
+        report.queued = self.store.count("alerts", "status = 'queued'")
+        return report
+
+    def _channel(self, channel: str, report: DeliveryReport) -> float | None:
+        """Deliver one channel's due alerts; returns seconds to wait when Slack rate-limits it."""
+        now = self.now()
+        if not self.store.claim_channel(
+            channel,
+            self.worker,
+            now,
+            stale_before=now - CLAIM_STALE,
+            dead_workers=_dead_workers(self.store.claim_holders()),
+        ):
+            log.info("channel busy channel=%s (another worker is delivering it)", channel)
+            report.waiting_channels.add(channel)
+            return None
         try:
-            ts = _deliver_one(store, sink, queued, now())
-        except RetryLater as e:
-            log.warning("delivery deferred alert=%d channel=%s reason=%s", queued.id, queued.channel, e)
-            store.mark_alert_attempt(queued.id, str(e), give_up=False)
-            paused.add(queued.channel)
-            report.queued += 1
-            continue
-        except Rejected as e:
-            give_up = e.permanent or queued.attempts + 1 >= MAX_REJECTED_ATTEMPTS
-            log.error(
-                "delivery rejected alert=%d channel=%s error=%s gave_up=%s",
-                queued.id,
-                queued.channel,
-                e,
-                give_up,
+            for queued in self.store.pending_alerts(channel, now):
+                try:
+                    try:
+                        self._one(queued, report)
+                    except Rejected as e:
+                        if e.error not in BLOCK_ERRORS or queued.plain_text:
+                            raise
+                        # Slack refused the blocks: the same alert once more, as plain mrkdwn text.
+                        log.warning(
+                            "blocks rejected alert=%d channel=%s error=%s: sending as plain text",
+                            queued.id,
+                            channel,
+                            e.error,
+                        )
+                        self.store.mark_alert_plain_text(queued.id, e.error)
+                        try:
+                            self._one(replace(queued, plain_text=True, in_flight=False), report)
+                        except Rejected as again:
+                            self._dead(queued, f"{e.error}, then as plain text: {again.error}", report)
+                except RetryLater as e:
+                    log.warning("delivery deferred alert=%d channel=%s reason=%s", queued.id, channel, e)
+                    delay = (
+                        timedelta(seconds=e.retry_after)
+                        if e.retry_after is not None
+                        else retry_delay(queued.attempts)
+                    )
+                    self.store.mark_alert_retry(
+                        queued.id,
+                        str(e),
+                        not_before=self.now() + delay,
+                        in_flight=queued.in_flight or e.maybe_posted,
+                    )
+                    report.waiting_channels.add(channel)
+                    return e.retry_after  # keep the channel's order: nothing after this one goes first
+                except Rejected as e:
+                    self._rejected(queued, e, report)
+                    if e.error in CHANNEL_ERRORS:
+                        return None
+                # Renew the claim as we go, so a long channel is not taken over mid-way.
+                self.store.claim_channel(
+                    channel, self.worker, self.now(), stale_before=self.now() - CLAIM_STALE
+                )
+        finally:
+            self.store.release_channel(channel, self.worker)
+        return None
+
+    def _one(self, queued: QueuedAlert, report: DeliveryReport) -> None:
+        store, now = self.store, self.now()
+        reporters = store.story_sources(queued.story_id)
+        alert = build_alert(
+            queued.id,
+            queued.channel,
+            queued.item,
+            queued.spans,
+            queued.watchlists,
+            reporters,
+            queued.story_id,
+        )
+        parent_post = store.story_post(queued.story_id, queued.channel)
+        thread_ts = parent_post.ts if parent_post else None
+        ts = None
+        if queued.in_flight:
+            since = (queued.created_at or now) - LOOKBACK
+            ts = self.sink.find_posted(alert, since, thread_ts)
+            if ts:
+                log.info(
+                    "alert already posted alert=%d channel=%s ts=%s (adopted)", queued.id, queued.channel, ts
+                )
+                report.adopted += 1
+        store.mark_alert_in_flight(queued.id)
+        if parent_post is None:
+            if ts is None:
+                self.limiter.wait(queued.channel)
+                ts = self.sink.post(alert, plain=queued.plain_text)
+            store.save_story_post(
+                StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
             )
-            store.mark_alert_attempt(queued.id, str(e), give_up=give_up)
-            if give_up:
-                report.failed += 1
-            else:
-                report.queued += 1
-            continue
-        store.mark_alert_sent(queued.id, ts, now())
+        else:
+            parent_item, parent_spans = store.item(parent_post.item_id)
+            watchlists = (
+                *parent_post.watchlists,
+                *(w for w in queued.watchlists if w not in parent_post.watchlists),
+            )
+            parent = build_alert(
+                0, queued.channel, parent_item, parent_spans, watchlists, reporters, queued.story_id
+            )
+            if ts is None:
+                self.limiter.wait(queued.channel)
+                ts = self.sink.reply(alert, parent, parent_post.ts, plain=queued.plain_text)
+            try:
+                self.sink.update(parent, parent_post.ts)
+            except (RetryLater, Rejected) as e:
+                # The reply is posted; a stale "2 sources" on the parent is cosmetic and the next
+                # reply updates it again. Re-posting the reply to retry the update would be worse.
+                log.warning(
+                    "story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e
+                )
+            store.save_story_post(
+                StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, watchlists),
+                now,
+            )
+        store.mark_alert_sent(queued.id, ts, self.now())
+        store.set_channel_broken(queued.channel, None)
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
-    return report
 
+    def _rejected(self, queued: QueuedAlert, e: Rejected, report: DeliveryReport) -> None:
+        if e.error in CHANNEL_ERRORS:
+            self.store.set_channel_broken(queued.channel, e.error)
+            self._dead(queued, e.error, report, why="subscription marked broken")
+        elif e.error in BLOCK_ERRORS or queued.attempts + 1 >= MAX_REJECTED_ATTEMPTS:
+            self._dead(queued, e.error, report)
+        else:
+            log.warning(
+                "delivery rejected alert=%d channel=%s error=%s: will retry",
+                queued.id,
+                queued.channel,
+                e.error,
+            )
+            self.store.mark_alert_retry(
+                queued.id, e.error, not_before=self.now() + retry_delay(queued.attempts), in_flight=False
+            )
 
-def _deliver_one(store: Store, sink: Sink, queued: QueuedAlert, now: datetime) -> str:
-    reporters = store.story_sources(queued.story_id)
-    alert = build_alert(
-        queued.id, queued.channel, queued.item, queued.spans, queued.watchlists, reporters, queued.story_id
-    )
-    parent_post = store.story_post(queued.story_id, queued.channel)
-    if parent_post is None:
-        ts = sink.post(alert)
-        store.save_story_post(
-            StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
+    def _dead(self, queued: QueuedAlert, error: str, report: DeliveryReport, why: str = "") -> None:
+        log.error(
+            "alert dead-lettered alert=%d channel=%s error=%s %s(see `newsalert outbox`)",
+            queued.id,
+            queued.channel,
+            error,
+            f"{why}; " if why else "",
         )
-        return ts
-    parent_item, parent_spans = store.item(parent_post.item_id)
-    watchlists = [*parent_post.watchlists, *(w for w in queued.watchlists if w not in parent_post.watchlists)]
-    parent = build_alert(0, queued.channel, parent_item, parent_spans, watchlists, reporters, queued.story_id)
-    ts = sink.reply(alert, parent, parent_post.ts)
-    try:
-        sink.update(parent, parent_post.ts)
-    except (RetryLater, Rejected) as e:
-        # The reply is posted; a stale "2 sources" on the parent is cosmetic, and the next reply
-        # updates it again. Re-posting the reply to retry the update would be worse.
-        log.warning("story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e)
-    store.save_story_post(
-        StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, tuple(watchlists)),
-        now,
-    )
-    return ts
+        self.store.mark_alert_dead(queued.id, error)
+        report.failed += 1
+
+
+def deliver_pending(store: Store, sink: Sink, **options: Any) -> DeliveryReport:
+    """Deliver everything due in the outbox once. Raises SlackAuthError, leaving the rest queued."""
+    return Deliverer(store, sink, **options).run()

@@ -86,6 +86,14 @@ def render_slack(alert: Alert) -> SlackMessage:
     return SlackMessage(text=text, blocks=blocks)
 
 
+def render_plain(message: SlackMessage) -> SlackMessage:
+    """The same message as mrkdwn text without blocks: the fallback when Slack rejects the blocks."""
+    parts = [
+        b["text"]["text"] if b["type"] == "section" else b["elements"][0]["text"] for b in message.blocks
+    ]
+    return SlackMessage(text="\n".join(parts)[:BLOCK_TEXT_LIMIT], blocks=[])
+
+
 def render_reply(alert: Alert) -> SlackMessage:
     """A later report of an already-alerted story, for the story's thread."""
     title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"

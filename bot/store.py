@@ -143,6 +143,22 @@ def m002_stories(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_delivery_protocol(db: sqlite_utils.Database) -> None:
+    """Claims, retries and dead letters for the outbox."""
+    db["alerts"].add_column("next_attempt_at", str)  # not before this (backoff); NULL = now
+    # 1 from just before a post until its outcome is known: a crash or a lost answer leaves it set,
+    # and the next attempt first looks in Slack for the message before posting again.
+    db["alerts"].add_column("in_flight", int, not_null_default=0)
+    db["alerts"].add_column("plain_text", int, not_null_default=0)  # Block Kit rejected: text only
+    db.execute("UPDATE alerts SET status = 'dead' WHERE status = 'failed'")
+    # One deliverer per channel at a time: keeps a story's parent before its replies, keeps the
+    # per-channel rate, and lets two `newsalert run` share a database without double posts.
+    db["channel_claims"].create(
+        {"channel": str, "worker": str, "claimed_at": str}, pk="channel", not_null={"worker", "claimed_at"}
+    )
+
+
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 
 
@@ -181,6 +197,11 @@ class QueuedAlert:
     spans: tuple[Span, ...]
     story_id: int
     item_id: int
+    in_flight: bool = False
+    plain_text: bool = False
+    created_at: datetime | None = None
+    last_error: str = ""
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -455,12 +476,74 @@ class Store:
         )
         return cursor.rowcount == 1
 
-    def queued_alerts(self, limit: int = 500) -> list[QueuedAlert]:
+    def channels_with_pending_alerts(self, now: datetime) -> list[str]:
+        """Channels whose oldest queued alert is due (a channel waits behind its first alert)."""
         rows = self._all(
-            """SELECT a.id AS alert_id, a.channel, a.watchlists AS alert_watchlists, a.attempts, i.*
-               FROM alerts a JOIN items i ON i.id = a.item_id
-               WHERE a.status = 'queued' ORDER BY a.id LIMIT ?""",
-            [limit],
+            """SELECT a.channel FROM alerts a
+               JOIN (SELECT channel, min(id) AS first FROM alerts WHERE status = 'queued' GROUP BY channel) f
+                 ON a.id = f.first
+               WHERE a.next_attempt_at IS NULL OR a.next_attempt_at <= ? ORDER BY a.id""",
+            [iso(now)],
+        )
+        return [r["channel"] for r in rows]
+
+    def claim_channel(
+        self,
+        channel: str,
+        worker: str,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        dead_workers: Iterable[str] = (),
+    ) -> bool:
+        """Become the one deliverer of ``channel``; False while another live worker holds it."""
+        dead = list(dead_workers)
+        marks = ",".join("?" * len(dead)) or "NULL"
+        with self.transaction():
+            self.db.execute(
+                f"""INSERT INTO channel_claims (channel, worker, claimed_at) VALUES (?, ?, ?)
+                    ON CONFLICT(channel) DO UPDATE
+                    SET worker = excluded.worker, claimed_at = excluded.claimed_at
+                    WHERE channel_claims.worker = excluded.worker OR channel_claims.claimed_at < ?
+                       OR channel_claims.worker IN ({marks})""",
+                [channel, worker, iso(now), iso(stale_before), *dead],
+            )
+            row = self._one("SELECT worker FROM channel_claims WHERE channel = ?", [channel])
+        return row is not None and row["worker"] == worker
+
+    def claim_holders(self) -> list[str]:
+        return [r["worker"] for r in self._all("SELECT DISTINCT worker FROM channel_claims")]
+
+    def release_channel(self, channel: str, worker: str) -> None:
+        self.db.execute("DELETE FROM channel_claims WHERE channel = ? AND worker = ?", [channel, worker])
+
+    def pending_alerts(self, channel: str, now: datetime, limit: int = 200) -> list[QueuedAlert]:
+        """The channel's queued alerts up to the first one not yet due, oldest first.
+
+        Order matters: a story's parent must be posted before its replies, so an alert waiting
+        for its retry time holds back the ones queued after it.
+        """
+        due: list[QueuedAlert] = []
+        for queued in self._queued("a.status = 'queued' AND a.channel = ?", [channel], limit):
+            if queued.next_attempt_at is not None and queued.next_attempt_at > now:
+                break
+            due.append(queued)
+        return due
+
+    def queued_alerts(self, limit: int = 500) -> list[QueuedAlert]:
+        return self._queued("a.status = 'queued'", [], limit)
+
+    def dead_alerts(self, limit: int = 500) -> list[QueuedAlert]:
+        return self._queued("a.status = 'dead'", [], limit)
+
+    def _queued(self, where: str, params: list, limit: int) -> list[QueuedAlert]:
+        rows = self._all(
+            f"""SELECT a.id AS alert_id, a.channel, a.watchlists AS alert_watchlists, a.attempts,
+                       a.in_flight, a.plain_text, a.created_at AS alert_created, a.last_error,
+                       a.next_attempt_at, i.*
+                FROM alerts a JOIN items i ON i.id = a.item_id
+                WHERE {where} ORDER BY a.id LIMIT ?""",
+            [*params, limit],
         )
         spans_by_item: dict[int, list[Span]] = {}
         ids = sorted({r["id"] for r in rows})
@@ -478,27 +561,82 @@ class Store:
                 spans=tuple(sorted(set(spans_by_item.get(r["id"], [])), key=lambda s: (s.field, s.start))),
                 story_id=r["story_id"],
                 item_id=r["id"],
+                in_flight=bool(r["in_flight"]),
+                plain_text=bool(r["plain_text"]),
+                created_at=datetime.fromisoformat(r["alert_created"]),
+                last_error=r["last_error"] or "",
+                next_attempt_at=from_iso(r["next_attempt_at"]),
             )
             for r in rows
         ]
 
+    def mark_alert_in_flight(self, alert_id: int) -> None:
+        self.db.execute("UPDATE alerts SET in_flight = 1 WHERE id = ?", [alert_id])
+
     def mark_alert_sent(self, alert_id: int, ts: str, now: datetime) -> None:
         self.db.execute(
-            "UPDATE alerts SET status = 'sent', ts = ?, sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+            """UPDATE alerts SET status = 'sent', ts = ?, sent_at = ?, attempts = attempts + 1, in_flight = 0,
+                   next_attempt_at = NULL WHERE id = ?""",
             [ts, iso(now), alert_id],
         )
 
-    def mark_alert_attempt(self, alert_id: int, error: str, *, give_up: bool) -> None:
-        """Record a failed attempt; the alert stays queued unless ``give_up``."""
+    def mark_alert_retry(self, alert_id: int, error: str, *, not_before: datetime, in_flight: bool) -> None:
+        """A failed attempt; the alert stays queued until ``not_before``.
+
+        ``in_flight`` stays set when the attempt may have reached Slack (no answer came back).
+        """
         self.db.execute(
-            """UPDATE alerts SET attempts = attempts + 1, last_error = ?,
-                   status = CASE WHEN ? THEN 'failed' ELSE status END
+            """UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, in_flight = ?
                WHERE id = ?""",
-            [error, int(give_up), alert_id],
+            [error, iso(not_before), int(in_flight), alert_id],
         )
 
+    def mark_alert_plain_text(self, alert_id: int, error: str) -> None:
+        self.db.execute(
+            """UPDATE alerts SET plain_text = 1, attempts = attempts + 1, last_error = ?, in_flight = 0
+               WHERE id = ?""",
+            [error, alert_id],
+        )
+
+    def mark_alert_dead(self, alert_id: int, error: str) -> None:
+        """A dead letter: kept, listed by `newsalert outbox`, retried only by a human."""
+        self.db.execute(
+            """UPDATE alerts SET status = 'dead', attempts = attempts + 1, last_error = ?, in_flight = 0
+               WHERE id = ?""",
+            [error, alert_id],
+        )
+
+    def retry_dead_alerts(self, alert_ids: Sequence[int] = ()) -> int:
+        """Queue dead letters again (all when no ids are given) and clear their channels' broken mark."""
+        where = f"id IN ({','.join('?' * len(alert_ids))})" if alert_ids else "1"
+        with self.transaction():
+            channels = [
+                r["channel"]
+                for r in self._all(
+                    f"SELECT DISTINCT channel FROM alerts WHERE status = 'dead' AND {where}", list(alert_ids)
+                )
+            ]
+            cursor = self.db.execute(
+                f"""UPDATE alerts SET status = 'queued', next_attempt_at = NULL, plain_text = 0, attempts = 0
+                    WHERE status = 'dead' AND {where}""",
+                list(alert_ids),
+            )
+            for channel in channels:
+                self.set_channel_broken(channel, None)
+        return cursor.rowcount
+
+    def set_channel_broken(self, channel: str, reason: str | None) -> None:
+        """Mark (or, with None, clear) every subscription of ``channel`` as undeliverable."""
+        self.db.execute("UPDATE subscriptions SET broken = ? WHERE channel = ?", [reason, channel])
+
+    def broken_subscriptions(self) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT DISTINCT channel, broken FROM subscriptions WHERE broken IS NOT NULL ORDER BY channel"
+        )
+        return [(r["channel"], r["broken"]) for r in rows]
+
     def count(self, table: str, where: str = "1", params: Sequence[object] = ()) -> int:
-        if table not in {"items", "matches", "alerts", "sources", "subscriptions"}:
+        if table not in {"items", "matches", "alerts", "sources", "subscriptions", "stories"}:
             raise ValueError(table)
         return self._one(f"SELECT count(*) AS n FROM {table} WHERE {where}", params)["n"]
 
@@ -512,6 +650,23 @@ class Store:
     def _one(self, sql: str, params: Sequence[object] | dict = ()) -> dict | None:
         rows = self._all(sql, params)
         return rows[0] if rows else None
+
+    def items_first_seen_since(self, since: datetime) -> Iterator[tuple[int, int, Item]]:
+        """(item id, story key, item) of every item first seen at or after ``since``, newest first.
+
+        For `newsalert query backtest`. Streamed in batches: a long history need not fit in memory.
+        The story key is the item's story: syndicated and near-duplicate copies count once.
+        """
+        cursor = self.db.execute(
+            """SELECT *, story_id AS story_key FROM items
+               WHERE first_seen >= ? ORDER BY first_seen DESC, id DESC""",
+            [iso(since)],
+        )
+        names = [c[0] for c in cursor.description]
+        while rows := cursor.fetchmany(1000):
+            for values in rows:
+                row = dict(zip(names, values, strict=True))
+                yield row["id"], row["story_key"], _item_from_row(row)
 
 
 def _item_from_row(row: dict) -> Item:

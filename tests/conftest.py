@@ -23,3 +23,4 @@ def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack().start()
     yield fake
     fake.stop()
+    assert fake.violations == [], fake.violations

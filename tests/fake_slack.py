@@ -2,14 +2,21 @@
 
 Point slack_sdk at it with `SLACK_API_URL=http://127.0.0.1:PORT/api/`. It speaks the real wire
 format: POST /api/<method>, bearer token, JSON or form bodies, `{"ok": …}` answers, HTTP 429 with
-Retry-After for rate limits. Tests script failures with `fail_next`.
+Retry-After for rate limits. Tests script failures with `fail_next`, slow answers with `slow`,
+per-channel rate limits with `rate_limit`, and channel states with `missing` / `not_member`.
+
+It also enforces what newsalert promises on every call: a message post without
+`unfurl_links=false, unfurl_media=false`, or carrying an image, is recorded in `violations`
+(the `slack` fixture fails the test if any were).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -40,6 +47,12 @@ class FakeSlack:
         self._ts = itertools.count(1)
         # (channel, ts) -> the message as Slack now holds it (chat.update changes it)
         self.messages: dict[tuple[str, str], dict] = {}
+        self.missing: set[str] = set()  # channel_not_found
+        self.not_member: set[str] = set()  # not_in_channel
+        self.reject_blocks = False  # answer invalid_blocks to any post with blocks
+        self.violations: list[str] = []
+        self._slow: dict[str, list[float]] = {}
+        self._limited: dict[str, list[int]] = {}  # channel -> Retry-After values still to answer
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -63,6 +76,16 @@ class FakeSlack:
             self._failures.setdefault(method, []).append(
                 _Failure(status, {"ok": False, "error": error}, headers or {})
             )
+
+    def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """The next ``times`` calls to ``method`` take effect at once but answer after ``seconds``."""
+        with self.lock:
+            self._slow.setdefault(method, []).extend([seconds] * times)
+
+    def rate_limit(self, channel: str, retry_after: int = 1, *, times: int = 1) -> None:
+        """The next ``times`` posts to ``channel`` get HTTP 429 with this Retry-After."""
+        with self.lock:
+            self._limited.setdefault(channel, []).extend([retry_after] * times)
 
     def updates(self) -> list[dict]:
         """Bodies of chat.update calls that Slack accepted."""
@@ -100,6 +123,11 @@ class FakeSlack:
                 else:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 status, body, headers = fake._answer(method, params, dict(self.headers))
+                with fake.lock:
+                    delays = fake._slow.get(method)
+                    delay = delays.pop(0) if delays else 0.0
+                if delay:
+                    time.sleep(delay)  # the call already took effect: only the answer is late
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -107,7 +135,9 @@ class FakeSlack:
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(payload)
+                # The client may have given up waiting (a timeout test): Slack would not notice either.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(payload)
 
         return Handler
 
@@ -135,31 +165,91 @@ class FakeSlack:
                     },
                     {},
                 )
-            if method == "chat.postMessage":
-                if not params.get("channel"):
+            channel = params.get("channel", "")
+            if method in (
+                "chat.postMessage",
+                "chat.update",
+                "conversations.history",
+                "conversations.replies",
+            ):
+                if not channel or channel in self.missing:
                     return 200, {"ok": False, "error": "channel_not_found"}, {}
-                if not params.get("text") and not params.get("blocks"):
-                    return 200, {"ok": False, "error": "no_text"}, {}
-                if params.get("thread_ts") and (params["channel"], params["thread_ts"]) not in self.messages:
-                    return 200, {"ok": False, "error": "thread_not_found"}, {}
-                ts = f"1770000000.{next(self._ts):06d}"
-                params["_ok"] = True
-                message = {
-                    "type": "message",
-                    "text": params.get("text", ""),
-                    "ts": ts,
-                    "blocks": params.get("blocks", []),
-                    "bot_id": "B0BOT",
-                }
-                if params.get("thread_ts"):
-                    message["thread_ts"] = params["thread_ts"]
-                self.messages[(params["channel"], ts)] = message
-                return 200, {"ok": True, "channel": params["channel"], "ts": ts, "message": message}, {}
+                if channel in self.not_member:
+                    return 200, {"ok": False, "error": "not_in_channel"}, {}
+            if method == "chat.postMessage":
+                return self._post(params)
             if method == "chat.update":
-                original = self.messages.get((params.get("channel"), params.get("ts")))
+                original = self.messages.get((channel, params.get("ts")))
                 if original is None:
                     return 200, {"ok": False, "error": "message_not_found"}, {}
+                self._check_safe(method, params)
                 original.update(text=params.get("text", ""), blocks=params.get("blocks", []))
                 params["_ok"] = True
-                return 200, {"ok": True, "channel": params["channel"], "ts": params["ts"]}, {}
+                return 200, {"ok": True, "channel": channel, "ts": params["ts"]}, {}
+            if method in ("conversations.history", "conversations.replies"):
+                return 200, self._history(method, params), {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    def _post(self, params: dict) -> tuple[int, dict, dict]:
+        channel = params["channel"]
+        limited = self._limited.get(channel)
+        if limited:
+            retry_after = limited.pop(0)
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        if not params.get("text") and not params.get("blocks"):
+            return 200, {"ok": False, "error": "no_text"}, {}
+        if self.reject_blocks and params.get("blocks"):
+            return 200, {"ok": False, "error": "invalid_blocks"}, {}
+        if params.get("thread_ts") and (channel, params["thread_ts"]) not in self.messages:
+            return 200, {"ok": False, "error": "thread_not_found"}, {}
+        self._check_safe("chat.postMessage", params)
+        ts = self._next_ts()
+        params["_ok"] = True
+        message = {
+            "type": "message",
+            "text": params.get("text", ""),
+            "ts": ts,
+            "blocks": params.get("blocks", []),
+            "bot_id": "B0BOT",
+        }
+        if params.get("thread_ts"):
+            message["thread_ts"] = params["thread_ts"]
+        if params.get("metadata"):
+            metadata = params["metadata"]
+            message["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        self.messages[(channel, ts)] = message
+        return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}, {}
+
+    def _next_ts(self) -> str:
+        # Like Slack: the epoch time of the post, unique and increasing within a channel.
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _history(self, method: str, params: dict) -> dict:
+        """Newest first, like Slack; metadata only with include_all_metadata, like Slack."""
+        channel = params["channel"]
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("true", "1")
+        if method == "conversations.replies":
+            parent = params.get("ts")
+            found = [
+                m
+                for (ch, ts), m in self.messages.items()
+                if ch == channel and (ts == parent or m.get("thread_ts") == parent)
+            ]
+        else:
+            found = [m for (ch, _), m in self.messages.items() if ch == channel and "thread_ts" not in m]
+        oldest = float(params.get("oldest") or 0)
+        found = [m for m in found if float(m["ts"]) >= oldest]
+        found.sort(key=lambda m: float(m["ts"]), reverse=method == "conversations.history")
+        limit = int(params.get("limit") or 100)
+        shown = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in found[:limit]]
+        return {"ok": True, "messages": shown, "has_more": len(found) > limit}
+
+    def _check_safe(self, method: str, params: dict) -> None:
+        if method == "chat.postMessage" and (
+            params.get("unfurl_links") is not False or params.get("unfurl_media") is not False
+        ):
+            self.violations.append(
+                f"{method} without unfurl_links/unfurl_media false: {params.get('text')!r}"
+            )
+        if '"image"' in json.dumps(params.get("blocks", [])) or "image_url" in json.dumps(params):
+            self.violations.append(f"{method} carries an image: {params.get('text')!r}")
