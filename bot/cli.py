@@ -9,12 +9,15 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import demo
-from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings
+from bot.backtest import backtest, format_backtest, format_test
+from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
 from bot.deliver import ConsoleSink
-from bot.errors import ConfigError, SlackAuthError, StoreError
+from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
+from bot.query import Query, compile_query
 from bot.render import format_time
 from bot.service import Newsalert, make_sink
 from bot.store import Store
@@ -68,7 +71,43 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check-config", parents=[common], help="validate the config and print what it resolved"
     )
+    _add_query_parser(commands, common)
     return parser
+
+
+def _add_query_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    query = commands.add_parser(
+        "query", parents=[common], help="try a watchlist query on a text, or over the stored history"
+    )
+    actions = query.add_subparsers(dest="query_command", required=True, metavar="ACTION")
+    test = actions.add_parser(
+        "test", parents=[common], help="does QUERY match this text? (exit 0 if it does, 1 if not)"
+    )
+    test.add_argument("query", metavar="QUERY", help="the query, quoted for the shell")
+    test.add_argument("--text", default="", help='item text; "-" reads it from stdin')
+    test.add_argument("--title", default="", help="item title")
+    test.add_argument("--source", default="", help="source name, for source: terms")
+    history = actions.add_parser(
+        "backtest",
+        parents=[common],
+        help="what QUERY would have alerted over the stored history (the database of --db)",
+    )
+    history.add_argument(
+        "query", metavar="QUERY", nargs="?", help="the query (default: the --watchlist's current one)"
+    )
+    history.add_argument(
+        "--since", type=_since, default="30d", metavar="DURATION", help="window: 30d, 12h, 2w (default 30d)"
+    )
+    history.add_argument("--watchlist", metavar="NAME", help="compare with this watchlist's configured query")
+    history.add_argument("--top", type=int, default=10, metavar="N", help="items listed per section (10)")
+
+
+def _since(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,10 +215,57 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.query_command == "test":
+            return _query_test(args)
+        return _query_backtest(settings, args)
+    except QueryError as e:
+        # A query typed on the command line: show it with a caret under the column.
+        print(f"newsalert: query error: {e}\n  {e.query}\n  {' ' * e.position}^", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _query_test(args: argparse.Namespace) -> int:
+    query = compile_query(args.query)
+    text = sys.stdin.read() if args.text == "-" else args.text
+    spans = query.match(args.title, text, source=args.source)
+    print(format_test(query, args.title, text, spans))
+    return 0 if spans is not None else 1
+
+
+def _query_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    current: Query | None = None
+    if args.watchlist is not None:
+        configured = {w.name: w.query for w in settings.watchlists}
+        if args.watchlist not in configured:
+            known = ", ".join(sorted(configured)) or "none are defined"
+            raise ConfigError(settings.path, f"unknown watchlist {args.watchlist!r} (defined: {known})")
+        current = compile_query(configured[args.watchlist], watchlist=args.watchlist)
+    if args.query is None and current is None:
+        print("newsalert: query backtest needs a QUERY, a --watchlist NAME, or both", file=sys.stderr)
+        return EXIT_CONFIG
+    # No QUERY: backtest the watchlist as configured (nothing to compare it with).
+    query, current = (compile_query(args.query), current) if args.query is not None else (current, None)
+    assert query is not None
+    if settings.db_path != ":memory:" and not Path(settings.db_path).is_file():
+        # Store.open would create an empty database and report that nothing matched: say why instead.
+        raise StoreError(f"{settings.db_path}: no such database (use --db, or run `newsalert poll --once`)")
+    since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
+    store = Store.open(settings.db_path)
+    try:
+        result = backtest(store, query, since, current=current, watchlist=args.watchlist)
+    finally:
+        store.close()
+    print(format_backtest(result, database=settings.db_path, window=args.since, top=args.top))
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "poll": cmd_poll,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
     "story": cmd_story,
+    "query": cmd_query,
 }

@@ -173,7 +173,7 @@ def ingest(
         item_id = store.add_item(item, story_id=story_id)
         report.new_items += 1
         store.add_fingerprint(item_id, story_id, item.fetched, fp.title, fp.lead)
-        matches: Mapping[str, list[Span]] = matcher.match(item.title, item.text)
+        matches: Mapping[str, list[Span]] = matcher.match(item.title, item.text, source=item.source)
         if matches:
             store.add_matches(item_id, dict(matches))
             report.matches += 1

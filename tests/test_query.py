@@ -6,6 +6,7 @@ span offsets, syntax trees, error messages and the Matcher.
 
 from __future__ import annotations
 
+import random
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,28 @@ import pytest
 
 from bot.errors import QueryError
 from bot.model import Span
-from bot.query import And, Matcher, Not, Or, Phrase, Query, Term, compile_query
+from bot.query import (  # the _private names check the prefilter and the folding fast path
+    _FOLD,
+    And,
+    Matcher,
+    Near,
+    Not,
+    Or,
+    Phrase,
+    Query,
+    Term,
+    _base_char,
+    _Document,
+    _fold_char,
+    _fold_mapped,
+    _fold_slow,
+    _Index,
+    compile_query,
+)
 
 CASES_FILE = Path(__file__).parent / "data" / "matching_cases.toml"
-CASE_KEYS = {"query", "title", "text", "expected", "note"}
+CASE_KEYS = {"query", "title", "text", "source", "padding", "highlights", "expected", "note"}
+FILLER = "filler "  # one padding word
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -32,6 +51,11 @@ def case_id(index: int, case: dict[str, Any]) -> str:
     return f"{index:03d}-{case.get('note') or case['query']}"
 
 
+def case_item(case: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, text, source) of a case, with its padding words put before the text."""
+    return case.get("title", ""), FILLER * case.get("padding", 0) + case["text"], case.get("source", "")
+
+
 def span_texts(spans: list[Span], title: str, text: str) -> list[tuple[str, str, str]]:
     """(field, matched original text, term) for each span: what a reader would see highlighted."""
     fields = {"title": title, "text": text}
@@ -42,29 +66,59 @@ def span_texts(spans: list[Span], title: str, text: str) -> list[tuple[str, str,
 
 
 def test_case_file_is_well_formed() -> None:
-    assert len(CASES) >= 80
+    assert len(CASES) >= 150
     for index, case in enumerate(CASES):
         assert set(case) <= CASE_KEYS, f"case {index}: unknown keys {set(case) - CASE_KEYS}"
         assert isinstance(case["query"], str), f"case {index}"
         assert isinstance(case["text"], str), f"case {index}"
         assert isinstance(case.get("title", ""), str), f"case {index}"
+        assert isinstance(case.get("source", ""), str), f"case {index}"
+        assert isinstance(case.get("padding", 0), int), f"case {index}"
+        assert isinstance(case.get("highlights", []), list), f"case {index}"
         assert isinstance(case["expected"], bool), f"case {index}"
+        assert case["expected"] or "highlights" not in case, f"case {index}: highlights of a non-match"
     # Both outcomes must be exercised, or a matcher that always says yes (or no) would pass half the table.
     assert {case["expected"] for case in CASES} == {True, False}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(i, c) for i, c in enumerate(CASES)])
 def test_matching_case(case: dict[str, Any]) -> None:
-    title = case.get("title", "")
-    spans = compile_query(case["query"]).match(title, case["text"])
+    title, text, source = case_item(case)
+    spans = compile_query(case["query"]).match(title, text, source=source)
     assert (spans is not None) == case["expected"], (
-        f"query {case['query']!r} on title {title!r} / text {case['text']!r}: "
+        f"query {case['query']!r} on title {title!r} / text {case['text']!r} / source {source!r}: "
         f"expected {'a match' if case['expected'] else 'no match'}, got {spans!r}"
     )
     for span in spans or []:
         assert span.field in ("title", "text")
-        length = len(title) if span.field == "title" else len(case["text"])
+        length = len(title) if span.field == "title" else len(text)
         assert 0 <= span.start < span.end <= length
+    if "highlights" in case:
+        assert [matched for _, matched, _ in span_texts(spans or [], title, text)] == case["highlights"]
+
+
+def test_case_table_covers_every_rule() -> None:
+    """A rule with no case in the table could break unnoticed: each needs a matching and a failing case."""
+    rules = {
+        "NEAR": lambda q: "NEAR/" in q,
+        "title:": lambda q: "title:" in q,
+        "text:": lambda q: "text:" in q,
+        "source:": lambda q: "source:" in q,
+        "=exact": lambda q: q.startswith("=") or " =" in q,
+        "wildcard": lambda q: "*" in q,
+        "phrase": lambda q: '"' in q,
+        "hyphen": lambda q: "-" in q.replace(" -", " "),
+        "NOT": lambda q: "NOT" in q or q.startswith("-") or " -" in q,
+        "OR": lambda q: " OR " in q,
+        "padding": None,
+    }
+    for rule, applies in rules.items():
+        outcomes = {
+            case["expected"]
+            for case in CASES
+            if (case.get("padding") if applies is None else applies(case["query"]))
+        }
+        assert outcomes == {True, False}, f"{rule}: cases for {outcomes or 'neither outcome'} only"
 
 
 # --- spans ---------------------------------------------------------------------------------------------
@@ -230,6 +284,22 @@ def test_non_matching_query_returns_none_not_empty_list() -> None:
         ('"child  abuse" x', And((Phrase(("child", "abuse"), 0), Term("x", 15)))),
         ("-(a OR b)", Not(Or((Term("a", 2), Term("b", 7))))),
         ("deep-fake", Term("deep-fake", 0)),
+        ("a NEAR/5 b", Near((Term("a", 0), Term("b", 9)), 5)),
+        ("a NEAR/2 b c", And((Near((Term("a", 0), Term("b", 9)), 2), Term("c", 11)))),
+        ("a NEAR/2 b OR c", Or((Near((Term("a", 0), Term("b", 9)), 2), Term("c", 14)))),
+        ("a NEAR/1 b NEAR/2 c", Near((Near((Term("a", 0), Term("b", 9)), 1), Term("c", 18)), 2)),
+        ("a NEAR/3 (b OR c)", Near((Term("a", 0), Or((Term("b", 10), Term("c", 15)))), 3)),
+        ("title:a b", And((Term("a", 6, "title"), Term("b", 8)))),
+        ("-source:a", Not(Term("a", 8, "source"))),
+        ('TITLE:"a b"', Phrase(("a", "b"), 6, "title")),
+        ("text:(a OR b)", Or((Term("a", 6, "text"), Term("b", 11, "text")))),
+        ("title:-a", Not(Term("a", 7, "title"))),
+        ("=CSAM", Term("CSAM", 0, exact=True)),
+        ("title:=CSAM", Term("CSAM", 6, "title", exact=True)),
+        ("a=b", Term("a=b", 0)),
+        ("NEARBY near/5", And((Term("NEARBY", 0), Term("near/5", 7)))),
+        ("10:30", Term("10:30", 0)),
+        ('"title:x"', Phrase(("title:x",), 0)),
     ],
 )
 def test_syntax_tree(query: str, tree: object) -> None:
@@ -270,6 +340,32 @@ def test_syntax_tree(query: str, tree: object) -> None:
         ("nu*dify", '"*" is only allowed at the end of a word', 2),
         ("&", "a term needs at least one letter or digit", 0),
         ('"& !"', "a phrase needs at least one letter or digit", 0),
+        ("csam NEAR ai", "NEAR needs a distance in words, such as NEAR/5 (at most 4 digits)", 5),
+        ("csam NEAR/x ai", "NEAR needs a distance in words, such as NEAR/5 (at most 4 digits)", 5),
+        ("csam NEAR/5", 'expected a term after "NEAR/5"', 5),
+        ("NEAR/5 csam", 'expected a term before "NEAR/5"', 0),
+        ("csam NEAR/5 -ai", "NEAR/5 works on terms, phrases and OR groups, not on NOT", 12),
+        ("NOT csam NEAR/5 ai", "NEAR/5 works on terms, phrases and OR groups, not on NOT", 0),
+        (
+            "(a b) NEAR/5 c",
+            "NEAR/5 works on terms, phrases and OR groups, not on AND (two terms side by side are an AND)",
+            0,
+        ),
+        ("c NEAR/2 (a OR NOT b)", "NEAR/2 works on terms, phrases and OR groups, not on NOT", 9),
+        (
+            "csam titel:ai",
+            'unknown field "titel:" (fields are title:, text: and source:; put the word in quotes to search '
+            "for it)",
+            5,
+        ),
+        ("title: csam", 'expected a term, phrase or "(" directly after "title:"', 0),
+        ("csam title:", 'expected a term, phrase or "(" directly after "title:"', 5),
+        ("title:(text:csam)", '"text:" cannot be used inside "title:"', 7),
+        ("= csam", '"=" must be followed directly by a word', 0),
+        ('="csam"', '"=" must be followed directly by a word', 0),
+        ("=", '"=" must be followed directly by a word', 0),
+        ("=ab*", 'wildcard is too broad: put at least 3 letters or digits before "*"', 1),
+        ("=&", "a term needs at least one letter or digit", 1),
     ],
 )
 def test_query_errors(query: str, problem: str, position: int) -> None:
@@ -288,6 +384,12 @@ def test_error_message_names_the_watchlist() -> None:
     assert str(raised.value) == 'watchlist "csam": expected ")" at column 26'
     assert raised.value.watchlist == "csam"
     assert raised.value.position == 25
+
+
+def test_error_example_from_the_issue() -> None:
+    with pytest.raises(QueryError) as raised:
+        compile_query('csam NEAR/5 (ai OR "generated" ', watchlist="csam")
+    assert str(raised.value) == 'watchlist "csam": expected ")" at column 31'
 
 
 def test_minimal_wildcard_is_accepted() -> None:
@@ -329,3 +431,132 @@ def test_matcher_labels_the_first_bad_watchlist() -> None:
 
 def test_matcher_with_no_watchlists_matches_nothing() -> None:
     assert Matcher({}).match("CSAM", "csam") == {}
+
+
+def test_matcher_passes_the_source_name_to_source_terms() -> None:
+    matcher = Matcher({"un": 'source:"UN News" child*', "any": "child*"})
+    assert list(matcher.match("", "children at risk", source="UN News")) == ["un", "any"]
+    assert list(matcher.match("", "children at risk", source="BBC")) == ["any"]
+    assert list(matcher.match("", "children at risk")) == ["any"]  # callers that pass no source
+
+
+def test_source_matches_are_not_reported_as_spans() -> None:
+    spans = compile_query('source:unicef OR unicef').match("", "UNICEF said", source="UNICEF")
+    assert spans == [Span("text", 0, 6, "unicef")]
+
+
+def test_exact_term_is_reported_with_its_equals_sign() -> None:
+    assert compile_query("=CSAM").match("CSAM", "") == [Span("title", 0, 4, "=CSAM")]
+
+
+def test_near_reports_every_positive_occurrence() -> None:
+    text = "AI tools. Much later: AI-made CSAM"
+    spans = compile_query("csam NEAR/1 ai").match("", text)
+    assert spans is not None
+    assert span_texts(spans, "", text) == [
+        ("text", "AI", "ai"),
+        ("text", "AI", "ai"),
+        ("text", "CSAM", "csam"),
+    ]
+
+
+# --- the prefilter ------------------------------------------------------------------------------------
+
+
+def reference_match(matcher: Matcher, title: str, text: str, source: str) -> dict[str, list[Span]]:
+    """Every watchlist evaluated with every regex run: what the prefilter must never change."""
+    document = _Document(title, text, source, None)  # no index: every leaf counts as possible
+    found = {}
+    for name, query in matcher._queries:
+        spans = query._match(document)
+        if spans is not None:
+            found[name] = spans
+    return found
+
+
+def spliced_items(count: int) -> list[tuple[str, str, str]]:
+    """Case texts pasted into each other at random places, with random titles and sources."""
+    rng = random.Random(20260205)
+    items = []
+    for _ in range(count):
+        a, b, c = rng.sample(CASES, 3)
+        cut = rng.randint(0, len(a["text"]))
+        text = a["text"][:cut] + rng.choice([" ", "", "-", "\u00a0"]) + b["text"] + " " + a["text"][cut:]
+        items.append((c.get("title", "") or c["text"][:40], text, rng.choice(["", "UN News", "Reuters"])))
+    return items
+
+
+def test_prefilter_never_changes_a_result() -> None:
+    """One Matcher over every query of the case table (so prefixes and trigger words of all of them
+    share one index and its learned words), on every case item and on spliced ones."""
+    matcher = Matcher({f"case{i}": case["query"] for i, case in enumerate(CASES)})
+    items = [case_item(case) for case in CASES] + spliced_items(1500)
+    matched = 0
+    for title, text, source in items:
+        result = matcher.match(title, text, source=source)
+        assert result == reference_match(matcher, title, text, source), (title, text, source)
+        matched += bool(result)
+    assert matched > len(items) // 2  # the comparison was not between two empty results
+
+
+def test_one_matcher_agrees_with_each_case_alone() -> None:
+    matcher = Matcher({f"case{i}": case["query"] for i, case in enumerate(CASES)})
+    for i, case in enumerate(CASES):
+        title, text, source = case_item(case)
+        result = matcher.match(title, text, source=source)
+        assert (f"case{i}" in result) == case["expected"], case_id(i, case)
+
+
+def test_prefilter_is_right_after_forgetting_learned_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_Index, "MAX_LEARNED", 5)  # start over every few items
+    matcher = Matcher({"w": "nudif* OR sextort* OR deep-fake*", "v": "nudify"})
+    for text in ["nudify apps", "sextortion cases", "deepfaked photos", "a nudify app", "weather"] * 3:
+        assert matcher.match("", text) == reference_match(matcher, "", text, "")
+    assert len(matcher._index.inert) + len(matcher._index.triggering) <= 5 + 10
+
+
+def test_trigger_word_that_is_also_a_wildcard_prefix_match() -> None:
+    """ "nudify" is a trigger of the phrase and also starts with the prefix of nudif*: both must fire."""
+    matcher = Matcher({"phrase": '"nudify app"', "wild": "nudif*"})
+    assert list(matcher.match("", "nudify tools")) == ["wild"]
+
+
+# --- folding invariants the fast path relies on -----------------------------------------------------------
+
+
+def test_folding_invariants_hold_over_the_bmp() -> None:
+    """_fold_mapped replaces characters of str.lower()'s output instead of folding each original
+    character; that is only right if folding ignores case first and is idempotent. Exact terms need the
+    case-keeping fold to have the same length everywhere."""
+    for code in range(0x10000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        folded, base = _fold_char(char), _base_char(char)
+        assert len(folded) == len(base) <= 1, hex(code)
+        assert _fold_char(folded) == folded, hex(code)
+        assert _fold_char(base) == folded, hex(code)
+        lowered = char.lower()
+        if len(lowered) == 1:
+            assert _fold_char(lowered) == folded, hex(code)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain ascii",
+        "Caf\u00e9 \u201cDeepfake\u201d \u2014 UNICEF\u2019s",
+        "\u039f\u0394\u039f\u03a3 \u03bf\u03b4\u03bf\u03c2",  # final sigma from str.lower()
+        "explotacio\u0301n deep\u00adfake",  # dropped characters: slow path
+        "child&nbsp;abuse &amp; AT&T &bogus; &#8217;",
+        "I\u0307stanbul \u0130STANBUL",  # lower() of U+0130 is two characters
+    ],
+)
+def test_fast_fold_equals_per_character_fold(text: str) -> None:
+    folded, source = _fold_mapped(text)
+    assert folded == _fold_slow(text, _FOLD)[0]
+    cased, cased_source = _fold_mapped(text, cased=True)
+    assert _fold_slow(cased, _FOLD)[0] == folded  # same characters up to case, same offsets
+    assert cased_source == source
+    if source is not None:
+        assert len(source) == len(folded)
