@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError, QueryError
+from bot.fetch import address_problem
 from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
 from bot.query import compile_query
 
@@ -260,17 +261,18 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
 
 
 def is_private_host(host: str) -> bool:
-    """Loopback, private, link-local or otherwise non-public address literals, and localhost.
+    """localhost, or an IP literal the fetcher would refuse (loopback, private, link-local …).
 
-    Only literals are caught here; a public name that resolves to a private address needs a
-    check at connect time, which this version does not make yet.
+    This catches the obvious mistake early, with the config line; names that resolve to such
+    addresses are refused by the fetcher itself, on the address it connects to.
     """
     if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
         return True
     try:
-        return not ipaddress.ip_address(host).is_global
+        ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address_problem(host) is not None
 
 
 def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> tuple[Source, ...]:

@@ -76,6 +76,7 @@ def demo_settings(settings: Settings, sources: tuple[Source, ...], db_path: str)
         sources=sources,
         subscriptions=(Subscription(DEMO_CHANNEL, tuple(w.name for w in settings.watchlists)),),
         first_poll_window=None,
+        allow_private_sources=True,  # the samples are served on 127.0.0.1
         db_path=db_path,
         slack_token=None,
     )

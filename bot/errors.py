@@ -50,7 +50,29 @@ class FeedError(NewsalertError):
 
 
 class FetchError(FeedError):
-    """The source could not be fetched (network, HTTP status, size or time limit)."""
+    """The source could not be fetched (network, HTTP status, size or time limit).
+
+    The attributes tell the scheduler what to do next: ``gone`` (HTTP 410) means disable the
+    source and report it; ``retry_after`` (seconds, from a 429/503) is how long the server asked
+    us to stay away; ``blocked`` means the address policy refused the URL (a retry
+    only helps if the source's DNS changes).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        gone: bool = False,
+        blocked: bool = False,
+    ):
+        super().__init__(url, reason)
+        self.status = status
+        self.retry_after = retry_after
+        self.gone = gone
+        self.blocked = blocked
 
 
 class ParseError(FeedError):

@@ -46,6 +46,9 @@ class Fetched:
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
+    # Set when every redirect hop from the configured URL was permanent (301/308): the URL
+    # the source should be stored under from now on. None without redirects or after a 302/307.
+    permanent_url: str | None = None
 
     @property
     def not_modified(self) -> bool:

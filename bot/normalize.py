@@ -21,40 +21,140 @@ log = logging.getLogger("newsalert.normalize")
 # Removed together with everything inside them: none of it is prose, and alt texts and
 # captions ("Photo: Getty Images") would otherwise produce false matches.
 _DROPPED_TAGS = [
-    "img", "picture", "source", "video", "audio", "track", "iframe", "object", "embed", "svg", "math",
-    "canvas", "figure", "figcaption", "script", "style", "noscript", "template",
-    "head", "title", "meta", "link", "base",
+    "img",
+    "picture",
+    "source",
+    "video",
+    "audio",
+    "track",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "canvas",
+    "figure",
+    "figcaption",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "head",
+    "title",
+    "meta",
+    "link",
+    "base",
 ]
 
 # Elements that end a line when rendered: without a space at their edges,
 # "<p>end.</p><p>Start</p>" would read "end.Start" and whole words would glue together.
 _BLOCK_TAGS = [
-    "p", "div", "br", "hr", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
-    "blockquote", "pre", "table", "caption", "tr", "td", "th", "section", "article", "aside", "header",
-    "footer", "nav", "main", "address", "details", "summary",
+    "p",
+    "div",
+    "br",
+    "hr",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "table",
+    "caption",
+    "tr",
+    "td",
+    "th",
+    "section",
+    "article",
+    "aside",
+    "header",
+    "footer",
+    "nav",
+    "main",
+    "address",
+    "details",
+    "summary",
 ]
 
 # Feed fields may hold plain text or HTML and nothing says which. A real tag name is required
 # before the text goes through the HTML parser, because the parser would take "x<y and z>1"
 # for an element and drop it. Plain "a < b" is safe either way.
 _INLINE_TAGS = [
-    "a", "abbr", "b", "bdi", "bdo", "big", "body", "center", "cite", "code", "del", "dfn", "em", "font",
-    "html", "i", "ins", "kbd", "label", "mark", "q", "s", "samp", "small", "span", "strike", "strong",
-    "sub", "sup", "tbody", "tfoot", "thead", "time", "tt", "u", "var", "wbr",
+    "a",
+    "abbr",
+    "b",
+    "bdi",
+    "bdo",
+    "big",
+    "body",
+    "center",
+    "cite",
+    "code",
+    "del",
+    "dfn",
+    "em",
+    "font",
+    "html",
+    "i",
+    "ins",
+    "kbd",
+    "label",
+    "mark",
+    "q",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "sup",
+    "tbody",
+    "tfoot",
+    "thead",
+    "time",
+    "tt",
+    "u",
+    "var",
+    "wbr",
 ]
 _KNOWN_TAGS = {*_DROPPED_TAGS, *_BLOCK_TAGS, *_INLINE_TAGS}
 _TAG_NAMES = "|".join(sorted(_KNOWN_TAGS))
 _LOOKS_LIKE_HTML = re.compile(rf"<(?:!--|/?(?:{_TAG_NAMES})\b)", re.IGNORECASE)
 
 # Invisible characters that sit inside words; removing them lets "deep\u200bfake" match "deepfake".
-_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
+# Control characters go too (whitespace ones are folded below): an ESC from a feed would
+# otherwise reach the console as a terminal escape sequence, and NUL has no business in Slack.
+_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Plus every utm_* parameter.
-_TRACKING_PARAMS = frozenset({
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "mc_cid", "mc_eid", "igshid",
-    "_ga", "_gl", "ref_src", "cmpid",
-})
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "mc_cid",
+        "mc_eid",
+        "igshid",
+        "_ga",
+        "_gl",
+        "ref_src",
+        "cmpid",
+    }
+)
 
 _OUTLET_SEPARATORS = (" - ", " – ", " — ", " | ")
 
@@ -139,17 +239,26 @@ def normalize(entry: Entry, source: Source, fetched: datetime) -> Item:
     headline_only = _only_repeats_headline(text, (full_title, title), entry.outlet)
     if headline_only:
         text = ""
+    # Only http(s) links survive: a guid such as "tag:…" that feedparser copied into the link,
+    # or a javascript: URL, gives "" (the item keeps its guid, so it is still stored once).
     url = canonical_url(entry.link, source.url)
     if entry.link and not url:
         log.debug("entry link dropped source=%r guid=%s link=%r", source.name, entry.guid, entry.link)
+    fetched = to_utc(fetched)
+    published = to_utc(entry.published) if entry.published else fetched
+    if published > fetched:
+        # A date in the future (wrong clock, wrong time zone, or a feed gaming the ordering)
+        # would keep the item on top of every "newest first" list; it cannot be newer than now.
+        log.debug("future date clamped source=%r guid=%s published=%s", source.name, entry.guid, published)
+        published = fetched
     return Item(
         source=source.name,
         guid=entry.guid,
         url=url,
         title=title,
         text=text,
-        published=to_utc(entry.published) if entry.published else to_utc(fetched),
-        fetched=to_utc(fetched),
+        published=published,
+        fetched=fetched,
         outlet=entry.outlet,
         headline_only=headline_only,
     )

@@ -9,6 +9,12 @@ Three source types:
 
 A body that is not a feed at all raises ``ParseError``; a single bad entry is logged and
 skipped so that one broken item never hides the rest of the source.
+
+Feeds are untrusted input, so before feedparser sees a body every ``<!DOCTYPE …>`` (with its
+internal subset) and every ``<!ENTITY …>`` is removed: nothing is ever declared, so nothing can
+be expanded (billion laughs, one big entity repeated, external entities such as
+``file:///etc/passwd``); a reference to an undeclared entity stays as text. A parse also keeps
+at most ``MAX_ENTRIES`` entries, each field capped, and the first of entries sharing a guid.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 import xml.sax
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+from feedparser.encodings import convert_to_utf8
 
 from bot.errors import ParseError
 from bot.model import Entry, Source
@@ -36,6 +44,28 @@ _JSONFEED_VERSION_PREFIXES = ("https://jsonfeed.org/", "http://jsonfeed.org/")
 # non-XML Content-Type, or a declared encoding that was wrong. Every feed parsed without
 # response headers gets one, so treating them as damage would warn on every poll.
 _HARMLESS_BOZO = feedparser.ThingsNobodyCaresAboutButMe
+
+# Caps so that no single feed can blow up memory, the database or a Slack message.
+MAX_ENTRIES = 500  # per parse; feeds list newest first, so the first ones are kept
+MAX_TITLE_CHARS = 1_000
+MAX_BODY_CHARS = 100_000  # summary and content each, before HTML stripping
+MAX_ID_CHARS = 2_048  # guid and links
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_DOCTYPE_OUTSIDE_SUBSET = re.compile(rb"[\"'\[>]")
+_DOCTYPE_INSIDE_SUBSET = re.compile(rb"[\"'\]]|<!--")
+# A stray declaration outside any DOCTYPE; the quoted parts may contain ">". Every part after
+# the keyword is optional, so the pattern cannot fail and backtrack.
+_ENTITY_DECLARATION = re.compile(rb"<!ENTITY(?:[^>\"']+|\"[^\"]*\"|'[^']*')*>?", re.IGNORECASE)
+# A numeric character reference; feedparser crashes on some that XML forbids (&#xD800;).
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));")
+# An ASCII "<?xml" cannot begin a UTF-16 or UTF-32 document, whatever its declaration says.
+_WIDE_ENCODING_DECLARED = re.compile(
+    rb"""(<\?xml[^>]*?encoding\s*=\s*["'])(?:utf-?16|utf-?32|ucs-?[24]|iso-10646-ucs-[24]|unicode)[\w-]*""",
+    re.IGNORECASE,
+)
+# The start tag of an RSS/RDF <item> or Atom <entry>, with or without a namespace prefix.
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)(?=[\s/>])")
 
 
 class _SkipEntry(Exception):
@@ -71,11 +101,35 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str]) -> li
     # Relative links in the feed are relative to the feed's own URL unless the server said otherwise.
     response_headers.setdefault("content-location", source.url)
     try:
+        data, response_headers = _as_utf8(body, response_headers)
+        data, removed = _strip_declarations(data)
+        data = _replace_bad_char_refs(data)
+        data, total = _first_entries(data)
         # A BytesIO, never the bytes themselves: feedparser treats a bare str/bytes argument
         # as a URL or a file name first, so a body could make it fetch or open something.
-        result = feedparser.parse(io.BytesIO(body), response_headers=response_headers)
+        result = feedparser.parse(
+            io.BytesIO(data),
+            response_headers=response_headers,
+            # Both rewrite HTML we never post (alerts are text only) and cost more than the parse:
+            # 10 s of a 13 s parse for one 6 MB description. normalize strips scripts and media itself.
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
     except Exception as exc:  # feedparser itself raises ValueError, UnicodeError... on hostile input
         raise ParseError(source.url, f"unreadable feed: {type(exc).__name__}: {exc}") from exc
+    if removed:
+        log.info(
+            "DOCTYPE/ENTITY declarations removed source=%r url=%s count=%d", source.name, source.url, removed
+        )
+    truncated = total > MAX_ENTRIES
+    if truncated:
+        log.warning(
+            "too many entries, first kept source=%r url=%s kept=%d dropped=%d",
+            source.name,
+            source.url,
+            MAX_ENTRIES,
+            total - MAX_ENTRIES,
+        )
 
     problem = result.get("bozo_exception") if result.get("bozo") else None
     damaged = problem is not None and not isinstance(problem, _HARMLESS_BOZO)
@@ -89,7 +143,7 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str]) -> li
     if not raw_entries and not result.get("version"):
         raise ParseError(source.url, _not_a_feed_reason(body, headers, None))
 
-    if damaged:
+    if damaged and not truncated:  # cutting the document made it malformed: already reported
         log.warning(
             "feed malformed, entries kept source=%r url=%s entries=%d reason=%s",
             source.name,
@@ -100,6 +154,125 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str]) -> li
     elif problem is not None:
         log.debug("feed bozo ignored source=%r url=%s reason=%s", source.name, source.url, _describe(problem))
     return entries  # may be empty: a well-formed feed with nothing (usable) in it yet
+
+
+def _as_utf8(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The body as UTF-8, decoded the way feedparser would decode it, and headers saying so.
+
+    Declarations are stripped from the decoded text: in UTF-16 or EBCDIC a ``<!DOCTYPE`` is
+    not the ASCII bytes a byte-level search looks for, yet feedparser would still obey it.
+    """
+    if body.startswith(b"<?xml"):
+        body = _WIDE_ENCODING_DECLARED.sub(rb"\1utf-8", body[:200], count=1) + body[200:]
+    scratch: dict[str, Any] = {}
+    data = convert_to_utf8(headers, body, scratch)
+    if not scratch.get("encoding"):
+        return body, headers  # undecodable: feedparser falls back to UTF-8 with replacement too
+    # The XML declaration now says utf-8; a charset in the Content-Type would override it.
+    media_type = headers.get("content-type", "").split(";")[0].strip()
+    if media_type:
+        headers = {**headers, "content-type": f"{media_type}; charset=utf-8"}
+    return data, headers
+
+
+def _strip_declarations(data: bytes) -> tuple[bytes, int]:
+    """``data`` without any DOCTYPE (internal subset included) or ENTITY declaration; and how many.
+
+    Each declaration is replaced by the newlines it contained, so parse errors still report
+    the line numbers of the original document.
+    """
+    if b"<!" not in data:
+        return data, 0
+    parts: list[bytes] = []
+    removed = 0
+    pos = 0
+    while (match := _DOCTYPE.search(data, pos)) is not None:
+        end = _doctype_end(data, match.end())
+        if end is None:
+            # Unterminated: the scan read to the end of the document, and doing that again for
+            # each later "<!DOCTYPE" would be quadratic. Without its keyword no DOCTYPE declares
+            # anything, so from here on only the keywords go.
+            rest, count = _DOCTYPE.subn(b"", data[match.start() :])
+            parts += (data[pos : match.start()], rest)
+            removed += count
+            pos = len(data)
+            break
+        parts += (data[pos : match.start()], b"\n" * data.count(b"\n", match.start(), end))
+        removed += 1
+        pos = end
+    parts.append(data[pos:])
+    data = b"".join(parts)
+
+    def blank(entity: re.Match[bytes]) -> bytes:
+        nonlocal removed
+        removed += 1
+        return b"\n" * entity.group().count(b"\n")
+
+    return _ENTITY_DECLARATION.sub(blank, data), removed
+
+
+def _replace_bad_char_refs(data: bytes) -> bytes:
+    """Character references to code points XML forbids (NUL, surrogates, > U+10FFFF) become U+FFFD.
+
+    feedparser's lenient parser turns ``&#xD800;`` into a string it then fails to encode,
+    which would cost the whole feed rather than one character.
+    """
+    if b"&#" not in data:
+        return data
+
+    def fix(ref: re.Match[bytes]) -> bytes:
+        digits = ref.group(1) or ref.group(2)
+        if len(digits) <= 8:
+            code = int(digits, 16) if ref.group(1) else int(digits)
+            if (
+                code in (0x9, 0xA, 0xD)
+                or 0x20 <= code <= 0xD7FF
+                or 0xE000 <= code <= 0xFFFD
+                or 0x10000 <= code <= 0x10FFFF
+            ):
+                return ref.group()
+        return b"&#xFFFD;"
+
+    return _CHAR_REF.sub(fix, data)
+
+
+def _doctype_end(data: bytes, pos: int) -> int | None:
+    """Index just past the DOCTYPE whose body starts at ``pos``; None when it never ends.
+
+    Quoted literals and comments may contain "]" and ">", so they are skipped whole.
+    """
+    in_subset = False
+    while True:
+        match = (_DOCTYPE_INSIDE_SUBSET if in_subset else _DOCTYPE_OUTSIDE_SUBSET).search(data, pos)
+        if match is None:
+            return None
+        token = match.group()
+        if token in (b'"', b"'", b"<!--"):
+            close = data.find(b"-->" if token == b"<!--" else token, match.end())
+            if close < 0:
+                return None
+            pos = close + (3 if token == b"<!--" else 1)
+        elif token == b"[":
+            in_subset, pos = True, match.end()
+        elif token == b"]":
+            in_subset, pos = False, match.end()
+        else:  # ">" outside the internal subset
+            return match.end()
+
+
+def _first_entries(data: bytes) -> tuple[bytes, int]:
+    """``data`` cut before its (MAX_ENTRIES + 1)th entry, and how many entries it had.
+
+    feedparser parses a whole document before we can drop anything, at about a second per
+    10,000 entries, so a huge feed is cut first; the cut document is then read by
+    feedparser's lenient parser, which keeps the complete entries before the cut.
+    """
+    total = 0
+    cut = None
+    for total, match in enumerate(_ENTRY_START.finditer(data), start=1):
+        if total == MAX_ENTRIES + 1:
+            cut = match.start()
+    return (data if cut is None else data[:cut]), total
 
 
 def _entry_from_feedparser(raw: Any) -> Entry:
@@ -265,10 +438,22 @@ def _rendered(value: Any) -> str:
 
 
 def _convert_all(raw_entries: Iterable[Any], source: Source, convert: Callable[[Any], Entry]) -> list[Entry]:
+    raw_list = list(raw_entries)
+    if len(raw_list) > MAX_ENTRIES:
+        log.warning(
+            "too many entries, first kept source=%r url=%s kept=%d dropped=%d",
+            source.name,
+            source.url,
+            MAX_ENTRIES,
+            len(raw_list) - MAX_ENTRIES,
+        )
+        del raw_list[MAX_ENTRIES:]
     entries = []
-    for position, raw in enumerate(raw_entries):
+    guids: set[str] = set()
+    duplicates = 0
+    for position, raw in enumerate(raw_list):
         try:
-            entries.append(convert(raw))
+            entry = convert(raw)
         except _SkipEntry as skip:
             log.warning(
                 "entry skipped source=%r url=%s position=%d reason=%s",
@@ -277,6 +462,17 @@ def _convert_all(raw_entries: Iterable[Any], source: Source, convert: Callable[[
                 position,
                 skip,
             )
+            continue
+        # Same guid twice in one document: the first is what the source lists first (newest).
+        if entry.guid in guids:
+            duplicates += 1
+            continue
+        guids.add(entry.guid)
+        entries.append(entry)
+    if duplicates:
+        log.warning(
+            "duplicate guids dropped source=%r url=%s dropped=%d", source.name, source.url, duplicates
+        )
     return entries
 
 
@@ -293,18 +489,30 @@ def _make_entry(
 ) -> Entry:
     if not title and not link:
         raise _SkipEntry("no title and no link")
+    title = title[:MAX_TITLE_CHARS]
     if not guid:
         guid = link or _fallback_guid(title, published)
+    if len(guid) > MAX_ID_CHARS:
+        # Hashed, not cut: two long ids that share a prefix must stay two items.
+        guid = _hashed(guid)
+    if len(link) > MAX_ID_CHARS:
+        link = ""  # a cut URL leads nowhere, and nothing legitimate is this long
+    if not title and not link:
+        raise _SkipEntry("no title and an overlong link")
     return Entry(
         guid=guid,
         link=link,
         title=title,
-        summary=summary,
-        content=content,
+        summary=summary[:MAX_BODY_CHARS],
+        content=content[:MAX_BODY_CHARS],
         published=published,
-        outlet=outlet,
-        outlet_url=outlet_url,
+        outlet=outlet[:MAX_TITLE_CHARS],
+        outlet_url=outlet_url if len(outlet_url) <= MAX_ID_CHARS else "",
     )
+
+
+def _hashed(text: str) -> str:
+    return "sha1:" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fallback_guid(title: str, published: datetime | None) -> str:

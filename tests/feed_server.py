@@ -14,6 +14,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/rss+xml"})
     etag: str | None = None
     delay: float = 0.0
+    last_modified: str | None = None  # sent as Last-Modified; an equal If-Modified-Since gets a 304
 
 
 class FeedServer:
@@ -22,7 +23,10 @@ class FeedServer:
         self.requests: list[tuple[str, dict]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: stop() returns in ~20 ms instead of serve_forever's 0.5 s.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
@@ -30,6 +34,10 @@ class FeedServer:
     def serve(self, path: str, body: bytes | str, **kwargs) -> str:
         self.routes[path] = Response(body.encode() if isinstance(body, str) else body, **kwargs)
         return self.url(path)
+
+    def hits(self, path: str) -> int:
+        """How many requests asked for ``path`` (query string included)."""
+        return sum(1 for requested, _ in self.requests if requested == path)
 
     def start(self) -> FeedServer:
         self.thread.start()
@@ -58,11 +66,17 @@ class FeedServer:
                     self.send_response(304)
                     self.end_headers()
                     return
+                if route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
                 self.send_response(route.status)
                 for k, v in route.headers.items():
                     self.send_header(k, v)
                 if route.etag:
                     self.send_header("ETag", route.etag)
+                if route.last_modified:
+                    self.send_header("Last-Modified", route.last_modified)
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 self.wfile.write(route.body)
