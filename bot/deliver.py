@@ -31,6 +31,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.errors import DeliveryError, SlackAuthError
+from bot.failpoints import failpoint
 from bot.model import Alert, Item, Span
 from bot.render import render_console, render_console_reply, render_plain, render_reply, render_slack
 from bot.store import QueuedAlert, Store, StoryPost
@@ -455,6 +456,7 @@ class Deliverer:
                 StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, watchlists),
                 now,
             )
+        failpoint("after-post")
         store.mark_alert_sent(queued.id, ts, self.now())
         store.set_channel_broken(queued.channel, None)
         report.sent += 1

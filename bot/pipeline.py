@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.errors import FetchError, ParseError
+from bot.failpoints import failpoint
 from bot.fetch import Limits, Validators, fetch_all
 from bot.model import Entry, Fetched, Source, Span, Subscription
 from bot.normalize import normalize
@@ -44,6 +45,7 @@ def limits_from(settings: Settings) -> Limits:
         max_bytes=settings.max_response_bytes,
         concurrency=settings.concurrency,
         user_agent=settings.user_agent,
+        allow_private=settings.allow_private_sources,
     )
 
 
@@ -114,6 +116,7 @@ def poll(
             store.record_fetch_success(
                 source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
             )
+            failpoint("before-commit")
         report.add(source_report)
         log.info(
             "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -159,7 +160,21 @@ def m003_delivery_protocol(db: sqlite_utils.Database) -> None:
     )
 
 
+BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
+
+
+def _enable_wal(db: sqlite_utils.Database) -> None:
+    # Switching the journal mode needs the database to itself for a moment, and SQLite does not
+    # wait for that with the busy timeout: retry briefly when another process is opening it too.
+    for attempt in range(50):
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 def iso(dt: datetime) -> str:
@@ -225,23 +240,45 @@ class Store:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=30)
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT)
             db = sqlite_utils.Database(conn)
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if str(path) != ":memory:":
-                db.enable_wal()
+                _enable_wal(db)
             db.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(db)
+            store = cls(db)
+            # Two processes starting at once must not both migrate: the first takes the write
+            # lock, the second waits and then finds nothing pending.
+            with store.transaction():
+                migrations.apply(db)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{path}: cannot use database: {e}") from None
-        return cls(db)
+        return store
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.db.atomic():
+        """One write transaction, BEGIN IMMEDIATE: the write lock is taken up front.
+
+        A deferred BEGIN that reads and then writes can fail at once with "database is
+        locked" when another connection got there first (SQLite cannot wait for a lock it
+        might deadlock on); IMMEDIATE waits for the busy timeout instead. Nested: a savepoint.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- sources -----------------------------------------------------------------------------
 

@@ -1,0 +1,114 @@
+"""kill -9 at the worst moments, then a restart: every alert reaches Slack, exactly once.
+
+Real subprocesses (`newsalert poll --once`), real SIGKILL, the fake Slack over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.feed_server import FeedServer
+from tests.test_e2e import ROOT, write_config
+
+EXPECTED = 4  # the e2e feeds: the UNICEF story and the hostile CSAM item, each to two channels
+
+
+def env_for(db: Path, slack: FakeSlack, failpoint: str | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env |= {"NEWSALERT_DB": str(db), "SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url}
+    if failpoint:
+        env["NEWSALERT_FAILPOINT"] = failpoint
+    return env
+
+
+def poll(config: Path, env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "poll", "--once"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def alerts_in_slack(slack: FakeSlack) -> Counter:
+    """How many messages Slack holds per alert id (from the metadata each post carries)."""
+    return Counter(
+        m["metadata"]["event_payload"]["alert_id"] for m in slack.messages.values() if m.get("metadata")
+    )
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def restart_and_check(config: Path, db: Path, slack: FakeSlack) -> None:
+    again = poll(config, env_for(db, slack))
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    counts = alerts_in_slack(slack)
+    assert sorted(counts) == list(range(1, EXPECTED + 1)), counts
+    assert set(counts.values()) == {1}, f"double posts: {counts}"
+
+
+def test_killed_before_the_poll_commits(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
+    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    first = poll(config, env_for(db, slack, "before-commit"))
+    first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert not slack.messages
+    restart_and_check(config, db, slack)
+
+
+def test_killed_while_slack_is_slow_to_answer(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
+    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    slack.slow("chat.postMessage", 10)  # the first post lands in Slack; its answer never arrives
+    first = poll(config, env_for(db, slack))
+    assert wait_for(lambda: len(slack.messages) == 1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    restart_and_check(config, db, slack)
+    assert any(c.method == "conversations.history" for c in slack.calls)  # it looked before re-posting
+
+
+def test_killed_after_slack_answered_before_the_row_was_marked(
+    tmp_path: Path, feeds: FeedServer, slack: FakeSlack
+) -> None:
+    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    first = poll(config, env_for(db, slack, "after-post"))
+    first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert len(slack.messages) == 1
+    restart_and_check(config, db, slack)
+
+
+def test_two_runs_on_one_database_do_not_double_deliver(
+    tmp_path: Path, feeds: FeedServer, slack: FakeSlack
+) -> None:
+    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    # Both poll the same feeds into the same database and race to deliver; Slack answers slowly
+    # so their delivery rounds overlap.
+    slack.slow("chat.postMessage", 0.3, times=EXPECTED)
+    racers = [poll(config, env_for(db, slack)) for _ in range(2)]
+    for racer in racers:
+        _, err = racer.communicate(timeout=90)
+        assert racer.returncode == 0, err
+    if len(alerts_in_slack(slack)) < EXPECTED:  # a racer that found a channel busy leaves it for later
+        restart_and_check(config, db, slack)
+    counts = alerts_in_slack(slack)
+    assert sorted(counts) == list(range(1, EXPECTED + 1)) and set(counts.values()) == {1}, json.dumps(counts)
