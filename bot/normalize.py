@@ -10,7 +10,7 @@ import html
 import logging
 import re
 from datetime import UTC, datetime
-from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -177,10 +177,14 @@ def html_to_text(html_or_text: str) -> str:
 
 
 def canonical_url(url: str, base: str = "") -> str:
-    """The URL in the one form used for de-duplication and links; "" when not a usable http(s) URL."""
+    """The URL to link to: absolute http(s), no fragment, no tracking parameters, no redirector
+    wrapped around it; "" when not a usable http(s) URL. (url_key() goes further, for dedup.)"""
     url = url.strip()
     if not url:
         return ""
+    target = _redirect_target(urljoin(base, url) if base else url)
+    if target:
+        url, base = target, ""
     try:
         parts = urlsplit(urljoin(base, url) if base else url)
         port = parts.port  # raises ValueError for a non-numeric or out-of-range port
@@ -195,6 +199,75 @@ def canonical_url(url: str, base: str = "") -> str:
     # User info is dropped: it never identifies an article and must not end up posted to Slack.
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", _without_tracking(parts.query), ""))
+
+
+# Redirectors that carry the real article URL in a query parameter (feed proxies, search and
+# social click-trackers). Opaque ones (news.google.com/rss/articles/…, t.co) cannot be undone
+# without fetching them, and are left alone.
+_REDIRECTORS = {
+    "www.google.com": ("/url", ("url", "q")),
+    "google.com": ("/url", ("url", "q")),
+    "www.bing.com": ("/news/apiclick.aspx", ("url",)),
+    "bing.com": ("/news/apiclick.aspx", ("url",)),
+    "l.facebook.com": ("/l.php", ("u",)),
+    "lm.facebook.com": ("/l.php", ("u",)),
+    "out.reddit.com": ("", ("url",)),
+    "www.linkedin.com": ("/redir/redirect", ("url",)),
+    "feedproxy.google.com": ("", ("url",)),
+    "news.yahoo.com": ("/redirect", ("url",)),
+}
+_AMP_CACHE = re.compile(r"^[a-z0-9-]+\.cdn\.ampproject\.org$")
+
+
+def _redirect_target(url: str) -> str | None:
+    """The article URL inside a known redirector's link, or None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if _AMP_CACHE.match(host):
+        # https://www-example-com.cdn.ampproject.org/c/s/www.example.com/path -> the publisher's page
+        match = re.match(r"^/[a-z]/(s/)?(.+)$", parts.path)
+        if match:
+            return ("https://" if match.group(1) else "http://") + match.group(2)
+        return None
+    rule = _REDIRECTORS.get(host)
+    if rule is None or not parts.path.startswith(rule[0]):
+        return None
+    params = dict(parse_qsl(parts.query))
+    for name in rule[1]:
+        target = params.get(name, "")
+        if target.lower().startswith(("http://", "https://")):
+            return target
+    return None
+
+
+_MOBILE_HOST = re.compile(r"^(?:www|m|mobile|amp|www\d?)\.")
+_AMP_PATH = re.compile(r"(?:/amp/?$|\.amp(?=$|\.html?$)|^/amp(?=/))", re.IGNORECASE)
+_AMP_PARAMS = {"amp", "outputtype", "amp_js_v", "usqp"}
+
+
+def url_key(url: str) -> str:
+    """The key two links to the same article share: for dedup only, never for linking.
+
+    canonical_url() keeps a link that works; this also drops what varies between copies of one
+    page: the www./m./amp. host prefix, the AMP path or parameter, a trailing slash, the order
+    of the query parameters, and the scheme.
+    """
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = _MOBILE_HOST.sub("", parts.netloc.lower(), count=1)
+    path = _AMP_PATH.sub("", parts.path) or "/"
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    query = sorted(
+        pair
+        for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.partition("=")[0]).lower() not in _AMP_PARAMS
+    )
+    return f"{host}{path}" + (f"?{'&'.join(query)}" if query else "")
 
 
 def _without_tracking(query: str) -> str:

@@ -22,6 +22,7 @@ from sqlite_utils import Migrations
 
 from bot.errors import StoreError
 from bot.model import Item, Span, Subscription
+from bot.normalize import url_key
 
 migrations = Migrations("newsalert")
 
@@ -158,6 +159,15 @@ def m003_delivery_protocol(db: sqlite_utils.Database) -> None:
     db["channel_claims"].create(
         {"channel": str, "worker": str, "claimed_at": str}, pk="channel", not_null={"worker", "claimed_at"}
     )
+
+
+@migrations()
+def m004_url_key(db: sqlite_utils.Database) -> None:
+    """Dedup on a key that AMP, mobile and www. variants of one page share (normalize.url_key)."""
+    db["items"].add_column("url_key", str)
+    for row in list(db.query("SELECT id, url FROM items")):
+        db.execute("UPDATE items SET url_key = ? WHERE id = ?", [url_key(row["url"] or ""), row["id"]])
+    db["items"].create_index(["url_key"])
 
 
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
@@ -347,9 +357,10 @@ class Store:
         return self._one("SELECT 1 FROM items WHERE source = ? AND guid = ?", [source, guid]) is not None
 
     def item_id_for_url(self, url: str) -> int | None:
+        """The first stored item whose link is the same page (www./m./AMP variants included)."""
         if not url:
             return None
-        row = self._one("SELECT id FROM items WHERE url = ? ORDER BY id LIMIT 1", [url])
+        row = self._one("SELECT id FROM items WHERE url_key = ? ORDER BY id LIMIT 1", [url_key(url)])
         return row["id"] if row else None
 
     def add_item(self, item: Item, *, story_id: int, duplicate_of: int | None = None) -> int:
@@ -365,6 +376,7 @@ class Store:
                 "published": iso(item.published),
                 "first_seen": iso(item.fetched),
                 "duplicate_of": duplicate_of,
+                "url_key": url_key(item.url),
                 "story_id": story_id,
             }
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.model import Entry, Item, Source
-from bot.normalize import canonical_url, html_to_text, normalize, strip_outlet, to_utc
+from bot.normalize import canonical_url, html_to_text, normalize, strip_outlet, to_utc, url_key
 from bot.parse import parse
 
 DATA = Path(__file__).parent / "data"
@@ -355,3 +355,56 @@ def test_guid_unchanged_and_urls_in_text_kept() -> None:
     assert item.guid == "  tag:blog.example.com,2026:post-1  "
     assert item.text == "Report at https://report.example.org/a?utm_source=x and here."
     assert item.source == "blog"
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        (
+            "https://www.google.com/url?sa=t&url=https://www.bbc.co.uk/news/articles/c123&ved=x",
+            "https://www.bbc.co.uk/news/articles/c123",
+        ),
+        (
+            "https://www.bing.com/news/apiclick.aspx?ref=FexRss&url=https%3a%2f%2fapnews.com%2farticle%2fabc&c=1",
+            "https://apnews.com/article/abc",
+        ),
+        (
+            "https://l.facebook.com/l.php?u=https%3A%2F%2Fexample.org%2Fstory&h=AT0",
+            "https://example.org/story",
+        ),
+        (
+            "https://www-theguardian-com.cdn.ampproject.org/c/s/www.theguardian.com/world/story",
+            "https://www.theguardian.com/world/story",
+        ),
+        # opaque: cannot be undone without fetching it, so it stays as it is
+        (
+            "https://news.google.com/rss/articles/CBMiq0AUZ?oc=5",
+            "https://news.google.com/rss/articles/CBMiq0AUZ?oc=5",
+        ),
+    ],
+)
+def test_redirector_links_are_unwrapped(link: str, expected: str) -> None:
+    assert canonical_url(link) == expected
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://www.example.com/news/story-123",
+        "https://m.example.com/news/story-123/",
+        "http://example.com/news/story-123",
+        "https://amp.example.com/news/story-123/amp",
+        "https://www.example.com/news/story-123.amp",
+        "https://example.com/amp/news/story-123",
+        "https://example.com/news/story-123?amp=1",
+        "https://www.example.com/news/story-123/?outputType=amp",
+    ],
+)
+def test_amp_mobile_www_and_slash_variants_share_one_key(variant: str) -> None:
+    assert url_key(canonical_url(variant)) == "example.com/news/story-123"
+
+
+def test_url_key_sorts_the_query_but_keeps_what_identifies_the_page() -> None:
+    assert url_key("https://example.com/a?id=2&p=1") == url_key("https://example.com/a?p=1&id=2")
+    assert url_key("https://example.com/a?id=2") != url_key("https://example.com/a?id=3")
+    assert url_key("https://example.com/amplifier") == "example.com/amplifier"

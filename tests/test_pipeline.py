@@ -212,3 +212,13 @@ def test_plan_alerts_merges_subscriptions_of_one_channel() -> None:
     ]
     assert plan_alerts(["unicef", "csam"], subs) == {"C1": ["unicef", "csam"]}
     assert plan_alerts([], subs) == {}
+
+
+def test_amp_and_mobile_copies_of_one_page_are_one_alert(tmp_path, feeds, store) -> None:
+    a = feeds.serve("/a.rss", rss(("CSAM ring exposed", "https://www.news.example/world/csam-ring", NOW)))
+    b = feeds.serve("/b.rss", rss(("CSAM ring exposed", "https://m.news.example/world/csam-ring/amp/", NOW)))
+    settings = settings_for(tmp_path, Source("A", a), Source("B", b))
+    sync(store, settings)
+    poll(settings, store)
+    assert [q.channel for q in store.queued_alerts()] == ["C1"]
+    assert store.db["items"].get(2)["duplicate_of"] == 1
