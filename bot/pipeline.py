@@ -81,9 +81,10 @@ def poll(
     matcher: Matcher | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> PollReport:
-    """Poll ``sources`` (default: all configured) once and queue their alerts."""
-    sources = settings.sources if sources is None else sources
-    matcher = matcher or Matcher({w.name: w.query for w in settings.watchlists})
+    """Poll ``sources`` (default: every active source in the database) once and queue their alerts."""
+    # The database holds the catalog (the config file seeds it; Slack and imports add to it).
+    sources = store.active_sources() if sources is None else sources
+    matcher = matcher or Matcher({w.name: w.query for w in store.active_watchlists()})
     states = {s.name: store.source_state(s.name) for s in sources}
     validators = {name: Validators(st.etag, st.last_modified) for name, st in states.items()}
     results = fetch_all(sources, validators, limits_from(settings))

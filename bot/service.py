@@ -12,7 +12,6 @@ from bot.deliver import ConsoleSink, DeliveryReport, RetryLater, Sink, SlackSink
 from bot.errors import SlackAuthError
 from bot.model import Source
 from bot.pipeline import PollReport, poll
-from bot.query import Matcher
 from bot.scheduler import build_scheduler
 from bot.store import Store
 
@@ -59,11 +58,11 @@ class Newsalert:
     def __init__(self, settings: Settings, sink: Sink):
         self.settings = settings
         self.sink = sink
-        self.matcher = Matcher({w.name: w.query for w in settings.watchlists})
-        # Fail early (StoreError) on an unusable database, and bring config subscriptions in.
+        # Fail early (StoreError) on an unusable database, and seed it from the config file.
         store = Store.open(settings.db_path)
         try:
-            store.sync_config_subscriptions(settings.subscriptions, datetime.now(UTC))
+            now = datetime.now(UTC)
+            store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, now)
         finally:
             store.close()
 
@@ -71,7 +70,7 @@ class Newsalert:
         """Poll, then deliver everything queued. SlackAuthError propagates (alerts stay queued)."""
         store = Store.open(self.settings.db_path)
         try:
-            report = poll(self.settings, store, sources, matcher=self.matcher)
+            report = poll(self.settings, store, sources)
             return PollOutcome(report, deliver_pending(store, self.sink))
         finally:
             store.close()
@@ -102,10 +101,13 @@ class Newsalert:
             except SlackAuthError as e:
                 log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
 
-        scheduler = build_scheduler(self.settings.sources, poll_job, deliver_job)
-        log.info(
-            "running sources=%d watchlists=%d", len(self.settings.sources), len(self.settings.watchlists)
-        )
+        store = Store.open(self.settings.db_path)
+        try:
+            sources, watchlists = store.active_sources(), store.active_watchlists()
+        finally:
+            store.close()
+        scheduler = build_scheduler(sources, poll_job, deliver_job)
+        log.info("running sources=%d watchlists=%d", len(sources), len(watchlists))
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):

@@ -21,7 +21,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from bot.errors import StoreError
-from bot.model import Item, Span, Subscription
+from bot.model import Item, Source, Span, Subscription, Watchlist
 from bot.normalize import url_key
 
 migrations = Migrations("newsalert")
@@ -168,6 +168,41 @@ def m004_url_key(db: sqlite_utils.Database) -> None:
     for row in list(db.query("SELECT id, url FROM items")):
         db.execute("UPDATE items SET url_key = ? WHERE id = ?", [url_key(row["url"] or ""), row["id"]])
     db["items"].create_index(["url_key"])
+
+
+@migrations()
+def m005_catalog(db: sqlite_utils.Database) -> None:
+    """Sources, watchlists and subscriptions live in the database; the config file seeds them.
+
+    ``origin`` says where a row came from (config, slack, opml). ``changed_by`` is set when a
+    person changed or removed it from Slack: from then on the database's copy wins over the
+    config file, so a subscription removed in Slack stays removed though the file still lists it.
+    ``removed_at`` keeps removed rows (and that memory) instead of deleting them.
+    """
+    for column, kind in [
+        ("type", str),
+        ("interval", int),
+        ("origin", str),
+        ("removed_at", str),
+        ("changed_by", str),
+        ("added_at", str),
+    ]:
+        db["sources"].add_column(column, kind)
+    db["watchlists"].create(
+        {
+            "name": str,
+            "query": str,
+            "description": str,
+            "origin": str,
+            "removed_at": str,
+            "changed_by": str,
+            "updated_at": str,
+        },
+        pk="name",
+        not_null={"query", "origin"},
+    )
+    db["subscriptions"].add_column("removed_at", str)
+    db["subscriptions"].add_column("changed_by", str)
 
 
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
@@ -327,28 +362,86 @@ class Store:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def sync_config_subscriptions(self, subs: Sequence[Subscription], now: datetime) -> None:
-        """Make the config-origin rows equal the config file; rows from other origins stay."""
-        wanted = {subscription_id(s): s for s in subs}
+    def sync_config(
+        self,
+        sources: Sequence[Source],
+        watchlists: Sequence[Watchlist],
+        subscriptions: Sequence[Subscription],
+        now: datetime,
+    ) -> None:
+        """Make the config file's rows match the file; rows made or changed from Slack stay as they are.
+
+        For each kind: a row someone changed from Slack (changed_by set) or that came from
+        elsewhere is left alone; any other row listed in the file takes the file's values and is
+        active; a config row no longer in the file is marked removed.
+        """
         with self.transaction():
-            existing = {r["id"] for r in self._all("SELECT id FROM subscriptions WHERE origin = 'config'")}
-            for stale in existing - wanted.keys():
-                self.db.execute("DELETE FROM subscriptions WHERE id = ?", [stale])
-            for sid, sub in wanted.items():
-                if sid not in existing:
-                    self.db["subscriptions"].insert(
-                        {
-                            "id": sid,
-                            "channel": sub.channel,
-                            "watchlists": json.dumps(list(sub.watchlists)),
-                            "mode": sub.mode,
-                            "origin": "config",
-                            "created_at": iso(now),
-                        }
-                    )
+            self._sync(
+                "sources",
+                "name",
+                {
+                    s.name: {"name": s.name, "url": s.url, "type": s.type, "interval": s.interval}
+                    for s in sources
+                },
+                now,
+            )
+            self._sync(
+                "watchlists",
+                "name",
+                {
+                    w.name: {"name": w.name, "query": w.query, "description": w.description}
+                    for w in watchlists
+                },
+                now,
+            )
+            self._sync("subscriptions", "id", _subscription_rows(subscriptions), now)
+
+    def _sync(self, table: str, key: str, wanted: dict[str, dict], now: datetime) -> None:
+        existing = {
+            r[key]: r for r in self._all(f"SELECT {key}, origin, removed_at, changed_by FROM {table}")
+        }
+        for name, row in existing.items():
+            if (
+                row["origin"] == "config"
+                and not row["changed_by"]
+                and name not in wanted
+                and not row["removed_at"]
+            ):
+                self.db.execute(f"UPDATE {table} SET removed_at = ? WHERE {key} = ?", [iso(now), name])
+        for name, values in wanted.items():
+            row = existing.get(name)
+            if row is not None and (row["changed_by"] or row["origin"] not in (None, "config")):
+                continue
+            stamp = {"sources": "added_at", "watchlists": "updated_at", "subscriptions": "created_at"}[table]
+            record = {**values, "origin": "config", "removed_at": None, stamp: iso(now)}
+            columns = ", ".join(record)
+            # The first-seen stamp is set by the insert only: an update keeps the original.
+            updates = ", ".join(f"{c} = excluded.{c}" for c in record if c not in (key, stamp))
+            self.db.execute(
+                f"""INSERT INTO {table} ({columns}) VALUES ({", ".join("?" * len(record))})
+                    ON CONFLICT({key}) DO UPDATE SET {updates}""",
+                list(record.values()),
+            )
+
+    def sync_config_subscriptions(self, subs: Sequence[Subscription], now: datetime) -> None:
+        with self.transaction():
+            self._sync("subscriptions", "id", _subscription_rows(subs), now)
+
+    def active_sources(self) -> list[Source]:
+        rows = self._all(
+            "SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL ORDER BY added_at, name"
+        )
+        return [Source(r["name"], r["url"], r["type"] or "feed", r["interval"] or 900) for r in rows]
+
+    def active_watchlists(self) -> list[Watchlist]:
+        rows = self._all("SELECT * FROM watchlists WHERE removed_at IS NULL ORDER BY rowid")
+        return [Watchlist(r["name"], r["query"], r["description"] or "") for r in rows]
 
     def realtime_subscriptions(self) -> list[Subscription]:
-        rows = self._all("SELECT * FROM subscriptions WHERE mode = 'realtime' ORDER BY created_at, id")
+        rows = self._all(
+            """SELECT * FROM subscriptions WHERE mode = 'realtime' AND removed_at IS NULL
+               ORDER BY created_at, id"""
+        )
         return [Subscription(r["channel"], tuple(json.loads(r["watchlists"])), r["mode"]) for r in rows]
 
     # -- items --------------------------------------------------------------------------------
@@ -716,6 +809,18 @@ class Store:
             for values in rows:
                 row = dict(zip(names, values, strict=True))
                 yield row["id"], row["story_key"], _item_from_row(row)
+
+
+def _subscription_rows(subs: Sequence[Subscription]) -> dict[str, dict]:
+    return {
+        subscription_id(s): {
+            "id": subscription_id(s),
+            "channel": s.channel,
+            "watchlists": json.dumps(list(s.watchlists)),
+            "mode": s.mode,
+        }
+        for s in subs
+    }
 
 
 def _item_from_row(row: dict) -> Item:

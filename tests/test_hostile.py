@@ -173,7 +173,7 @@ def run_polls(settings: Settings, polls: int = 2) -> Run:
         try:
             store = Store.open(settings.db_path)  # SQLite connections stay in their own thread
             try:
-                store.sync_config_subscriptions(settings.subscriptions, NOW)
+                store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
                 for _ in range(polls):
                     run.reports.append(poll(settings, store))
                 run.alerted = [(q.item.source, q.item.title) for q in store.queued_alerts()]

@@ -55,7 +55,7 @@ def store(tmp_path: Path):
 
 
 def sync(store: Store, settings: Settings) -> None:
-    store.sync_config_subscriptions(settings.subscriptions, NOW)
+    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
 
 
 def test_matching_items_are_queued_per_channel(tmp_path, feeds: FeedServer, store: Store) -> None:
@@ -200,6 +200,7 @@ def test_conditional_get_uses_the_etag(tmp_path, feeds, store) -> None:
 def test_user_agent_names_the_bot(tmp_path, feeds, store) -> None:
     url = feeds.serve("/a.rss", rss(("x", "https://n.example/1", NOW)))
     settings = dataclasses.replace(settings_for(tmp_path, Source("A", url)), user_agent="newsalert/test")
+    sync(store, settings)
     poll(settings, store)
     assert feeds.requests[0][1]["User-Agent"] == "newsalert/test"
 

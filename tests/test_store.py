@@ -53,8 +53,8 @@ def test_config_subscriptions_are_synced_with_stable_ids(tmp_path) -> None:
     store.sync_config_subscriptions([a, b], NOW)
     store.sync_config_subscriptions([b], NOW)
     assert store.realtime_subscriptions() == [b]
-    ids = [r["id"] for r in store.db["subscriptions"].rows]
-    assert ids == [subscription_id(b)] and len(ids[0]) == 8
+    active = [r["id"] for r in store.db["subscriptions"].rows if r["removed_at"] is None]
+    assert active == [subscription_id(b)] and len(active[0]) == 8
     assert subscription_id(Subscription("C2", ("csam", "deepfakes"))) == subscription_id(b)
     store.close()
 
@@ -89,4 +89,29 @@ def test_items_stored_before_stories_existed_get_one_story_each(tmp_path) -> Non
     store = Store.open(tmp_path / "old.db")
     assert [r["story_id"] for r in store.db["items"].rows] == [1, 1]
     assert store.count("alerts") == 0 and store.db["stories"].count == 1
+    store.close()
+
+
+def test_the_config_file_seeds_the_catalog_and_slack_changes_win(tmp_path) -> None:
+    from bot.model import Source, Watchlist
+
+    store = Store.open(tmp_path / "t.db")
+    sub = Subscription("C1", ("csam",))
+    store.sync_config([Source("A", "https://a.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
+    assert [s.url for s in store.active_sources()] == ["https://a.example/feed"]
+    # a config edit applies on the next start; an entry gone from the file is removed
+    store.sync_config(
+        [Source("A", "https://a.example/new"), Source("B", "https://b.example/feed")],
+        [Watchlist("csam", "CSAM OR CSEM")],
+        [sub],
+        NOW,
+    )
+    assert [s.url for s in store.active_sources()] == ["https://a.example/new", "https://b.example/feed"]
+    assert store.active_watchlists()[0].query == "CSAM OR CSEM"
+    store.sync_config([Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
+    assert [s.name for s in store.active_sources()] == ["B"]
+    # someone unsubscribes the channel from Slack: the file still lists it, the removal stands
+    store.db.execute("UPDATE subscriptions SET removed_at = ?, changed_by = 'U1'", [NOW.isoformat()])
+    store.sync_config([Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
+    assert store.realtime_subscriptions() == []
     store.close()
