@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from bot.config import Settings
 from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
-from bot.fetch import Limits, Validators, fetch_all
+from bot.fetch import Limits, Validators, backoff_delay, fetch_all
 from bot.model import Entry, Fetched, Source, Span, Subscription
 from bot.normalize import normalize
 from bot.parse import parse
@@ -80,10 +80,16 @@ def poll(
     *,
     matcher: Matcher | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    due_only: bool = False,
 ) -> PollReport:
-    """Poll ``sources`` (default: every active source in the database) once and queue their alerts."""
+    """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
+
+    ``due_only`` (the scheduler) skips sources that are backing off after failures.
+    """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.active_sources() if sources is None else sources
+    if due_only:
+        sources = [s for s in sources if store.source_due(s.name, now())]
     matcher = matcher or Matcher({w.name: w.query for w in store.active_watchlists()})
     states = {s.name: store.source_state(s.name) for s in sources}
     validators = {name: Validators(st.etag, st.last_modified) for name, st in states.items()}
@@ -97,11 +103,18 @@ def poll(
             entries = _entries_from(source, outcome)
         except (FetchError, ParseError) as e:
             report.failed += 1
-            log.warning("source failed name=%r url=%s reason=%s", source.name, source.url, e.reason)
-            store.record_fetch_failure(source.name, source.url, now(), e.reason)
+            _record_failure(store, source, states[source.name], e, now())
             continue
         assert isinstance(outcome, Fetched)
         fetched_at = now()
+        if outcome.permanent_url and outcome.permanent_url != source.url:
+            log.warning(
+                "source moved permanently name=%r from=%s to=%s (update the config to match)",
+                source.name,
+                source.url,
+                outcome.permanent_url,
+            )
+            store.move_source(source.name, outcome.permanent_url)
         cutoff = flood_cutoff(states[source.name], fetched_at, settings.first_poll_window)
         with store.transaction():
             source_report = ingest(
@@ -129,6 +142,42 @@ def poll(
             source_report.alerts_queued,
         )
     return report
+
+
+MAX_BACKOFF = 6 * 3600.0
+
+
+def _record_failure(
+    store: Store, source: Source, state: SourceState, error: FetchError | ParseError, now: datetime
+) -> None:
+    """Log it, and hold the source back: Slack-style Retry-After if given, else backoff with jitter."""
+    gone = isinstance(error, FetchError) and error.gone
+    retry_after = error.retry_after if isinstance(error, FetchError) else None
+    wait = max(
+        float(source.interval),
+        retry_after
+        if retry_after is not None
+        else backoff_delay(state.consecutive_failures + 1, base=source.interval, cap=MAX_BACKOFF),
+    )
+    if gone:
+        log.error(
+            "source gone name=%r url=%s reason=%s: disabled (remove it, or fix its URL and restart)",
+            source.name,
+            source.url,
+            error.reason,
+        )
+    else:
+        log.warning(
+            "source failed name=%r url=%s reason=%s failures=%d retry_in=%ds",
+            source.name,
+            source.url,
+            error.reason,
+            state.consecutive_failures + 1,
+            wait,
+        )
+    store.record_fetch_failure(
+        source.name, source.url, now, error.reason, retry_at=now + timedelta(seconds=wait), disable=gone
+    )
 
 
 def _entries_from(source: Source, outcome: Fetched | FetchError) -> list[Entry]:

@@ -66,11 +66,11 @@ class Newsalert:
         finally:
             store.close()
 
-    def poll_once(self, sources: Sequence[Source] | None = None) -> PollOutcome:
+    def poll_once(self, sources: Sequence[Source] | None = None, *, due_only: bool = False) -> PollOutcome:
         """Poll, then deliver everything queued. SlackAuthError propagates (alerts stay queued)."""
         store = Store.open(self.settings.db_path)
         try:
-            report = poll(self.settings, store, sources)
+            report = poll(self.settings, store, sources, due_only=due_only)
             return PollOutcome(report, deliver_pending(store, self.sink))
         finally:
             store.close()
@@ -87,7 +87,8 @@ class Newsalert:
 
         def poll_job(sources: list[Source]) -> None:
             try:
-                log.info("poll done %s", self.poll_once(sources).summary())
+                # Scheduled polls skip sources that are backing off after failures.
+                log.info("poll done %s", self.poll_once(sources, due_only=True).summary())
             except SlackAuthError as e:
                 log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
 

@@ -205,6 +205,14 @@ def m005_catalog(db: sqlite_utils.Database) -> None:
     db["subscriptions"].add_column("changed_by", str)
 
 
+@migrations()
+def m008_source_health(db: sqlite_utils.Database) -> None:
+    """When a failing source may be fetched again, and sources the web says are gone."""
+    db["sources"].add_column("next_poll_at", str)  # backoff / Retry-After; NULL = at its interval
+    db["sources"].add_column("disabled_at", str)  # HTTP 410: not polled again until re-added
+    db["sources"].add_column("disabled_reason", str)
+
+
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 
@@ -340,25 +348,63 @@ class Store:
         )
 
     def record_fetch_success(
-        self, name: str, url: str, now: datetime, *, etag: str | None, last_modified: str | None
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        etag: str | None,
+        last_modified: str | None,
     ) -> None:
         self.db.execute(
             """INSERT INTO sources (name, url, etag, last_modified, last_polled, last_success,
                                     consecutive_failures)
                VALUES (:name, :url, :etag, :lm, :now, :now, 0)
-               ON CONFLICT(name) DO UPDATE SET url = :url, etag = :etag, last_modified = :lm,
-                    last_polled = :now, last_success = :now, consecutive_failures = 0""",
+               ON CONFLICT(name) DO UPDATE SET etag = :etag, last_modified = :lm,
+                    last_polled = :now, last_success = :now, consecutive_failures = 0, next_poll_at = NULL""",
             {"name": name, "url": url, "etag": etag, "lm": last_modified, "now": iso(now)},
         )
 
-    def record_fetch_failure(self, name: str, url: str, now: datetime, reason: str) -> None:
+    def record_fetch_failure(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        reason: str,
+        *,
+        retry_at: datetime | None = None,
+        disable: bool = False,
+    ) -> None:
+        """A failed fetch; ``retry_at`` holds the source back (backoff), ``disable`` stops it (410)."""
         self.db.execute(
-            """INSERT INTO sources (name, url, last_polled, last_error, last_error_at, consecutive_failures)
-               VALUES (:name, :url, :now, :reason, :now, 1)
-               ON CONFLICT(name) DO UPDATE SET url = :url, last_polled = :now, last_error = :reason,
-                    last_error_at = :now, consecutive_failures = consecutive_failures + 1""",
-            {"name": name, "url": url, "now": iso(now), "reason": reason},
+            """INSERT INTO sources (name, url, last_polled, last_error, last_error_at, consecutive_failures,
+                                    next_poll_at, disabled_at, disabled_reason)
+               VALUES (:name, :url, :now, :reason, :now, 1, :retry, :disabled, :why)
+               ON CONFLICT(name) DO UPDATE SET last_polled = :now, last_error = :reason,
+                    last_error_at = :now, consecutive_failures = consecutive_failures + 1,
+                    next_poll_at = :retry, disabled_at = :disabled, disabled_reason = :why""",
+            {
+                "name": name,
+                "url": url,
+                "now": iso(now),
+                "reason": reason,
+                "retry": iso(retry_at) if retry_at else None,
+                "disabled": iso(now) if disable else None,
+                "why": reason if disable else None,
+            },
         )
+
+    def move_source(self, name: str, url: str) -> None:
+        """A permanent redirect: fetch the new address from now on (and forget the old validators)."""
+        self.db.execute(
+            "UPDATE sources SET url = ?, etag = NULL, last_modified = NULL WHERE name = ?", [url, name]
+        )
+
+    def source_due(self, name: str, now: datetime) -> bool:
+        row = self._one("SELECT next_poll_at, disabled_at FROM sources WHERE name = ?", [name])
+        if row is None:
+            return True
+        return row["disabled_at"] is None and (row["next_poll_at"] is None or row["next_poll_at"] <= iso(now))
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -380,7 +426,9 @@ class Store:
                 "sources",
                 "name",
                 {
-                    s.name: {"name": s.name, "url": s.url, "type": s.type, "interval": s.interval}
+                    # A restart gives a source disabled as gone (HTTP 410) one more try.
+                    s.name: {"name": s.name, "url": s.url, "type": s.type, "interval": s.interval,
+                             "disabled_at": None, "disabled_reason": None}
                     for s in sources
                 },
                 now,
@@ -429,7 +477,8 @@ class Store:
 
     def active_sources(self) -> list[Source]:
         rows = self._all(
-            "SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL ORDER BY added_at, name"
+            """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL AND disabled_at IS NULL
+               ORDER BY added_at, name"""
         )
         return [Source(r["name"], r["url"], r["type"] or "feed", r["interval"] or 900) for r in rows]
 

@@ -223,3 +223,30 @@ def test_amp_and_mobile_copies_of_one_page_are_one_alert(tmp_path, feeds, store)
     poll(settings, store)
     assert [q.channel for q in store.queued_alerts()] == ["C1"]
     assert store.db["items"].get(2)["duplicate_of"] == 1
+
+
+def test_a_failing_source_backs_off_and_a_gone_one_is_disabled(tmp_path, feeds, store) -> None:
+    flaky = feeds.serve("/flaky.rss", "busy", status=503, headers={"Retry-After": "120"})
+    gone = feeds.serve("/gone.rss", "gone", status=410)
+    settings = settings_for(tmp_path, Source("flaky", flaky, interval=60), Source("gone", gone))
+    sync(store, settings)
+    assert poll(settings, store).failed == 2
+    row = store.db["sources"].get("flaky")
+    retry_at = datetime.fromisoformat(row["next_poll_at"])
+    assert timedelta(seconds=110) < retry_at - datetime.now(UTC) <= timedelta(seconds=120)
+    assert not store.source_due("flaky", datetime.now(UTC))
+    assert [s.name for s in store.active_sources()] == ["flaky"]  # "gone" is disabled
+    assert "410" in store.db["sources"].get("gone")["disabled_reason"]
+    before = len(feeds.requests)
+    assert poll(settings, store, due_only=True).polled == 0  # backing off: not even fetched
+    assert len(feeds.requests) == before
+    assert poll(settings, store).polled == 1  # an explicit poll still tries it
+
+
+def test_a_permanent_redirect_moves_the_source(tmp_path, feeds, store) -> None:
+    new = feeds.serve("/new.rss", rss(("CSAM story", "https://n.example/1", NOW)))
+    old = feeds.serve("/old.rss", "", status=301, headers={"Location": new})
+    settings = settings_for(tmp_path, Source("A", old))
+    sync(store, settings)
+    assert poll(settings, store).new_items == 1
+    assert store.active_sources()[0].url == new
