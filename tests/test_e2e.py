@@ -213,3 +213,12 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(
     output = (tmp_path / "run.log").read_text()
     assert proc.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_the_token_never_appears_in_logs(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
+    config = write_config(tmp_path / "newsalert.toml", feeds)
+    slack.fail_next("chat.postMessage", status=500, error="internal_error")  # error paths log too
+    result = run_newsalert("-v", "poll", "--once", config=config, db=tmp_path / "x.db", slack=slack)
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" in result.stderr  # the debug logs (slack_sdk's requests included) were on
+    assert VALID_TOKEN not in result.stderr + result.stdout
