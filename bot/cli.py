@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -12,14 +13,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot import demo
+from bot import demo, history, logs, opml
+from bot import digest as digests
+from bot import status as health_status
 from bot.backtest import backtest, format_backtest, format_test
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
 from bot.deliver import ConsoleSink
+from bot.digest import next_digest
 from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
 from bot.query import Query, compile_query
-from bot.render import format_time
-from bot.service import Newsalert, make_sink
+from bot.render import format_time, render_console_message
+from bot.service import Newsalert, check_run_mode, make_sink
 from bot.store import Store
 
 EXIT_CONFIG = 2
@@ -47,13 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail"
     )
+    common.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=argparse.SUPPRESS,
+        help="text (default) or json: one JSON object per line, for log shippers",
+    )
     parser = argparse.ArgumentParser(
         prog="newsalert",
         parents=[common],
         description="Watch the news for trust-and-safety topics and alert Slack channels.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="poll on schedule and deliver alerts (long-running)")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="poll on schedule, deliver alerts and serve the Slack app (long-running)",
+        description="Socket Mode when SLACK_APP_TOKEN is set; HTTP mode with --http; else alerts only.",
+    )
+    run.add_argument(
+        "--http",
+        action="store_true",
+        help="serve the Slack app over HTTP at POST /slack/events (and /healthz)",
+    )
+    run.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 3000),
+        help="HTTP port (env PORT, default 3000)",
+    )
+    run.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on (default 0.0.0.0)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="without --http: serve GET /metrics and /healthz here",
+    )
+    audit = commands.add_parser(
+        "audit", parents=[common], help="print the changes people made from Slack: who, when, where, what"
+    )
+    audit.add_argument("--limit", type=int, default=100, metavar="N", help="latest N changes (100)")
     poll = commands.add_parser(
         "poll", parents=[common], help="poll every source once, deliver, print a summary"
     )
@@ -69,9 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     story = commands.add_parser("story", parents=[common], help="show one story: its items and sources")
     story.add_argument("story_id", type=int, metavar="ID", help="story id (shown with each console alert)")
     commands.add_parser(
+        "subscriptions",
+        parents=[common],
+        help="list subscriptions: id, channel, watchlists, mode, next digest",
+    )
+    digest = commands.add_parser("digest", parents=[common], help="preview or send a digest now")
+    digest.add_argument("digest_action", choices=["preview", "send"], metavar="preview|send")
+    digest.add_argument("subscription_id", metavar="SUBSCRIPTION_ID", help="from `newsalert subscriptions`")
+    commands.add_parser(
         "check-config", parents=[common], help="validate the config and print what it resolved"
     )
     _add_query_parser(commands, common)
+    _add_history_parsers(commands, common)
     return parser
 
 
@@ -113,11 +159,7 @@ def _since(value: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(verbose=verbose, fmt=getattr(args, "log_format", "text"))  # stderr; tokens redacted
     if not verbose:
         # APScheduler logs every job start and end at INFO; our own poll summary says more.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -141,7 +183,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     # A platform stop (Procfile dynos, systemd) sends SIGTERM: exit through the scheduler's shutdown.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    Newsalert(settings, make_sink(settings)).run()
+    mode = check_run_mode(settings, http=args.http)  # ConfigError (exit 2) before anything starts
+    Newsalert(settings, make_sink(settings)).run(
+        http_port=args.port if mode == "http" else None, host=args.host, metrics_port=args.metrics_port
+    )
+    return 0
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    store = Store.open(settings.db_path)
+    try:
+        rows = store.audit_log(args.limit)
+    finally:
+        store.close()
+    if not rows:
+        print(f"no changes from Slack recorded in {settings.db_path}")
+        return 0
+    for row in reversed(rows):  # oldest first, like a log
+        when = format_time(datetime.fromisoformat(row["at"]))
+        print(f"{when}  {row['user_id']:<11}  {row['channel'] or '-':<11}  {row['action']}: {row['detail']}")
     return 0
 
 
@@ -261,11 +321,199 @@ def _query_backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+_WIDTHS = (8, 12, 8, 16, 16, 20)
+
+
+def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
+    store = Newsalert.seeded_store(settings)
+    try:
+        rows = store.subscriptions()
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    header = ("id", "channel", "mode", "schedule", "timezone", "next digest")
+    print("  ".join(f"{h:{w}}" for h, w in zip(header, _WIDTHS, strict=True)) + "  watchlists")
+    for sid, sub, _, _ in rows:
+        digest = sub.mode == "digest"
+        upcoming = format_time(next_digest(sub, now)) if digest else "-"
+        row = (sid, sub.channel, sub.mode, sub.schedule or "-", sub.timezone if digest else "-", upcoming)
+        columns = "  ".join(f"{v:{w}}" for v, w in zip(row, _WIDTHS, strict=True))
+        print(f"{columns}  {', '.join(sub.watchlists)}")
+    return 0
+
+
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    store = Newsalert.seeded_store(settings)
+    try:
+        now = datetime.now(UTC)
+        if args.digest_action == "preview":
+            preview = digests.build_digest(store, args.subscription_id, now)
+            for message in digests.render_digest(preview):
+                print(render_console_message(preview.channel, message), end="\n\n")
+            print(f"(preview: not sent; covers {format_time(preview.since)} to {format_time(now)})")
+        else:
+            sent = digests.send_digest(store, make_sink(settings), args.subscription_id, now)
+            print(
+                f"digest sent to {sent.channel}: {len(sent.stories)} stories since {format_time(sent.since)}"
+            )
+    except digests.ScheduleError as e:
+        print(f"newsalert: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def _add_history_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    search = commands.add_parser(
+        "search", parents=[common], help="search every stored item with a query; prints stories, newest first"
+    )
+    search.add_argument("query", metavar="QUERY", help="watchlist query language, quoted for the shell")
+    search.add_argument("--since", type=_since, default="30d", metavar="DURATION", help="window (30d)")
+    search.add_argument("--watchlist", metavar="NAME", help="only stories this watchlist matched")
+    search.add_argument("--source", metavar="NAME", help="only items from this source (or outlet)")
+    search.add_argument("--limit", type=_positive, default=20, metavar="N", help="stories shown (20)")
+    search.add_argument("--json", action="store_true", help="print a JSON list")
+    export = commands.add_parser(
+        "export", parents=[common], help="one row per story that matched a watchlist (CSV or JSON)"
+    )
+    export.add_argument("--since", type=_since, default="30d", metavar="DURATION", help="window (30d)")
+    export.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
+    export.add_argument("--watchlist", metavar="NAME", help="only stories this watchlist matched")
+    export.add_argument("--output", metavar="FILE", help="write to FILE (default: stdout)")
+    status = commands.add_parser(
+        "status", parents=[common], help="health of sources, outbox and subscriptions (exit 1: needs a human)"
+    )
+    status.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    sources = commands.add_parser("sources", parents=[common], help="import or export sources as OPML")
+    actions = sources.add_subparsers(dest="sources_command", required=True, metavar="ACTION")
+    opml_import = actions.add_parser("import", parents=[common], help="add the feeds of an OPML file")
+    opml_import.add_argument("opml_file", metavar="OPML_FILE")
+    actions.add_parser("export", parents=[common], help="print the active sources as OPML")
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return int(value)
+
+
+def _history_store(settings: Settings) -> Store:
+    if settings.db_path != ":memory:" and not Path(settings.db_path).is_file():
+        # Store.open would create an empty database and report nothing: say why instead.
+        raise StoreError(f"{settings.db_path}: no such database (use --db, or run `newsalert poll --once`)")
+    return Store.open(settings.db_path)
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    store = _history_store(settings)
+    try:
+        hits = history.search(
+            store,
+            args.query,
+            since=timedelta(seconds=parse_duration(args.since)),
+            watchlist=args.watchlist,
+            source=args.source,
+            limit=args.limit,
+        )
+    except QueryError as e:
+        print(f"newsalert: query error: {e}\n  {e.query}\n  {' ' * e.position}^", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
+    elif hits:
+        print(history.format_hits(hits))
+    else:
+        print(f"no stories match in the last {args.since}")
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    store = _history_store(settings)
+    try:
+        since = timedelta(seconds=parse_duration(args.since))
+        rows = history.export_rows(store, since=since, watchlist=args.watchlist)
+    finally:
+        store.close()
+    write = history.write_json if args.format == "json" else history.write_csv
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            write(rows, out)
+        log.info("exported stories=%d format=%s file=%s", len(rows), args.format, args.output)
+    else:
+        write(rows, sys.stdout)
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    store = _history_store(settings)
+    try:
+        report = health_status.health(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        health_status.print_health(report)
+    return 1 if report.needs_human else 0
+
+
+def _catalog_store(settings: Settings) -> Store:
+    """The database with the config file's catalog synced in, as `run` would see it."""
+    store = Store.open(settings.db_path)
+    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC))
+    return store
+
+
+def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
+    if args.sources_command == "export":
+        store = _catalog_store(settings)
+        try:
+            sys.stdout.write(opml.export_opml(store.active_sources()))
+        finally:
+            store.close()
+        return 0
+    try:
+        feeds = opml.parse_opml(Path(args.opml_file).read_bytes())
+    except OSError as e:
+        print(f"newsalert: cannot read {args.opml_file}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except opml.OpmlError as e:
+        print(f"newsalert: {args.opml_file}: {e}", file=sys.stderr)
+        return 1
+    store = _catalog_store(settings)
+    try:
+        report = opml.import_feeds(
+            store, feeds, interval=settings.interval, allow_private=settings.allow_private_sources
+        )
+    finally:
+        store.close()
+    for source in report.added:
+        print(f"added     {source.name}  {source.url}")
+    for source in report.restored:
+        print(f"restored  {source.name}  {source.url}")
+    for feed in report.present:
+        print(f"present   {feed.name}  {feed.url}")
+    for feed, why in report.refused:
+        print(f"refused   {feed.name}  {feed.url}: {why}")
+    print(f"{args.opml_file}: {report.summary()}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
+    "audit": cmd_audit,
     "poll": cmd_poll,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
     "story": cmd_story,
+    "subscriptions": cmd_subscriptions,
+    "digest": cmd_digest,
     "query": cmd_query,
+    "search": cmd_search,
+    "export": cmd_export,
+    "status": cmd_status,
+    "sources": cmd_sources,
 }

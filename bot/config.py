@@ -11,11 +11,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.digest import DEFAULT_TOP, ScheduleError, trigger
+from bot.digest import timezone as digest_timezone
 from bot.errors import ConfigError, QueryError
 from bot.fetch import address_problem
 from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
@@ -44,11 +46,19 @@ class Settings:
     fetch_timeout: int = 30
     max_response_bytes: int = 10 * 1024 * 1024
     story_window: int = 72 * 3600  # an item joins a story seen this recently
+    digest_grace: int = 12 * 3600  # a digest missed while down is sent on start if this recent
+    timezone: str = "UTC"  # digests' default timezone
+    retention_days: int = 180  # stored history older than this is pruned daily
     concurrency: int = 20
     user_agent: str = USER_AGENT
     db_path: str = DEFAULT_DB
     slack_token: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
+    # The Slack app (`newsalert run`): [slack] in the file, tokens from the environment.
+    slack_admins: tuple[str, ...] = ()  # user IDs allowed to manage watchlists and sources
+    escalation_channel: str | None = None  # where "Escalate" re-posts an alert
+    slack_app_token: str | None = None  # xapp-…: Socket Mode
+    slack_signing_secret: str | None = None  # HTTP mode: verifies every request
 
 
 def parse_duration(value: object) -> int:
@@ -166,7 +176,7 @@ class _Reader:
         return got
 
 
-_TOP = {"defaults", "sources", "watchlists", "subscriptions"}
+_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack"}
 _DEFAULTS = {
     "interval",
     "first_poll_window",
@@ -176,10 +186,16 @@ _DEFAULTS = {
     "concurrency",
     "user_agent",
     "story_window",
+    "timezone",
+    "digest_grace",
+    "retention_days",
 }
 _SOURCE = {"name", "url", "type", "interval"}
 _WATCHLIST = {"query", "description"}
-_SUBSCRIPTION = {"channel", "watchlists", "mode"}
+_SLACK = {"admins", "escalation_channel"}
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+_SUBSCRIPTION = {"channel", "watchlists", "mode", "schedule", "timezone", "skip_empty", "top"}
 
 
 def load_settings(
@@ -220,6 +236,20 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         window = r.duration(defaults, "first_poll_window", "defaults", 86400, "defaults")
     fetch_timeout = r.duration(defaults, "fetch_timeout", "defaults", 30, "defaults")
     story_window = r.duration(defaults, "story_window", "defaults", 72 * 3600, "defaults")
+    digest_grace = r.duration(defaults, "digest_grace", "defaults", 12 * 3600, "defaults")
+    retention_days = defaults.get("retention_days", 180)
+    if not isinstance(retention_days, int) or isinstance(retention_days, bool) or retention_days < 1:
+        raise r.fail(
+            "must be a whole number of days, at least 1",
+            "defaults.retention_days",
+            "defaults",
+            "retention_days",
+        )
+    default_tz = r.string(defaults, "timezone", "defaults", "defaults", required=False) or "UTC"
+    try:
+        digest_timezone(default_tz)
+    except ScheduleError as e:
+        raise r.fail(str(e), "defaults.timezone", "defaults", "timezone") from None
     allow_private = r.boolean(defaults, "allow_private_sources", "defaults", False, "defaults")
     max_bytes = defaults.get("max_response_bytes", 10 * 1024 * 1024)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
@@ -236,7 +266,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
 
     sources = _read_sources(doc, r, interval, allow_private)
     watchlists = _read_watchlists(doc, r)
-    subscriptions = _read_subscriptions(doc, r, {w.name for w in watchlists})
+    subscriptions = _read_subscriptions(doc, r, {w.name for w in watchlists}, default_tz)
 
     api_url = env.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
     if not api_url.endswith("/"):
@@ -252,12 +282,41 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         fetch_timeout=fetch_timeout,
         max_response_bytes=max_bytes,
         story_window=story_window,
+        digest_grace=digest_grace,
+        timezone=default_tz,
+        retention_days=retention_days,
         concurrency=concurrency,
         user_agent=user_agent,
         db_path=db_path or env.get("NEWSALERT_DB") or DEFAULT_DB,
         slack_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
         slack_api_url=api_url,
+        **_read_slack(doc, r),
+        slack_app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
     )
+
+
+def _read_slack(doc: dict, r: _Reader) -> dict[str, Any]:
+    """[slack]: who administers watchlists and sources from Slack, and where escalations go."""
+    slack = r.table(doc, "slack", _SLACK)
+    admins = slack.get("admins", [])
+    if not isinstance(admins, list) or not all(isinstance(a, str) and _USER_ID.match(a) for a in admins):
+        raise r.fail(
+            f'must be a list of Slack user IDs such as ["U0123ABCD"], got {admins!r}',
+            "slack.admins",
+            "slack",
+            "admins",
+        )
+    channel = slack.get("escalation_channel")
+    if channel is not None and not (isinstance(channel, str) and _CHANNEL_ID.match(channel)):
+        # An ID, not a name: channel names change, and chat.postMessage wants the ID anyway.
+        raise r.fail(
+            f"must be a Slack channel ID such as C0123456789, got {channel!r}",
+            "slack.escalation_channel",
+            "slack",
+            "escalation_channel",
+        )
+    return {"slack_admins": tuple(dict.fromkeys(admins)), "escalation_channel": channel}
 
 
 def is_private_host(host: str) -> bool:
@@ -338,7 +397,37 @@ def _read_watchlists(doc: dict, r: _Reader) -> tuple[Watchlist, ...]:
     return tuple(watchlists)
 
 
-def _read_subscriptions(doc: dict, r: _Reader, known: set[str]) -> tuple[Subscription, ...]:
+def _subscription_mode(
+    entry: dict, r: _Reader, label: str, where: tuple, sub: Subscription, default_tz: str
+) -> Subscription:
+    """Realtime (the default), or digest with its schedule, timezone and options."""
+    mode = entry.get("mode", "realtime")
+    if mode not in ("realtime", "digest"):
+        raise r.fail(f'must be "realtime" or "digest", got {mode!r}', f"{label}.mode", *where, "mode")
+    if mode == "realtime":
+        for key in ("schedule", "timezone", "skip_empty", "top"):
+            if key in entry:
+                raise r.fail(
+                    'only digest subscriptions (mode = "digest") take this', f"{label}.{key}", *where, key
+                )
+        return sub
+    schedule = r.string(entry, "schedule", label, *where)
+    tz = r.string(entry, "timezone", label, *where, required=False) or default_tz
+    try:
+        trigger(schedule, tz)
+    except ScheduleError as e:
+        key = "timezone" if "timezone" in str(e) else "schedule"
+        raise r.fail(str(e), f"{label}.{key}", *where, key) from None
+    top = entry.get("top", DEFAULT_TOP)
+    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 100:
+        raise r.fail("must be an integer from 1 to 100", f"{label}.top", *where, "top")
+    skip_empty = r.boolean(entry, "skip_empty", label, False, *where)
+    return replace(sub, mode="digest", schedule=schedule, timezone=tz, skip_empty=skip_empty, top=top)
+
+
+def _read_subscriptions(
+    doc: dict, r: _Reader, known: set[str], timezone: str = "UTC"
+) -> tuple[Subscription, ...]:
     raw = doc.get("subscriptions", [])
     if not isinstance(raw, list):
         raise r.fail("must be an array of tables ([[subscriptions]])", "subscriptions", "subscriptions")
@@ -371,13 +460,9 @@ def _read_subscriptions(doc: dict, r: _Reader, known: set[str]) -> tuple[Subscri
                     *where,
                     "watchlists",
                 )
-        mode = entry.get("mode", "realtime")
-        if mode != "realtime":
-            raise r.fail(
-                f'must be "realtime" (digests are not supported yet), got {mode!r}',
-                f"{label}.mode",
-                *where,
-                "mode",
+        subscriptions.append(
+            _subscription_mode(
+                entry, r, label, where, Subscription(channel, tuple(dict.fromkeys(names))), timezone
             )
-        subscriptions.append(Subscription(channel=channel, watchlists=tuple(dict.fromkeys(names)), mode=mode))
+        )
     return tuple(subscriptions)

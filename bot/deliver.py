@@ -30,10 +30,20 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot import metrics
 from bot.errors import DeliveryError, SlackAuthError
 from bot.failpoints import failpoint
 from bot.model import Alert, Item, Span
-from bot.render import render_console, render_console_reply, render_plain, render_reply, render_slack
+from bot.render import (
+    MessageState,
+    SlackMessage,
+    render_console,
+    render_console_message,
+    render_console_reply,
+    render_plain,
+    render_reply,
+    render_slack,
+)
 from bot.store import QueuedAlert, Store, StoryPost
 from bot.summarize import summarize
 
@@ -91,13 +101,29 @@ class Sink(Protocol):
         """Post a later report of ``parent``'s story in its thread; return the reply's ts."""
         ...
 
-    def update(self, parent: Alert, ts: str) -> None:
-        """Re-render the story's top-level message (more sources, more watchlists)."""
+    def update(self, parent: Alert, ts: str, state: MessageState | None = None) -> None:
+        """Re-render the story's top-level message (more sources, more watchlists), keeping ``state``."""
         ...
 
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
         """The ts of this alert's message if an earlier attempt did post it, else None."""
         ...
+
+    def post_message(
+        self,
+        channel: str,
+        message: SlackMessage,
+        event_type: str,
+        payload: dict,
+        *,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Post any message (a digest); metadata lets find_message recognise it after a crash."""
+        ...
+
+    def find_message(
+        self, channel: str, since: datetime, event_type: str, payload: dict, *, thread_ts: str | None = None
+    ) -> str | None: ...
 
 
 class ConsoleSink:
@@ -116,10 +142,29 @@ class ConsoleSink:
         print(render_console_reply(alert, parent), file=self.stream or sys.stdout, end="\n\n", flush=True)
         return "console"
 
-    def update(self, parent: Alert, ts: str) -> None:
+    def update(self, parent: Alert, ts: str, state: MessageState | None = None) -> None:
         pass  # printed lines cannot change; the reply line already says how many sources
 
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
+        return None
+
+    def post_message(
+        self,
+        channel: str,
+        message: SlackMessage,
+        event_type: str,
+        payload: dict,
+        *,
+        thread_ts: str | None = None,
+    ) -> str:
+        print(
+            render_console_message(channel, message), file=self.stream or sys.stdout, end="\n\n", flush=True
+        )
+        return "console"
+
+    def find_message(
+        self, channel: str, since: datetime, event_type: str, payload: dict, *, thread_ts: str | None = None
+    ) -> str | None:
         return None
 
 
@@ -148,23 +193,54 @@ class SlackSink:
         return self._call(self.reader.auth_test).data
 
     def post(self, alert: Alert, *, plain: bool = False) -> str:
-        message = render_slack(alert)
+        message = render_slack(alert, actions=True)  # triage and feedback buttons on every alert
         return self._post(alert, render_plain(message) if plain else message)
 
     def reply(self, alert: Alert, parent: Alert, thread_ts: str, *, plain: bool = False) -> str:
         message = render_reply(alert)
         return self._post(alert, render_plain(message) if plain else message, thread_ts=thread_ts)
 
-    def update(self, parent: Alert, ts: str) -> None:
-        message = render_slack(parent)
+    def update(self, parent: Alert, ts: str, state: MessageState | None = None) -> None:
+        message = render_slack(parent, state, actions=True)
         self._call(
             self.client.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
         )
 
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
-        # Needs channels:history (and groups:history for private channels) to read metadata.
+        return self.find_message(alert.channel, since, METADATA_EVENT, _payload(alert), thread_ts=thread_ts)
+
+    def post_message(
+        self,
+        channel: str,
+        message: SlackMessage,
+        event_type: str,
+        payload: dict,
+        *,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Post one message, text only and unfurls off, tagged with metadata to find it again."""
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        response = self._call(
+            self.client.chat_postMessage,
+            channel=channel,
+            text=message.text,
+            blocks=message.blocks or None,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={"event_type": event_type, "event_payload": payload},
+            **extra,
+        )
+        return str(response["ts"])
+
+    def find_message(
+        self, channel: str, since: datetime, event_type: str, payload: dict, *, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of a message this bot posted with this metadata since ``since``, if any.
+
+        Needs channels:history (and groups:history for private channels) to read metadata.
+        """
         kwargs: dict[str, Any] = {
-            "channel": alert.channel,
+            "channel": channel,
             "include_all_metadata": True,
             "limit": 200,
             "oldest": f"{since.timestamp():.6f}",
@@ -175,24 +251,12 @@ class SlackSink:
             response = self._call(self.reader.conversations_history, **kwargs)
         for message in response.get("messages", []):
             metadata = message.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == METADATA_EVENT and payload == _payload(alert):
+            if metadata.get("event_type") == event_type and (metadata.get("event_payload") or {}) == payload:
                 return str(message["ts"])
         return None
 
-    def _post(self, alert: Alert, message: Any, thread_ts: str | None = None) -> str:
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
-        response = self._call(
-            self.client.chat_postMessage,
-            channel=alert.channel,
-            text=message.text,
-            blocks=message.blocks or None,
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata={"event_type": METADATA_EVENT, "event_payload": _payload(alert)},
-            **extra,
-        )
-        return str(response["ts"])
+    def _post(self, alert: Alert, message: SlackMessage, thread_ts: str | None = None) -> str:
+        return self.post_message(alert.channel, message, METADATA_EVENT, _payload(alert), thread_ts=thread_ts)
 
     @staticmethod
     def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
@@ -310,6 +374,7 @@ class DeliveryReport:
     adopted: int = 0  # found already posted by an earlier, interrupted attempt
     failed: int = 0  # dead letters: need a human (`newsalert outbox`)
     queued: int = 0  # left for a later round
+    muted: int = 0  # not posted: the story or its source was muted in that channel
     waiting_channels: set[str] = field(default_factory=set)
 
 
@@ -403,6 +468,12 @@ class Deliverer:
 
     def _one(self, queued: QueuedAlert, report: DeliveryReport) -> None:
         store, now = self.store, self.now()
+        # Checked here, not only when the alert is queued: a mute clicked while it waited counts too.
+        if muted := store.alert_muted(queued.channel, queued.story_id, queued.item.source, now):
+            log.info("alert muted alert=%d channel=%s (%s)", queued.id, queued.channel, muted)
+            store.mark_alert_muted(queued.id, muted)
+            report.muted += 1
+            return
         reporters = store.story_sources(queued.story_id)
         alert = build_alert(
             queued.id,
@@ -445,7 +516,8 @@ class Deliverer:
                 self.limiter.wait(queued.channel)
                 ts = self.sink.reply(alert, parent, parent_post.ts, plain=queued.plain_text)
             try:
-                self.sink.update(parent, parent_post.ts)
+                state = story_state(store, parent_post, parent_item.source, now)
+                self.sink.update(parent, parent_post.ts, state)
             except (RetryLater, Rejected) as e:
                 # The reply is posted; a stale "2 sources" on the parent is cosmetic and the next
                 # reply updates it again. Re-posting the reply to retry the update would be worse.
@@ -458,6 +530,7 @@ class Deliverer:
             )
         failpoint("after-post")
         store.mark_alert_sent(queued.id, ts, self.now())
+        metrics.alert_sent(queued.created_at, self.now())
         store.set_channel_broken(queued.channel, None)
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
@@ -489,6 +562,21 @@ class Deliverer:
         )
         self.store.mark_alert_dead(queued.id, error)
         report.failed += 1
+
+
+def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> MessageState:
+    """Triage and feedback on a story's message in its channel, to show under the alert."""
+    return MessageState(source=source, **store.message_state(post.channel, post.story_id, post.item_id, now))
+
+
+def render_story_post(store: Store, post: StoryPost, now: datetime) -> SlackMessage:
+    """The story's top-level message as it should now read, buttons and triage state included:
+    what the Slack app puts in place after a button click (the deliverer renders the same)."""
+    item, spans = store.item(post.item_id)
+    parent = build_alert(
+        0, post.channel, item, spans, post.watchlists, store.story_sources(post.story_id), post.story_id
+    )
+    return render_slack(parent, story_state(store, post, item.source, now), actions=True)
 
 
 def deliver_pending(store: Store, sink: Sink, **options: Any) -> DeliveryReport:

@@ -33,7 +33,11 @@ class Watchlist:
 class Subscription:
     channel: str
     watchlists: tuple[str, ...]
-    mode: str = "realtime"
+    mode: str = "realtime"  # or "digest"
+    schedule: str = ""  # digests: "daily 09:00", "weekdays 08:30", "weekly mon 09:00" or cron
+    timezone: str = "UTC"
+    skip_empty: bool = False  # digests: post nothing for an empty period
+    top: int = 15  # digests: stories shown before "and N more"
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ delegated to fetch (network), store (SQLite) and, after the poll, deliver (Slack
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import metrics
 from bot.config import Settings
 from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
@@ -98,11 +100,17 @@ def poll(
     report = PollReport()
     for source in sources:
         report.polled += 1
+        metrics.polled(source.name)
         outcome = results[source.name]
+        # A 200 with the very bytes ingested last time (servers without ETag/Last-Modified)
+        # holds nothing new: it is recorded as a success, and neither parsed nor ingested.
+        digest = _body_digest(source, outcome)
+        unchanged = digest is not None and digest == store.body_hash(source.name)
         try:
-            entries = _entries_from(source, outcome)
+            entries = [] if unchanged else _entries_from(source, outcome)
         except (FetchError, ParseError) as e:
             report.failed += 1
+            metrics.fetch_failed(source.name, e)
             _record_failure(store, source, states[source.name], e, now())
             continue
         assert isinstance(outcome, Fetched)
@@ -130,8 +138,11 @@ def poll(
             store.record_fetch_success(
                 source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
             )
+            if digest is not None and not unchanged:
+                store.set_body_hash(source.name, digest)
             failpoint("before-commit")
         report.add(source_report)
+        metrics.new_items(source.name, source_report.new_items)
         log.info(
             "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
             source.name,
@@ -180,6 +191,15 @@ def _record_failure(
     )
 
 
+def _body_digest(source: Source, outcome: Fetched | FetchError) -> str | None:
+    """A digest of a 200 body, and of what decides how it is parsed (type, URL); None otherwise."""
+    if isinstance(outcome, FetchError) or outcome.not_modified:
+        return None
+    digest = hashlib.sha256(f"{source.type}\n{source.url}\n".encode())
+    digest.update(outcome.body)
+    return digest.hexdigest()
+
+
 def _entries_from(source: Source, outcome: Fetched | FetchError) -> list[Entry]:
     if isinstance(outcome, FetchError):
         raise outcome
@@ -201,6 +221,8 @@ def ingest(
     """Store the new entries of one source and queue their alerts (the caller holds a transaction)."""
     report = PollReport()
     subscribed = {s.channel for s in subscriptions}
+    # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
+    muted = store.channels_muting_source(source.name, fetched_at)
     for entry in entries:
         try:
             item = normalize(entry, source, fetched_at)
@@ -230,11 +252,14 @@ def ingest(
         if matches:
             store.add_matches(item_id, dict(matches))
             report.matches += 1
+            metrics.matched(matches)
         plan = plan_alerts(matches, subscriptions)
         # Channels already alerted about this story hear of every further report of it, in the
         # story's thread, even when this copy's wording matches no watchlist by itself.
         for channel in store.story_channels(story_id) & subscribed:
             plan.setdefault(channel, [])
+        for channel in muted:
+            plan.pop(channel, None)
         if not plan:
             continue
         if cutoff is not None and item.published < cutoff:

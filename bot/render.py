@@ -22,6 +22,51 @@ class SlackMessage:
     blocks: list[dict]
 
 
+# The buttons on every alert (action_id -> label). The value of each is the story id; the Slack
+# app finds the story's message from the channel and the clicked message's ts.
+TRIAGE_BUTTONS = {"alert_claim": "Claim", "alert_done": "Done", "alert_escalate": "Escalate"}
+FEEDBACK_BUTTONS = {
+    "alert_mute_story": "Mute this story",
+    "alert_mute_source": "Mute source here",
+    "alert_not_relevant": "Not relevant",
+}
+TRIAGE_LABELS = {"claimed": "Claimed by", "done": "Done by", "escalated": "Escalated by"}
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """What people did to an alert in its channel, shown under it: triage and feedback.
+
+    User ids come from Slack itself (signed requests), source names from the catalog.
+    """
+
+    triage: str | None = None  # claimed | done | escalated
+    triage_by: str | None = None
+    story_muted_by: str | None = None
+    source: str = ""
+    source_muted_by: str | None = None
+    not_relevant_by: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.triage and self.triage_by:
+            out.append(f"{TRIAGE_LABELS.get(self.triage, self.triage)} {mention(self.triage_by)}")
+        if self.story_muted_by:
+            out.append(f"Story muted here by {mention(self.story_muted_by)}")
+        if self.source_muted_by:
+            out.append(f"Source {escape(self.source)} muted here by {mention(self.source_muted_by)}")
+        if self.not_relevant_by:
+            out.append("Not relevant: " + ", ".join(mention(u) for u in self.not_relevant_by))
+        return out
+
+
+def mention(user_id: str) -> str:
+    # Only a well-formed user id becomes a mention; anything else is shown as text.
+    if user_id[:1] in ("U", "W") and user_id.isalnum() and user_id.isupper():
+        return f"<@{user_id}>"
+    return escape(user_id)
+
+
 def escape(text: str) -> str:
     """Slack's own escaping: the only three characters with control meaning in message text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -63,7 +108,8 @@ def _source_label(alert: Alert) -> str:
     return alert.source
 
 
-def render_slack(alert: Alert) -> SlackMessage:
+def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bool = False) -> SlackMessage:
+    """The alert; with ``actions`` its buttons, and under it ``state`` (who claimed, muted …)."""
     title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
     heading = f"*<{escape_url(alert.url)}|{title}>*" if alert.url else f"*{title}*"
     watchlists = ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
@@ -81,15 +127,40 @@ def render_slack(alert: Alert) -> SlackMessage:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context[:BLOCK_TEXT_LIMIT]}]},
         {"type": "section", "text": {"type": "mrkdwn", "text": summary[:BLOCK_TEXT_LIMIT]}},
     ]
+    if state is not None and (lines := state.lines()):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(lines)}]})
+    if actions:
+        blocks += alert_buttons(alert.story_id)
     plain_title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
     text = f"[{', '.join(alert.watchlists)}] {plain_title} — {escape(_source_label(alert))}"
     return SlackMessage(text=text, blocks=blocks)
 
 
+def alert_buttons(story_id: int) -> list[dict]:
+    def buttons(labels: dict[str, str]) -> list[dict]:
+        return [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "text": {"type": "plain_text", "text": label},
+                "value": str(story_id),
+            }
+            for action_id, label in labels.items()
+        ]
+
+    return [
+        {"type": "actions", "block_id": "triage", "elements": buttons(TRIAGE_BUTTONS)},
+        {"type": "actions", "block_id": "feedback", "elements": buttons(FEEDBACK_BUTTONS)},
+    ]
+
+
 def render_plain(message: SlackMessage) -> SlackMessage:
     """The same message as mrkdwn text without blocks: the fallback when Slack rejects the blocks."""
+    # Buttons have no plain-text form: the fallback goes without them.
     parts = [
-        b["text"]["text"] if b["type"] == "section" else b["elements"][0]["text"] for b in message.blocks
+        b["text"]["text"] if b["type"] == "section" else b["elements"][0]["text"]
+        for b in message.blocks
+        if b["type"] in ("section", "context")
     ]
     return SlackMessage(text="\n".join(parts)[:BLOCK_TEXT_LIMIT], blocks=[])
 
@@ -110,6 +181,21 @@ def render_console_reply(alert: Alert, parent: Alert) -> str:
         f'  ↳ in the thread of "{parent.title}" ({len(parent.reporters)} sources): '
         f"also reported by {alert.outlet or alert.source} — {alert.title}"
     )
+
+
+def render_console_message(channel: str, message: SlackMessage) -> str:
+    """Any Slack message as console text: the mrkdwn of its blocks, unescaped."""
+    parts = (
+        [message.text]
+        if not message.blocks
+        else [
+            b["text"]["text"] if b["type"] == "section" else " ".join(e["text"] for e in b["elements"])
+            for b in message.blocks
+            if b["type"] in ("section", "context")
+        ]
+    )
+    text = "\n".join(parts).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return f"● channel {channel}\n" + "\n".join(f"  {line}" for line in text.splitlines())
 
 
 def render_console(alert: Alert) -> str:

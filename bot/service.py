@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from bot import digest
+from bot.commands import AppContext
 from bot.config import Settings
 from bot.deliver import ConsoleSink, DeliveryReport, RetryLater, Sink, SlackSink, deliver_pending
-from bot.errors import SlackAuthError
-from bot.model import Source
+from bot.errors import ConfigError, SlackAuthError
+from bot.model import Source, Subscription
 from bot.pipeline import PollReport, poll
-from bot.scheduler import build_scheduler
+from bot.scheduler import Scheduler
 from bot.store import Store
 
 log = logging.getLogger("newsalert")
@@ -66,6 +70,13 @@ class Newsalert:
         finally:
             store.close()
 
+    @staticmethod
+    def seeded_store(settings: Settings) -> Store:
+        """The database, opened and brought in line with the config file (the caller closes it)."""
+        store = Store.open(settings.db_path)
+        store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC))
+        return store
+
     def poll_once(self, sources: Sequence[Source] | None = None, *, due_only: bool = False) -> PollOutcome:
         """Poll, then deliver everything queued. SlackAuthError propagates (alerts stay queued)."""
         store = Store.open(self.settings.db_path)
@@ -82,8 +93,12 @@ class Newsalert:
         finally:
             store.close()
 
-    def run(self) -> None:
-        """Poll on schedule until interrupted."""
+    def run(
+        self, *, http_port: int | None = None, host: str = "0.0.0.0", metrics_port: int | None = None
+    ) -> None:
+        """Poll on schedule until interrupted, and serve the Slack app in the same process:
+        HTTP (Bolt at POST /slack/events) when ``http_port`` is given, Socket Mode when
+        SLACK_APP_TOKEN is set, else no app (alerts only)."""
 
         def poll_job(sources: list[Source]) -> None:
             try:
@@ -102,15 +117,108 @@ class Newsalert:
             except SlackAuthError as e:
                 log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
 
+        def digest_job(subscription_id: str) -> None:
+            try:
+                with self._store() as store:
+                    digest.send_digest(store, self.sink, subscription_id, datetime.now(UTC))
+            except SlackAuthError as e:
+                log.critical("digest not sent: %s", e)
+            except Exception:  # a digest failing must not stop the scheduler; the window stays open
+                log.exception(
+                    "digest failed subscription=%s (its window stays open for the next one)", subscription_id
+                )
+
+        scheduler = Scheduler(
+            self._active_sources, poll_job, deliver_job, self._digest_subscriptions, digest_job
+        )
+        self._schedule_housekeeping(scheduler)
+        # Digests whose time passed while the bot was down go out once now (within the grace).
+        with self._store() as store:
+            missed = digest.missed_digests(
+                store, datetime.now(UTC), timedelta(seconds=self.settings.digest_grace)
+            )
+        for subscription_id in missed:
+            log.info("sending a digest missed while the bot was down subscription=%s", subscription_id)
+            scheduler.add_job(
+                digest_job,
+                "date",
+                run_date=datetime.now(UTC),
+                args=[subscription_id],
+                id=f"missed-digest-{subscription_id}",
+            )
+        scheduler.start()
+        with self._store() as store:
+            log.info(
+                "running sources=%d watchlists=%d",
+                len(store.active_sources()),
+                len(store.active_watchlists()),
+            )
+        context = AppContext(self.settings, catalog_changed=scheduler.sync)
+        try:
+            if http_port is not None:
+                from bot.slack.app import serve_http  # Bolt is imported only when Slack is served
+
+                serve_http(context, host=host, port=http_port, scheduler_alive=scheduler.alive)
+            else:
+                if metrics_port is not None:
+                    from bot import metrics
+
+                    metrics.start_metrics_server(metrics_port, self.settings.db_path, scheduler.alive)
+                if self.settings.slack_app_token:
+                    from bot.slack.app import run_socket_mode
+
+                    run_socket_mode(context)
+                else:
+                    threading.Event().wait()  # the scheduler's thread does the work
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            scheduler.shutdown()
+            log.info("stopped")
+
+    def _digest_subscriptions(self) -> list[tuple[str, Subscription]]:
+        with self._store() as store:
+            return [(sid, sub) for sid, sub, _, _ in store.subscriptions() if sub.mode == "digest"]
+
+    def _active_sources(self) -> list[Source]:
+        with self._store() as store:
+            return store.active_sources()
+
+    @contextmanager
+    def _store(self) -> Iterator[Store]:
         store = Store.open(self.settings.db_path)
         try:
-            sources, watchlists = store.active_sources(), store.active_watchlists()
+            yield store
         finally:
             store.close()
-        scheduler = build_scheduler(sources, poll_job, deliver_job)
-        log.info("running sources=%d watchlists=%d", len(sources), len(watchlists))
-        try:
-            scheduler.start()
-        except (KeyboardInterrupt, SystemExit):
-            scheduler.shutdown(wait=False)
-            log.info("stopped")
+
+    def _schedule_housekeeping(self, scheduler: Scheduler) -> None:
+        # Daily pruning of history older than [defaults] retention_days (bot.history.prune).
+        retention = self.settings.retention_days
+        from bot import history
+
+        def prune() -> None:
+            with self._store() as store:
+                history.prune(store, retention_days=retention)
+
+        scheduler.add_job(prune, "interval", days=1, id="prune", next_run_time=datetime.now(UTC))
+
+
+def check_run_mode(settings: Settings, *, http: bool) -> str:
+    """Which way `newsalert run` talks to Slack ("http", "socket" or "none"); a ConfigError when the
+    environment lacks what that way needs."""
+    if http:
+        if not settings.slack_signing_secret:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET", "not set: HTTP mode verifies every request from Slack with it"
+            )
+        if not settings.slack_token:
+            raise ConfigError("SLACK_BOT_TOKEN", "not set: the Slack app needs the bot token (xoxb-…)")
+        return "http"
+    if settings.slack_app_token:
+        if not settings.slack_app_token.startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN", "must be an app-level token (xapp-…) with connections:write")
+        if not settings.slack_token:
+            raise ConfigError("SLACK_BOT_TOKEN", "not set: Socket Mode needs the bot token (xoxb-…) too")
+        return "socket"
+    return "none"

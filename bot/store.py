@@ -213,6 +213,185 @@ def m008_source_health(db: sqlite_utils.Database) -> None:
     db["sources"].add_column("disabled_reason", str)
 
 
+@migrations()
+def m006_slack_app(db: sqlite_utils.Database) -> None:
+    """What people do from Slack: mutes, not-relevant feedback, triage of alerts, and an audit trail.
+
+    ``feedback`` and ``triage`` key on the item of the story's top-level message in a channel
+    (story_posts.item_id), which is what the buttons sit on; `newsalert export` reads both.
+    """
+    # kind: 'story' (target = story id) or 'source' (target = source name); until NULL = for good.
+    db["mutes"].create(
+        {"channel": str, "kind": str, "target": str, "user_id": str, "created_at": str, "until": str},
+        pk=("channel", "kind", "target"),
+        not_null={"user_id", "created_at"},
+    )
+    db["feedback"].create(
+        {
+            "id": int,
+            "item_id": int,
+            "channel": str,
+            "watchlist": str,
+            "user_id": str,
+            "kind": str,  # 'not_relevant'
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"item_id", "channel", "watchlist", "user_id", "kind", "created_at"},
+        foreign_keys=[("item_id", "items", "id")],
+    )
+    # One vote per person per alert and watchlist: a second click changes nothing.
+    db["feedback"].create_index(["item_id", "channel", "watchlist", "user_id", "kind"], unique=True)
+    db["feedback"].create_index(["watchlist"])
+    db["triage"].create(
+        {"item_id": int, "channel": str, "state": str, "user_id": str, "updated_at": str},
+        pk=("item_id", "channel"),
+        not_null={"state", "user_id", "updated_at"},
+        foreign_keys=[("item_id", "items", "id")],
+    )
+    db["audit"].create(
+        {"id": int, "at": str, "user_id": str, "channel": str, "action": str, "detail": str},
+        pk="id",
+        not_null={"at", "user_id", "action"},
+    )
+    db["audit"].create_index(["at"])
+
+
+@migrations()
+def m009_digests(db: sqlite_utils.Database) -> None:
+    """Digest subscriptions, and the digests sent: each one's window, so coverage is exact."""
+    for column, kind in [
+        ("schedule", str),
+        ("timezone", str),
+        ("skip_empty", int),
+        ("top", int),
+        ("digest_covered_until", str),
+    ]:
+        db["subscriptions"].add_column(column, kind)
+    db["digests"].create(
+        {
+            "id": int,
+            "subscription_id": str,
+            "window_start": str,
+            "window_end": str,
+            "status": str,
+            "ts": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"subscription_id", "window_start", "window_end", "status", "created_at"},
+    )
+    db["digests"].create_index(["subscription_id", "status"])
+
+
+# Search (bot/history.py) takes its candidates from FTS5 and confirms each with the watchlist
+# matcher, so FTS5 must see at least the words the matcher sees. Its unicode61 tokenizer splits and
+# folds every character in FTS_PLAIN the way bot.query does, except those in FTS_NOT_PLAIN
+# (tests/test_history.py checks each one against the SQLite in use). An item with any other
+# character (fullwidth letters, Hebrew points, Cyrillic "й", soft hyphens …), or with an "&…;" the
+# matcher would decode as an HTML entity, is listed in items_fts_fallback: search always hands it to
+# the matcher. Frozen with m007: changing these needs a migration that recreates the triggers.
+FTS_PLAIN = (
+    (0x01, 0x24F),  # ASCII, Latin-1, Latin Extended-A/B
+    (0x1E00, 0x1EFF),  # Latin Extended Additional
+    (0x2000, 0x205F),  # general punctuation (dashes, curly quotes, spaces)
+    (0x20A0, 0x20B9),  # currency signs
+    (0x2190, 0x23F3),  # arrows, technical symbols
+    (0x24EB, 0x26FF),  # box drawing, shapes, miscellaneous symbols
+    (0x2701, 0x2B4C),  # dingbats, more arrows
+)
+FTS_NOT_PLAIN = (
+    (0xAA, 0xAA),  # ª: the matcher folds compatibility forms (NFKD), FTS5 keeps them
+    (0xAD, 0xAD),  # soft hyphen: dropped inside a word by the matcher, a separator for FTS5
+    (0xB2, 0xB3),  # ² ³
+    (0xB9, 0xBA),  # ¹ º
+    (0x1E0, 0x1E3),  # letters whose decomposition FTS5 folds differently
+    (0x1EE, 0x1EF),
+    (0x1FC, 0x1FF),
+    (0x200B, 0x200D),  # zero-width space and joiners
+)
+
+
+def _glob_class(ranges: tuple[tuple[int, int], ...]) -> str:
+    """SQL for the inside of a GLOB [...] class; char() keeps odd characters out of the schema text."""
+    codes: list[int] = []
+    for lo, hi in ranges:
+        codes += [lo] if lo == hi else [lo, ord("-"), hi]
+    return f"char({', '.join(map(str, codes))})"
+
+
+def _fts_fallback_sql(words: str) -> str:
+    """SQL condition: the matcher may see words in ``words`` that FTS5 does not (see FTS_PLAIN)."""
+    return (
+        f"({words} GLOB '*[^' || {_glob_class(FTS_PLAIN)} || ']*'"
+        f" OR {words} GLOB '*[' || {_glob_class(FTS_NOT_PLAIN)} || ']*'"
+        f" OR (instr({words}, '&') > 0 AND instr({words}, ';') > 0))"
+    )
+
+
+@migrations()
+def m007_history(db: sqlite_utils.Database) -> None:
+    """Full-text search over items: FTS5 on title and text, kept in sync by triggers.
+
+    External content (content='items'): the index holds no second copy of the text. The triggers
+    are the only writers; a later migration that rebuilds the items table (sqlite-utils
+    transform) must recreate them. Rows are never REPLACEd into items (that would skip the
+    delete trigger unless recursive_triggers is on).
+    """
+    db.execute(
+        """CREATE VIRTUAL TABLE items_fts USING fts5(title, text, content='items', content_rowid='id',
+               tokenize="unicode61 remove_diacritics 2 tokenchars '_'")"""
+    )
+    db.execute("CREATE TABLE items_fts_fallback (item_id INTEGER PRIMARY KEY)")
+    # The lowest item id first seen on each UTC day: a search window's lowest possible id, so FTS5
+    # can skip older postings by rowid (min(id) over a month of the first_seen index is ~0.2 s).
+    db.execute("CREATE TABLE items_by_day (day TEXT PRIMARY KEY, first_id INTEGER NOT NULL)")
+    words = "coalesce(new.title, '') || ' ' || coalesce(new.text, '')"
+    fallback = (
+        f"INSERT INTO items_fts_fallback (item_id) SELECT new.id WHERE {_fts_fallback_sql(f'({words})')};"
+    )
+    db.execute(
+        f"""CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN
+                INSERT INTO items_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+                {fallback}
+                INSERT INTO items_by_day (day, first_id) VALUES (substr(new.first_seen, 1, 10), new.id)
+                    ON CONFLICT (day) DO UPDATE SET first_id = min(first_id, excluded.first_id);
+            END"""
+    )
+    db.execute(
+        """CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN
+               INSERT INTO items_fts (items_fts, rowid, title, text)
+                   VALUES ('delete', old.id, old.title, old.text);
+               DELETE FROM items_fts_fallback WHERE item_id = old.id;
+           END"""
+    )
+    db.execute(
+        f"""CREATE TRIGGER items_fts_update AFTER UPDATE OF title, text ON items BEGIN
+                INSERT INTO items_fts (items_fts, rowid, title, text)
+                    VALUES ('delete', old.id, old.title, old.text);
+                INSERT INTO items_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+                DELETE FROM items_fts_fallback WHERE item_id = old.id;
+                {fallback}
+            END"""
+    )
+    db.execute("INSERT INTO items_fts (items_fts) VALUES ('rebuild')")
+    stored = "(coalesce(title, '') || ' ' || coalesce(text, ''))"
+    db.execute(f"INSERT INTO items_fts_fallback SELECT id FROM items WHERE {_fts_fallback_sql(stored)}")
+    db.execute("INSERT INTO items_by_day SELECT substr(first_seen, 1, 10), min(id) FROM items GROUP BY 1")
+    # Retention deletes items: the foreign key items.duplicate_of is checked on each delete, and
+    # without an index every check would scan the whole table.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS items_duplicate_of ON items (duplicate_of) WHERE duplicate_of IS NOT NULL"
+    )
+
+
+@migrations()
+def m010_body_hash(db: sqlite_utils.Database) -> None:
+    """A digest of the last body each source answered 200 with and that was ingested: a server
+    without ETag/Last-Modified that sends the same bytes again needs no parse (pipeline.poll)."""
+    db["sources"].add_column("body_hash", str)
+
+
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 
@@ -240,7 +419,10 @@ def from_iso(text: str | None) -> datetime | None:
 
 def subscription_id(sub: Subscription) -> str:
     """Short and stable across restarts for the same config entry."""
-    key = json.dumps([sub.channel, sorted(sub.watchlists), sub.mode])
+    fields: list = [sub.channel, sorted(sub.watchlists), sub.mode]
+    if sub.mode == "digest":  # realtime ids predate digests and must not change
+        fields += [sub.schedule, sub.timezone]
+    key = json.dumps(fields)
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
@@ -427,8 +609,14 @@ class Store:
                 "name",
                 {
                     # A restart gives a source disabled as gone (HTTP 410) one more try.
-                    s.name: {"name": s.name, "url": s.url, "type": s.type, "interval": s.interval,
-                             "disabled_at": None, "disabled_reason": None}
+                    s.name: {
+                        "name": s.name,
+                        "url": s.url,
+                        "type": s.type,
+                        "interval": s.interval,
+                        "disabled_at": None,
+                        "disabled_reason": None,
+                    }
                     for s in sources
                 },
                 now,
@@ -491,7 +679,7 @@ class Store:
             """SELECT * FROM subscriptions WHERE mode = 'realtime' AND removed_at IS NULL
                ORDER BY created_at, id"""
         )
-        return [Subscription(r["channel"], tuple(json.loads(r["watchlists"])), r["mode"]) for r in rows]
+        return [_subscription_from_row(r) for r in rows]
 
     # -- items --------------------------------------------------------------------------------
 
@@ -833,6 +1021,81 @@ class Store:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    # -- digests -----------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[tuple[str, Subscription, datetime, datetime | None]]:
+        """(id, subscription, created_at, digest covered until) of every active subscription."""
+        rows = self._all("SELECT * FROM subscriptions WHERE removed_at IS NULL ORDER BY created_at, id")
+        return [
+            (
+                r["id"],
+                _subscription_from_row(r),
+                datetime.fromisoformat(r["created_at"]),
+                from_iso(r["digest_covered_until"]),
+            )
+            for r in rows
+        ]
+
+    def digest_stories(
+        self, watchlists: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[int, str, datetime]]:
+        """(story id, watchlist, first match) of stories whose first item matching ``watchlists``
+        was first seen in (since, until]: each story belongs to exactly one digest window."""
+        marks = ",".join("?" * len(watchlists))
+        rows = self._all(
+            f"""SELECT i.story_id, m.watchlist, i.first_seen FROM items i JOIN matches m ON m.item_id = i.id
+                WHERE m.watchlist IN ({marks}) AND i.story_id IN (
+                    SELECT i2.story_id FROM items i2 JOIN matches m2 ON m2.item_id = i2.id
+                    WHERE m2.watchlist IN ({marks}) AND i2.first_seen > ? AND i2.first_seen <= ?)
+                ORDER BY i.first_seen, i.id""",
+            [*watchlists, *watchlists, iso(since), iso(until)],
+        )
+        first: dict[int, tuple[str, datetime]] = {}
+        order = {name: n for n, name in enumerate(watchlists)}
+        for r in rows:
+            seen = datetime.fromisoformat(r["first_seen"])
+            story = r["story_id"]
+            if (
+                story not in first
+                or seen < first[story][1]
+                or (seen == first[story][1] and order[r["watchlist"]] < order[first[story][0]])
+            ):
+                first[story] = (r["watchlist"], seen)
+        return [(story, name, seen) for story, (name, seen) in first.items() if since < seen <= until]
+
+    def begin_digest(self, subscription_id: str, since: datetime, until: datetime, now: datetime) -> int:
+        cursor = self.db.execute(
+            """INSERT INTO digests (subscription_id, window_start, window_end, status, created_at)
+               VALUES (?, ?, ?, 'sending', ?)""",
+            [subscription_id, iso(since), iso(until), iso(now)],
+        )
+        return int(cursor.lastrowid)
+
+    def unfinished_digest(self, subscription_id: str) -> tuple[int, datetime, datetime] | None:
+        """A digest whose sending was interrupted: (id, window start, window end)."""
+        row = self._one(
+            "SELECT * FROM digests WHERE subscription_id = ? AND status = 'sending' ORDER BY id LIMIT 1",
+            [subscription_id],
+        )
+        if row is None:
+            return None
+        return (
+            row["id"],
+            datetime.fromisoformat(row["window_start"]),
+            datetime.fromisoformat(row["window_end"]),
+        )
+
+    def finish_digest(self, digest_id: int, subscription_id: str, until: datetime, ts: Sequence[str]) -> None:
+        """The digest is in Slack: its window is covered, the next one starts where it ended."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE digests SET status = 'sent', ts = ? WHERE id = ?", [json.dumps(list(ts)), digest_id]
+            )
+            self.db.execute(
+                "UPDATE subscriptions SET digest_covered_until = ? WHERE id = ?",
+                [iso(until), subscription_id],
+            )
+
     def _all(self, sql: str, params: Sequence[object] | dict = ()) -> list[dict]:
         cursor = self.db.execute(sql, params)
         names = [c[0] for c in cursor.description]
@@ -859,6 +1122,613 @@ class Store:
                 row = dict(zip(names, values, strict=True))
                 yield row["id"], row["story_key"], _item_from_row(row)
 
+    # -- slack app ---------------------------------------------------------------------------
+    # What people change from Slack. Catalog rows they touch get ``changed_by`` (and ``removed_at``
+    # rather than a delete), so the config file no longer overrides them on the next start.
+
+    def channel_subscriptions(self, channel: str) -> list[tuple[str, str, str | None]]:
+        """(watchlist, origin, changed_by) of every realtime subscription of ``channel``."""
+        rows = self._all(
+            """SELECT watchlists, origin, changed_by FROM subscriptions
+               WHERE channel = ? AND mode = 'realtime' AND removed_at IS NULL ORDER BY created_at, id""",
+            [channel],
+        )
+        seen: dict[str, tuple[str, str, str | None]] = {}
+        for r in rows:
+            for name in json.loads(r["watchlists"]):
+                seen.setdefault(name, (name, r["origin"], r["changed_by"]))
+        return list(seen.values())
+
+    def subscribe(self, channel: str, watchlists: Sequence[str], user: str, now: datetime) -> list[str]:
+        """Add realtime subscriptions of ``channel``; returns the watchlists it did not have yet."""
+        with self.transaction():
+            have = {name for name, _, _ in self.channel_subscriptions(channel)}
+            added = [w for w in dict.fromkeys(watchlists) if w not in have]
+            for name in added:
+                self._slack_subscription(channel, name, user, now)
+        return added
+
+    def unsubscribe(self, channel: str, watchlists: Sequence[str], user: str, now: datetime) -> list[str]:
+        """Remove realtime subscriptions of ``channel``; returns the watchlists it did have.
+
+        A row listing several watchlists (as the config file writes them) is marked removed as a
+        whole and the ones still wanted come back as rows of their own, made from Slack.
+        """
+        drop = set(watchlists)
+        with self.transaction():
+            rows = self._all(
+                """SELECT id, watchlists FROM subscriptions
+                   WHERE channel = ? AND mode = 'realtime' AND removed_at IS NULL""",
+                [channel],
+            )
+            removed: list[str] = []
+            keep: list[str] = []
+            untouched: set[str] = set()
+            for r in rows:
+                names = json.loads(r["watchlists"])
+                if drop.isdisjoint(names):
+                    untouched.update(names)
+                    continue
+                self.db.execute(
+                    "UPDATE subscriptions SET removed_at = ?, changed_by = ? WHERE id = ?",
+                    [iso(now), user, r["id"]],
+                )
+                removed += [n for n in names if n in drop]
+                keep += [n for n in names if n not in drop]
+            for name in dict.fromkeys(keep):
+                if name not in untouched:
+                    self._slack_subscription(channel, name, user, now)
+        return [w for w in dict.fromkeys(watchlists) if w in removed]
+
+    def _slack_subscription(self, channel: str, watchlist: str, user: str, now: datetime) -> None:
+        # The id a config entry for this one watchlist would have: re-subscribing revives that row.
+        sub_id = subscription_id(Subscription(channel, (watchlist,)))
+        self.db.execute(
+            """INSERT INTO subscriptions (id, channel, watchlists, mode, origin, created_at, changed_by)
+               VALUES (?, ?, ?, 'realtime', 'slack', ?, ?)
+               ON CONFLICT(id) DO UPDATE SET removed_at = NULL, broken = NULL,
+                    changed_by = excluded.changed_by""",
+            [sub_id, channel, json.dumps([watchlist]), iso(now), user],
+        )
+
+    def subscribe_digest(self, sub: Subscription, user: str, now: datetime) -> str:
+        """Add (or revive) a digest subscription made from Slack; returns its id."""
+        sid = subscription_id(sub)
+        self.db.execute(
+            """INSERT INTO subscriptions (id, channel, watchlists, mode, schedule, timezone, skip_empty, top,
+                                          origin, created_at, changed_by)
+               VALUES (?, ?, ?, 'digest', ?, ?, ?, ?, 'slack', ?, ?)
+               ON CONFLICT(id) DO UPDATE SET removed_at = NULL, broken = NULL,
+                    changed_by = excluded.changed_by""",
+            [
+                sid,
+                sub.channel,
+                json.dumps(list(sub.watchlists)),
+                sub.schedule,
+                sub.timezone,
+                int(sub.skip_empty),
+                sub.top,
+                iso(now),
+                user,
+            ],
+        )
+        return sid
+
+    def unsubscribe_digest(self, channel: str, subscription_id: str, user: str, now: datetime) -> bool:
+        cursor = self.db.execute(
+            """UPDATE subscriptions SET removed_at = ?, changed_by = ?
+               WHERE id = ? AND channel = ? AND mode = 'digest' AND removed_at IS NULL""",
+            [iso(now), user, subscription_id, channel],
+        )
+        return cursor.rowcount == 1
+
+    def watchlist_row(self, name: str) -> dict | None:
+        return self._one("SELECT * FROM watchlists WHERE name = ?", [name])
+
+    def save_watchlist(self, name: str, query: str, user: str, now: datetime) -> None:
+        """Add (or revive, or change the query of) a watchlist from Slack."""
+        self.db.execute(
+            """INSERT INTO watchlists (name, query, description, origin, updated_at, changed_by)
+               VALUES (?, ?, '', 'slack', ?, ?)
+               ON CONFLICT(name) DO UPDATE SET query = excluded.query, removed_at = NULL,
+                    changed_by = excluded.changed_by, updated_at = excluded.updated_at""",
+            [name, query, iso(now), user],
+        )
+
+    def remove_watchlist(self, name: str, user: str, now: datetime) -> bool:
+        cursor = self.db.execute(
+            "UPDATE watchlists SET removed_at = ?, changed_by = ? WHERE name = ? AND removed_at IS NULL",
+            [iso(now), user, name],
+        )
+        return cursor.rowcount == 1
+
+    def channels_subscribed_to(self, watchlist: str) -> list[str]:
+        return sorted({s.channel for s in self.realtime_subscriptions() if watchlist in s.watchlists})
+
+    def source_rows(self) -> list[dict]:
+        """Every active source with its fetch state (last success, last error …), by name."""
+        return self._all(
+            """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL
+               ORDER BY name COLLATE NOCASE"""
+        )
+
+    def source_row(self, name: str) -> dict | None:
+        return self._one("SELECT * FROM sources WHERE name = ?", [name])
+
+    def add_source(self, source: Source, user: str, now: datetime) -> None:
+        """Add (or revive) a source from Slack. Validators are reset: the URL may have changed."""
+        self.db.execute(
+            """INSERT INTO sources (name, url, type, interval, origin, added_at, changed_by,
+                                    consecutive_failures)
+               VALUES (?, ?, ?, ?, 'slack', ?, ?, 0)
+               ON CONFLICT(name) DO UPDATE SET url = excluded.url, type = excluded.type,
+                    interval = excluded.interval, origin = COALESCE(sources.origin, 'slack'),
+                    removed_at = NULL, changed_by = excluded.changed_by, added_at = excluded.added_at,
+                    etag = NULL, last_modified = NULL, disabled_at = NULL, disabled_reason = NULL""",
+            [source.name, source.url, source.type, source.interval, iso(now), user],
+        )
+
+    def remove_source(self, name: str, user: str, now: datetime) -> bool:
+        cursor = self.db.execute(
+            """UPDATE sources SET removed_at = ?, changed_by = ?
+               WHERE name = ? AND origin IS NOT NULL AND removed_at IS NULL""",
+            [iso(now), user, name],
+        )
+        return cursor.rowcount == 1
+
+    def mute(
+        self, channel: str, kind: str, target: str, user: str, now: datetime, until: datetime | None = None
+    ) -> None:
+        """Mute a story ('story', its id) or a source ('source', its name) in one channel."""
+        self.db.execute(
+            """INSERT INTO mutes (channel, kind, target, user_id, created_at, until) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(channel, kind, target) DO UPDATE SET user_id = excluded.user_id,
+                    created_at = excluded.created_at, until = excluded.until""",
+            [channel, kind, target, user, iso(now), iso(until) if until else None],
+        )
+
+    def unmute(self, channel: str, kind: str, target: str) -> bool:
+        cursor = self.db.execute(
+            "DELETE FROM mutes WHERE channel = ? AND kind = ? AND target = ?", [channel, kind, target]
+        )
+        return cursor.rowcount == 1
+
+    def channel_mutes(self, channel: str, now: datetime) -> list[dict]:
+        """The mutes in force in ``channel``; story mutes carry the story's first title."""
+        return self._all(
+            """SELECT m.*, (SELECT title FROM items WHERE story_id = CAST(m.target AS INTEGER)
+                            ORDER BY id LIMIT 1) AS title
+               FROM mutes m WHERE m.channel = ? AND (m.until IS NULL OR m.until > ?)
+               ORDER BY m.kind, m.created_at""",
+            [channel, iso(now)],
+        )
+
+    def alert_muted(self, channel: str, story_id: int, source: str, now: datetime) -> str | None:
+        """Why an alert must not be posted in ``channel`` (its story or its source is muted), or None."""
+        row = self._one(
+            """SELECT kind, target FROM mutes WHERE channel = ? AND (until IS NULL OR until > ?)
+               AND ((kind = 'story' AND target = ?) OR (kind = 'source' AND target = ?))""",
+            [channel, iso(now), str(story_id), source],
+        )
+        if row is None:
+            return None
+        return "story muted" if row["kind"] == "story" else f"source {row['target']} muted"
+
+    def channels_muting_source(self, source: str, now: datetime) -> set[str]:
+        rows = self._all(
+            """SELECT channel FROM mutes WHERE kind = 'source' AND target = ?
+               AND (until IS NULL OR until > ?)""",
+            [source, iso(now)],
+        )
+        return {r["channel"] for r in rows}
+
+    def mark_alert_muted(self, alert_id: int, reason: str) -> None:
+        """Not posted, on purpose: a mute. Kept (status 'muted') so the outbox tells why."""
+        self.db.execute(
+            "UPDATE alerts SET status = 'muted', last_error = ?, in_flight = 0 WHERE id = ?",
+            [reason, alert_id],
+        )
+
+    def story_post_at(self, channel: str, ts: str) -> StoryPost | None:
+        """The story whose top-level message in ``channel`` is the message ``ts``."""
+        row = self._one("SELECT story_id FROM story_posts WHERE channel = ? AND ts = ?", [channel, ts])
+        return self.story_post(row["story_id"], channel) if row else None
+
+    def add_feedback(
+        self, item_id: int, channel: str, watchlists: Sequence[str], user: str, kind: str, now: datetime
+    ) -> int:
+        """Record feedback on an alert for each of its watchlists; returns how many rows were new."""
+        added = 0
+        with self.transaction():
+            for watchlist in dict.fromkeys(watchlists):
+                cursor = self.db.execute(
+                    """INSERT OR IGNORE INTO feedback (item_id, channel, watchlist, user_id, kind, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    [item_id, channel, watchlist, user, kind, iso(now)],
+                )
+                added += cursor.rowcount
+        return added
+
+    def not_relevant_rates(self) -> dict[str, tuple[int, int]]:
+        """watchlist -> (alerts marked not relevant, alerts posted), over every story message."""
+        posted = {
+            r["watchlist"]: r["n"]
+            for r in self._all(
+                """SELECT j.value AS watchlist, count(*) AS n
+                   FROM story_posts, json_each(story_posts.watchlists) j GROUP BY j.value"""
+            )
+        }
+        flagged = {
+            r["watchlist"]: r["n"]
+            for r in self._all(
+                """SELECT watchlist, count(DISTINCT item_id || ' ' || channel) AS n FROM feedback
+                   WHERE kind = 'not_relevant' GROUP BY watchlist"""
+            )
+        }
+        return {w: (flagged.get(w, 0), posted.get(w, 0)) for w in sorted(set(posted) | set(flagged))}
+
+    def set_triage(self, item_id: int, channel: str, state: str, user: str, now: datetime) -> None:
+        self.db.execute(
+            """INSERT INTO triage (item_id, channel, state, user_id, updated_at) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT(item_id, channel) DO UPDATE SET state = excluded.state, user_id = excluded.user_id,
+                    updated_at = excluded.updated_at""",
+            [item_id, channel, state, user, iso(now)],
+        )
+
+    def message_state(self, channel: str, story_id: int, item_id: int, now: datetime) -> dict:
+        """Who triaged, muted or flagged the alert on ``item_id`` in ``channel`` (render.MessageState)."""
+        triage = self._one(
+            "SELECT state, user_id FROM triage WHERE item_id = ? AND channel = ?", [item_id, channel]
+        )
+        source = self._one("SELECT source FROM items WHERE id = ?", [item_id])
+        mutes = {
+            r["kind"]: r["user_id"]
+            for r in self._all(
+                """SELECT kind, user_id FROM mutes WHERE channel = ? AND (until IS NULL OR until > ?)
+                   AND ((kind = 'story' AND target = ?) OR (kind = 'source' AND target = ?))""",
+                [channel, iso(now), str(story_id), source["source"] if source else ""],
+            )
+        }
+        flagged = self._all(
+            """SELECT user_id, min(id) AS first FROM feedback WHERE item_id = ? AND channel = ?
+               AND kind = 'not_relevant' GROUP BY user_id ORDER BY first""",
+            [item_id, channel],
+        )
+        return {
+            "triage": triage["state"] if triage else None,
+            "triage_by": triage["user_id"] if triage else None,
+            "story_muted_by": mutes.get("story"),
+            "source_muted_by": mutes.get("source"),
+            "not_relevant_by": tuple(r["user_id"] for r in flagged),
+        }
+
+    def latest_story_posts(self, limit: int = 10, channels: Iterable[str] | None = None) -> list[dict]:
+        """The newest alert messages (story_posts) with their item and triage state, newest first."""
+        where, params = "", []
+        if channels is not None:
+            chosen = sorted(set(channels))
+            if not chosen:
+                return []
+            where = f"WHERE p.channel IN ({','.join('?' * len(chosen))})"
+            params = chosen
+        return self._all(
+            f"""SELECT p.story_id, p.channel, p.item_id, p.ts, p.posted_at, p.watchlists,
+                       i.title, i.url, i.source, i.outlet, t.state, t.user_id AS state_by
+                FROM story_posts p JOIN items i ON i.id = p.item_id
+                LEFT JOIN triage t ON t.item_id = p.item_id AND t.channel = p.channel
+                {where} ORDER BY p.posted_at DESC, p.rowid DESC LIMIT ?""",
+            [*params, limit],
+        )
+
+    def record_audit(self, user: str, channel: str | None, action: str, detail: str, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO audit (at, user_id, channel, action, detail) VALUES (?, ?, ?, ?, ?)",
+            [iso(now), user, channel, action, detail],
+        )
+
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        """The latest changes made from Slack, newest first."""
+        return self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit])
+
+    # -- history and operations ---------------------------------------------------------------
+    # Search, export and retention (bot/history.py), health (bot/status.py), OPML (bot/opml.py).
+
+    @classmethod
+    def open_readonly(cls, path: str | Path, timeout: float = 5.0) -> Store:
+        """For health checks: no migration, no write lock, so a long poll never holds it up."""
+        try:
+            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read database: {e}") from None
+        return cls(sqlite_utils.Database(conn))
+
+    def has_table(self, name: str) -> bool:
+        row = self._one("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
+        return row is not None
+
+    def search_candidates(
+        self,
+        fts_match: str | None,
+        since: datetime,
+        *,
+        source: str | None = None,
+        watchlist: str | None = None,
+    ) -> list[tuple[int, int, str]]:
+        """(item id, story id, story first seen) of the items first seen since ``since`` that may match,
+        stories newest first and each story's items oldest first.
+
+        ``fts_match`` is an FTS5 MATCH expression that every matching item satisfies (bot.history
+        builds it; user words reach it only as quoted strings, and it is passed as a parameter).
+        Items FTS5 may tokenize unlike the matcher (items_fts_fallback) are always candidates.
+        None: every item in the window is one.
+        """
+        # Every item in the window has an id >= lo (a day's rows stay when its items are pruned,
+        # which only lowers lo), so FTS5 can skip older postings by rowid.
+        row = self._one("SELECT min(first_id) AS lo FROM items_by_day WHERE day >= ?", [iso(since)[:10]])
+        if row is None or row["lo"] is None:
+            return []
+        params: dict[str, object] = {"since": iso(since), "lo": row["lo"], "match": fts_match}
+        if fts_match is None:
+            pool = "items i"
+        else:
+            pool = """(SELECT rowid AS id FROM items_fts WHERE items_fts MATCH :match AND rowid >= :lo
+                       UNION SELECT item_id FROM items_fts_fallback WHERE item_id >= :lo) c
+                      JOIN items i ON i.id = c.id"""
+        where = ["i.first_seen >= :since"]
+        if source is not None:
+            where.append("(i.source = :source COLLATE NOCASE OR i.outlet = :source COLLATE NOCASE)")
+            params["source"] = source
+        if watchlist is not None:
+            where.append(
+                """i.story_id IN (SELECT j.story_id FROM matches m JOIN items j ON j.id = m.item_id
+                                  WHERE m.watchlist = :watchlist)"""
+            )
+            params["watchlist"] = watchlist
+        cursor = self.db.execute(
+            f"""SELECT i.id, i.story_id, s.first_seen FROM {pool} JOIN stories s ON s.id = i.story_id
+                WHERE {" AND ".join(where)}
+                ORDER BY s.first_seen DESC, s.id DESC, i.first_seen, i.id""",
+            params,
+        )
+        return [(item_id, story_id, first) for item_id, story_id, first in cursor.fetchall()]
+
+    def search_texts(self, item_ids: Sequence[int]) -> dict[int, dict]:
+        """id -> title, text, source, url of the given items."""
+        found: dict[int, dict] = {}
+        for part in _chunks(item_ids):
+            marks = ",".join("?" * len(part))
+            for r in self._all(f"SELECT id, title, text, source, url FROM items WHERE id IN ({marks})", part):
+                found[r["id"]] = r
+        return found
+
+    def story_watchlists(self, story_ids: Sequence[int]) -> dict[int, list[str]]:
+        """story id -> the watchlists any of its items matched, in the order they first matched."""
+        found: dict[int, list[str]] = {}
+        for part in _chunks(story_ids):
+            marks = ",".join("?" * len(part))
+            rows = self._all(
+                f"""SELECT i.story_id, m.watchlist, min(i.first_seen) AS first
+                    FROM items i JOIN matches m ON m.item_id = i.id WHERE i.story_id IN ({marks})
+                    GROUP BY i.story_id, m.watchlist ORDER BY first, m.watchlist""",
+                part,
+            )
+            for r in rows:
+                found.setdefault(r["story_id"], []).append(r["watchlist"])
+        return found
+
+    def matched_items_since(self, since: datetime, watchlist: str | None = None) -> list[dict]:
+        """Items first seen since ``since`` that matched a watchlist (``watchlist`` if given), with
+        their story: stories newest first, each story's items oldest first."""
+        extra, params = ("AND m.watchlist = ?", [iso(since), watchlist]) if watchlist else ("", [iso(since)])
+        return self._all(
+            f"""SELECT DISTINCT i.story_id, s.first_seen AS story_first_seen, i.id, i.title, i.url,
+                       i.first_seen
+                FROM matches m JOIN items i ON i.id = m.item_id JOIN stories s ON s.id = i.story_id
+                WHERE i.first_seen >= ? {extra}
+                ORDER BY s.first_seen DESC, s.id DESC, i.first_seen, i.id""",
+            params,
+        )
+
+    def story_channels_sent(self, story_ids: Sequence[int]) -> dict[int, list[str]]:
+        """story id -> the channels an alert about it was delivered to."""
+        found: dict[int, list[str]] = {}
+        for part in _chunks(story_ids):
+            marks = ",".join("?" * len(part))
+            rows = self._all(
+                f"""SELECT DISTINCT i.story_id, a.channel FROM alerts a JOIN items i ON i.id = a.item_id
+                    WHERE a.status = 'sent' AND i.story_id IN ({marks}) ORDER BY a.channel""",
+                part,
+            )
+            for r in rows:
+                found.setdefault(r["story_id"], []).append(r["channel"])
+        return found
+
+    def story_feedback(self, story_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """story id -> {feedback kind: votes}; empty before the Slack app's tables exist."""
+        found: dict[int, dict[str, int]] = {}
+        if not self.has_table("feedback"):
+            return found
+        for part in _chunks(story_ids):
+            marks = ",".join("?" * len(part))
+            rows = self._all(
+                # A vote is one person on one alert, however many watchlists it carried.
+                f"""SELECT i.story_id, f.kind,
+                           count(DISTINCT f.user_id || ' ' || f.item_id || ' ' || f.channel) AS n
+                    FROM feedback f JOIN items i ON i.id = f.item_id
+                    WHERE i.story_id IN ({marks}) GROUP BY i.story_id, f.kind ORDER BY f.kind""",
+                part,
+            )
+            for r in rows:
+                found.setdefault(r["story_id"], {})[r["kind"]] = r["n"]
+        return found
+
+    def story_triage(self, story_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """story id -> {channel: triage state}; empty before the Slack app's tables exist."""
+        found: dict[int, dict[str, str]] = {}
+        if not self.has_table("triage"):
+            return found
+        for part in _chunks(story_ids):
+            marks = ",".join("?" * len(part))
+            rows = self._all(
+                f"""SELECT i.story_id, t.channel, t.state FROM triage t JOIN items i ON i.id = t.item_id
+                    WHERE i.story_id IN ({marks}) ORDER BY t.channel, t.updated_at""",
+                part,
+            )
+            for r in rows:
+                found.setdefault(r["story_id"], {})[r["channel"]] = r["state"]  # the latest wins
+        return found
+
+    def digest_hold(self) -> datetime | None:
+        """Start of the oldest digest window still open: its stories must outlive retention."""
+        if not self.has_table("digests"):
+            return None
+        row = self._one(
+            """SELECT min(start) AS start FROM (
+                   SELECT coalesce(digest_covered_until, created_at) AS start FROM subscriptions
+                   WHERE mode = 'digest' AND removed_at IS NULL
+                   UNION ALL SELECT window_start FROM digests WHERE status = 'sending')"""
+        )
+        return from_iso(row["start"]) if row else None
+
+    def prunable_stories(self, cutoff: datetime, *, after: int = 0, limit: int = 200) -> list[int]:
+        """Stories (id > ``after``) with no item first seen since ``cutoff`` and no queued alert."""
+        rows = self._all(
+            """SELECT s.id FROM stories s
+               WHERE s.id > ? AND s.last_seen < ?
+                 AND NOT EXISTS (SELECT 1 FROM items i WHERE i.story_id = s.id AND i.first_seen >= ?)
+                 AND NOT EXISTS (SELECT 1 FROM items i JOIN alerts a ON a.item_id = i.id
+                                 WHERE i.story_id = s.id AND a.status = 'queued')
+               ORDER BY s.id LIMIT ?""",
+            [after, iso(cutoff), iso(cutoff), limit],
+        )
+        return [r["id"] for r in rows]
+
+    def delete_stories(self, story_ids: Sequence[int]) -> int:
+        """Delete stories with their items and everything kept about them; returns items deleted.
+
+        Whole stories only: a story's thread parent, its duplicates and its digest standing all
+        refer to its earlier items. The items_fts triggers keep the search index in step. Call
+        inside a transaction.
+        """
+        story_ids = list(story_ids)
+        item_ids = [
+            r["id"]
+            for part in _chunks(story_ids)
+            for r in self._all(f"SELECT id FROM items WHERE story_id IN ({','.join('?' * len(part))})", part)
+        ]
+        for part in _chunks(item_ids):
+            marks = ",".join("?" * len(part))
+            # story_tokens is keyed (token, seen, item_id): delete by key, from the fingerprint's tokens.
+            prints = self._all(f"SELECT * FROM fingerprints WHERE item_id IN ({marks})", part)
+            for r in prints:
+                tokens = set(r["title"].split()) | set(r["lead"].split())
+                self.db.conn.executemany(
+                    "DELETE FROM story_tokens WHERE token = ? AND seen = ? AND item_id = ?",
+                    [(t, r["seen"], r["item_id"]) for t in tokens],
+                )
+            for table in ("fingerprints", "matches", "alerts"):
+                self.db.execute(f"DELETE FROM {table} WHERE item_id IN ({marks})", part)
+            # Rows other features keep per item (Slack feedback and triage, and any later table with
+            # a foreign key to items) go with it: the delete below would fail on them otherwise.
+            for table, column in self._references("items"):
+                if table not in ("items", "fingerprints", "matches", "alerts"):
+                    self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
+        for part in _chunks(story_ids):
+            marks = ",".join("?" * len(part))
+            self.db.execute(f"DELETE FROM story_posts WHERE story_id IN ({marks})", part)
+            for table, column in self._references("stories"):
+                if table != "items":
+                    self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
+            self.db.execute(f"DELETE FROM items WHERE story_id IN ({marks})", part)
+            self.db.execute(f"DELETE FROM stories WHERE id IN ({marks})", part)
+        return len(item_ids)
+
+    def _references(self, parent: str) -> list[tuple[str, str]]:
+        """(table, column) of every foreign key to ``parent``."""
+        found = []
+        tables = self._all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'"
+        )
+        for r in tables:
+            for fk in self.db.execute(f"PRAGMA foreign_key_list([{r['name']}])").fetchall():
+                if fk[2] == parent:  # (id, seq, table, from, to, …)
+                    found.append((r["name"], fk[3]))
+        return found
+
+    def fts_consistent(self) -> bool:
+        """FTS5's own check that items_fts matches the items table."""
+        try:
+            self.db.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError:
+            return False
+        return True
+
+    def source_health_rows(self, since: datetime) -> list[dict]:
+        """Every active source with its fetch state and ``items``: how many it brought since ``since``."""
+        return self._all(
+            """SELECT s.*, coalesce(n.items, 0) AS items FROM sources s
+               LEFT JOIN (SELECT source, count(*) AS items FROM items WHERE first_seen >= ? GROUP BY source) n
+                 ON n.source = s.name
+               WHERE s.origin IS NOT NULL AND s.removed_at IS NULL ORDER BY s.name COLLATE NOCASE""",
+            [iso(since)],
+        )
+
+    def outbox_summary(self) -> dict:
+        """queued (count), oldest (the oldest queued alert: created_at, channel, last_error), dead."""
+        counts = {
+            r["status"]: r["n"]
+            for r in self._all(
+                "SELECT status, count(*) AS n FROM alerts WHERE status IN ('queued', 'dead') GROUP BY status"
+            )
+        }
+        oldest = self._one(
+            """SELECT created_at, channel, last_error FROM alerts WHERE status = 'queued'
+               ORDER BY created_at, id LIMIT 1"""
+        )
+        return {"queued": counts.get("queued", 0), "dead": counts.get("dead", 0), "oldest": oldest}
+
+    def broken_active_subscriptions(self) -> list[tuple[str, str]]:
+        """(channel, why) of active subscriptions that cannot be delivered."""
+        rows = self._all(
+            """SELECT DISTINCT channel, broken FROM subscriptions
+               WHERE broken IS NOT NULL AND removed_at IS NULL ORDER BY channel"""
+        )
+        return [(r["channel"], r["broken"]) for r in rows]
+
+    def source_catalog(self) -> list[dict]:
+        """name, url, removed_at of every source row, removed ones included (for imports)."""
+        return self._all("SELECT name, url, removed_at FROM sources ORDER BY name")
+
+    def import_source(self, source: Source, now: datetime) -> None:
+        """Add a source from an OPML import, or bring back the removed row of the same name."""
+        self.db.execute(
+            """INSERT INTO sources (name, url, type, interval, origin, added_at, consecutive_failures)
+               VALUES (?, ?, ?, ?, 'opml', ?, 0)
+               ON CONFLICT(name) DO UPDATE SET url = excluded.url, type = excluded.type,
+                    interval = excluded.interval, origin = 'opml', added_at = excluded.added_at,
+                    removed_at = NULL, changed_by = NULL, etag = NULL, last_modified = NULL,
+                    disabled_at = NULL, disabled_reason = NULL, next_poll_at = NULL
+               WHERE sources.removed_at IS NOT NULL OR sources.origin IS NULL""",
+            [source.name, source.url, source.type, source.interval, iso(now)],
+        )
+
+    def body_hash(self, name: str) -> str | None:
+        """The digest recorded by set_body_hash() for the source's last ingested 200 body."""
+        row = self._one("SELECT body_hash FROM sources WHERE name = ?", [name])
+        return row["body_hash"] if row else None
+
+    def set_body_hash(self, name: str, digest: str | None) -> None:
+        """Record it in the transaction that stores the body's items (so never without them)."""
+        self.db.execute("UPDATE sources SET body_hash = ? WHERE name = ?", [digest, name])
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[list[int]]:
+    """``ids`` in pieces small enough for one IN (...) list."""
+    ids = list(ids)
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
 
 def _subscription_rows(subs: Sequence[Subscription]) -> dict[str, dict]:
     return {
@@ -867,9 +1737,25 @@ def _subscription_rows(subs: Sequence[Subscription]) -> dict[str, dict]:
             "channel": s.channel,
             "watchlists": json.dumps(list(s.watchlists)),
             "mode": s.mode,
+            "schedule": s.schedule or None,
+            "timezone": s.timezone if s.mode == "digest" else None,
+            "skip_empty": int(s.skip_empty),
+            "top": s.top,
         }
         for s in subs
     }
+
+
+def _subscription_from_row(r: dict) -> Subscription:
+    return Subscription(
+        channel=r["channel"],
+        watchlists=tuple(json.loads(r["watchlists"])),
+        mode=r["mode"],
+        schedule=r.get("schedule") or "",
+        timezone=r.get("timezone") or "UTC",
+        skip_empty=bool(r.get("skip_empty")),
+        top=r.get("top") or 15,
+    )
 
 
 def _item_from_row(row: dict) -> Item:

@@ -5,9 +5,14 @@ format: POST /api/<method>, bearer token, JSON or form bodies, `{"ok": …}` ans
 Retry-After for rate limits. Tests script failures with `fail_next`, slow answers with `slow`,
 per-channel rate limits with `rate_limit`, and channel states with `missing` / `not_member`.
 
-It also enforces what newsalert promises on every call: a message post without
-`unfurl_links=false, unfurl_media=false`, or carrying an image, is recorded in `violations`
-(the `slack` fixture fails the test if any were).
+It also enforces what newsalert promises on every call: a message post (or a `response_url`
+reply) without `unfurl_links=false, unfurl_media=false`, or carrying an image, is recorded in
+`violations` (the `slack` fixture fails the test if any were).
+
+For the Slack app it also answers `chat.postEphemeral`, `views.publish`, `users.info`
+(`admins`, `owners`), `conversations.info` / `.join` / `.members` (`private`, `not_member`,
+`members`) and `chat.getPermalink`, and serves response URLs: `response_url()` gives one, and
+the JSON posted to it is kept in `responses`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import parse_qs
 
 VALID_TOKEN = "xoxb-fake-token"
@@ -53,6 +60,13 @@ class FakeSlack:
         self.violations: list[str] = []
         self._slow: dict[str, list[float]] = {}
         self._limited: dict[str, list[int]] = {}  # channel -> Retry-After values still to answer
+        self.admins: set[str] = set()  # users.info is_admin
+        self.owners: set[str] = set()  # users.info is_owner
+        self.private: set[str] = set()  # conversations.info is_private; conversations.join refuses
+        self.members: dict[str, set[str]] = {}  # conversations.members
+        self.views: dict[str, dict] = {}  # user -> the Home view last published
+        self.responses: list[dict] = []  # bodies posted to response URLs, with "_key"
+        self._response_keys = itertools.count(1)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(  # short poll interval: stop() returns in ~20 ms, not 0.5 s
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -110,6 +124,20 @@ class FakeSlack:
         with self.lock:
             return [c.params for c in self.calls if c.method == "chat.postMessage" and c.params.get("_ok")]
 
+    def calls_to(self, method: str) -> list[dict]:
+        """Bodies of every call to ``method`` that Slack accepted."""
+        with self.lock:
+            return [c.params for c in self.calls if c.method == method and c.params.get("_ok")]
+
+    def response_url(self) -> str:
+        """A fresh response URL, as Slack puts in a slash command or a button click."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/respond/{next(self._response_keys)}"
+
+    def responses_to(self, url: str) -> list[dict]:
+        key = url.rsplit("/", 1)[-1]
+        with self.lock:
+            return [r for r in self.responses if r["_key"] == key]
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -120,6 +148,15 @@ class FakeSlack:
             def do_POST(self) -> None:
                 method = self.path.removeprefix("/api/").split("?")[0]
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/respond/"):
+                    fake._respond(self.path.rsplit("/", 1)[-1], json.loads(raw or b"{}"))
+                    payload = b"ok"  # what Slack's response URLs answer
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if (self.headers.get("Content-Type") or "").startswith("application/json"):
                     params = json.loads(raw or b"{}")
                 else:
@@ -190,7 +227,105 @@ class FakeSlack:
                 return 200, {"ok": True, "channel": channel, "ts": params["ts"]}, {}
             if method in ("conversations.history", "conversations.replies"):
                 return 200, self._history(method, params), {}
+            if method in self._app_methods:
+                return self._app_methods[method](self, params)
             return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    # -- what the Slack app calls ----------------------------------------------------------------
+
+    def _respond(self, key: str, body: dict) -> None:
+        with self.lock:
+            if body.get("unfurl_links") is not False or body.get("unfurl_media") is not False:
+                self.violations.append(f"response_url reply without unfurls off: {body.get('text')!r}")
+            if "image_url" in json.dumps(body) or '"image"' in json.dumps(body.get("blocks", [])):
+                self.violations.append(f"response_url reply carries an image: {body.get('text')!r}")
+            self.responses.append({**body, "_key": key})
+
+    def _ephemeral(self, params: dict) -> tuple[int, dict, dict]:
+        channel = params.get("channel", "")
+        if not channel or channel in self.missing:
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        if channel in self.not_member:
+            return 200, {"ok": False, "error": "not_in_channel"}, {}
+        if not params.get("user"):
+            return 200, {"ok": False, "error": "user_not_in_channel"}, {}
+        params["_ok"] = True
+        return 200, {"ok": True, "message_ts": self._next_ts()}, {}
+
+    def _views_publish(self, params: dict) -> tuple[int, dict, dict]:
+        view = params.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        if not params.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+            return 200, {"ok": False, "error": "invalid_arguments"}, {}
+        if len(view.get("blocks", [])) > 100:
+            return 200, {"ok": False, "error": "invalid_blocks"}, {}
+        params["_ok"] = True
+        self.views[params["user_id"]] = view
+        return 200, {"ok": True, "view": {"id": "V0HOME", **view}}, {}
+
+    def _users_info(self, params: dict) -> tuple[int, dict, dict]:
+        user = params.get("user", "")
+        if not user.startswith(("U", "W")):
+            return 200, {"ok": False, "error": "user_not_found"}, {}
+        params["_ok"] = True
+        info = {
+            "id": user,
+            "is_admin": user in self.admins or user in self.owners,
+            "is_owner": user in self.owners,
+        }
+        return 200, {"ok": True, "user": info}, {}
+
+    def _conversations_info(self, params: dict) -> tuple[int, dict, dict]:
+        channel = params.get("channel", "")
+        private = channel in self.private
+        # Like Slack: a private channel the bot is not in does not exist for it.
+        if not channel or channel in self.missing or (private and channel in self.not_member):
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        params["_ok"] = True
+        info = {
+            "id": channel,
+            "is_channel": not private,
+            "is_private": private,
+            "is_im": channel.startswith("D"),
+            "is_member": channel not in self.not_member,
+        }
+        return 200, {"ok": True, "channel": info}, {}
+
+    def _conversations_join(self, params: dict) -> tuple[int, dict, dict]:
+        channel = params.get("channel", "")
+        if not channel or channel in self.missing:
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        if channel in self.private:
+            return 200, {"ok": False, "error": "method_not_supported_for_channel_type"}, {}
+        self.not_member.discard(channel)
+        params["_ok"] = True
+        return 200, {"ok": True, "channel": {"id": channel, "is_member": True}}, {}
+
+    def _conversations_members(self, params: dict) -> tuple[int, dict, dict]:
+        channel = params.get("channel", "")
+        if not channel or channel in self.missing:
+            return 200, {"ok": False, "error": "channel_not_found"}, {}
+        params["_ok"] = True
+        members = sorted(self.members.get(channel, set()))
+        return 200, {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}, {}
+
+    def _permalink(self, params: dict) -> tuple[int, dict, dict]:
+        channel, ts = params.get("channel", ""), params.get("message_ts", "")
+        if (channel, ts) not in self.messages:
+            return 200, {"ok": False, "error": "message_not_found"}, {}
+        params["_ok"] = True
+        link = f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}"
+        return 200, {"ok": True, "channel": channel, "permalink": link}, {}
+
+    _app_methods: ClassVar[dict[str, Callable[[FakeSlack, dict], tuple[int, dict, dict]]]] = {
+        "chat.postEphemeral": _ephemeral,
+        "views.publish": _views_publish,
+        "users.info": _users_info,
+        "conversations.info": _conversations_info,
+        "conversations.join": _conversations_join,
+        "conversations.members": _conversations_members,
+        "chat.getPermalink": _permalink,
+    }
 
     def _post(self, params: dict) -> tuple[int, dict, dict]:
         channel = params["channel"]

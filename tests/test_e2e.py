@@ -139,7 +139,8 @@ def test_unfurls_are_off_and_no_feed_image_is_posted(polled, slack: FakeSlack) -
         assert post["unfurl_links"] is False
         assert post["unfurl_media"] is False
         assert "unicef.jpg" not in json.dumps(post)
-        assert all(block["type"] in ("section", "context") for block in post["blocks"])
+        # Text and the alert's buttons only: no image, file or video block.
+        assert all(block["type"] in ("section", "context", "actions") for block in post["blocks"])
 
 
 def test_posts_use_the_bot_token(polled, slack: FakeSlack) -> None:

@@ -1,0 +1,302 @@
+"""Digest subscriptions: scheduled briefings that cover every matching story exactly once.
+
+A digest covers the stories first seen by the bot (not published: a late item must not fall
+through) after the end of the previous digest's window, up to the moment it is built. The
+window end is stored per subscription when the digest is sent, so a restart, a skipped run or a
+DST change neither loses nor repeats a story.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.model import Subscription
+from bot.render import BLOCK_TEXT_LIMIT, SlackMessage, escape, escape_url, format_time, shorten
+from bot.summarize import summarize
+
+if TYPE_CHECKING:
+    from bot.deliver import Sink
+    from bot.store import Store
+
+log = logging.getLogger("newsalert.digest")
+
+MAX_BLOCKS = 50  # Slack's limit per message
+DEFAULT_TOP = 15
+_DAYS = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+_CRON_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class ScheduleError(ValueError):
+    """A schedule or timezone that cannot be used; the message says why."""
+
+
+def timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)") from None
+
+
+def trigger(schedule: str, tz: str) -> CronTrigger:
+    """ "daily 09:00", "weekdays 08:30", "weekly mon 09:00" or a 5-field cron expression."""
+    zone = timezone(tz)
+    words = schedule.lower().split()
+    if len(words) == 2 and words[0] in ("daily", "weekdays"):
+        hour, minute = _clock(words[1])
+        day_of_week = "mon-fri" if words[0] == "weekdays" else "*"
+        return CronTrigger(day_of_week=day_of_week, hour=hour, minute=minute, timezone=zone)
+    if len(words) == 3 and words[0] == "weekly":
+        day = words[1][:3]
+        if day not in _DAYS:
+            raise ScheduleError(f"unknown day {words[1]!r} (mon, tue, … sun)")
+        hour, minute = _clock(words[2])
+        return CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=zone)
+    if len(words) == 5:
+        minute, hour, day, month, day_of_week = words
+        try:
+            # APScheduler 3 numbers weekdays from Monday = 0; cron from Sunday = 0. Names are
+            # unambiguous, so cron's numbers are turned into names first.
+            return CronTrigger(
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=_cron_days(day_of_week),
+                timezone=zone,
+            )
+        except ValueError as e:
+            raise ScheduleError(f"bad cron expression {schedule!r}: {e}") from None
+    raise ScheduleError(
+        f'bad schedule {schedule!r}: use "daily HH:MM", "weekdays HH:MM", "weekly DAY HH:MM" '
+        'or a 5-field cron expression such as "30 8 * * 1-5"'
+    )
+
+
+def _clock(text: str) -> tuple[int, int]:
+    match = _TIME.match(text)
+    if not match:
+        raise ScheduleError(f"bad time {text!r} (HH:MM, 24-hour)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _cron_days(field: str) -> str:
+    def one(token: str) -> str:
+        return _CRON_DOW.get(token, token)
+
+    parts = []
+    for item in field.split(","):
+        step = ""
+        if "/" in item:
+            item, step = item.split("/", 1)
+            step = "/" + step
+        parts.append("-".join(one(t) for t in item.split("-")) + step)
+    return ",".join(parts)
+
+
+def next_digest(sub: Subscription, after: datetime) -> datetime | None:
+    return trigger(sub.schedule, sub.timezone).get_next_fire_time(None, after)
+
+
+def previous_digest(sub: Subscription, now: datetime, *, since: datetime) -> datetime | None:
+    """The last scheduled time in [since, now], if any: a digest that should have gone out."""
+    fire = trigger(sub.schedule, sub.timezone)
+    last = None
+    at = fire.get_next_fire_time(None, since)
+    while at is not None and at <= now:
+        last = at
+        at = fire.get_next_fire_time(at, at + timedelta(microseconds=1))
+    return last
+
+
+@dataclass(frozen=True)
+class DigestStory:
+    story_id: int
+    title: str
+    url: str
+    sources: int
+    first_seen: datetime
+    watchlist: str  # the first of the subscription's watchlists that it matched
+    lead: str
+
+
+@dataclass(frozen=True)
+class Digest:
+    subscription_id: str
+    channel: str
+    watchlists: tuple[str, ...]
+    since: datetime
+    until: datetime
+    stories: tuple[DigestStory, ...]  # all of them, ranked
+    top: int = DEFAULT_TOP
+
+    @property
+    def shown(self) -> tuple[DigestStory, ...]:
+        return self.stories[: self.top]
+
+
+def rank(stories: Sequence[DigestStory]) -> list[DigestStory]:
+    """Most-reported first, then most recent."""
+    return sorted(stories, key=lambda s: (-s.sources, -s.first_seen.timestamp(), s.story_id))
+
+
+def render_digest(digest: Digest) -> list[SlackMessage]:
+    """One or more messages within Slack's limits (50 blocks, 3,000 characters per section)."""
+    names = ", ".join(digest.watchlists)
+    since = format_time(digest.since)
+    if not digest.stories:
+        text = f"No new stories for {escape(names)} since {since}."
+        return [
+            SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+        ]
+    header = (
+        f"*Digest: {escape(names)}* — {len(digest.stories)} new "
+        f"{'story' if len(digest.stories) == 1 else 'stories'} since {since}"
+    )
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    for watchlist in digest.watchlists:
+        group = [s for s in digest.shown if s.watchlist == watchlist]
+        if not group:
+            continue
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(watchlist)}*"}})
+        text = ""
+        for story in group:
+            line = _line(story)
+            if text and len(text) + 1 + len(line) > BLOCK_TEXT_LIMIT:
+                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+                text = ""
+            text = f"{text}\n{line}" if text else line
+        if text:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    hidden = len(digest.stories) - len(digest.shown)
+    if hidden:
+        query = " OR ".join(digest.watchlists)
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"and {hidden} more — `/newsalert search {escape(query)} since:{_days(digest)}d`"
+                        ),
+                    }
+                ],
+            }
+        )
+    fallback = f"Digest: {names} — {len(digest.stories)} new stories since {since}"
+    return [
+        SlackMessage(text=escape(fallback) if i == 0 else escape(f"{fallback} (part {i + 1})"), blocks=part)
+        for i, part in enumerate(_split(blocks))
+    ]
+
+
+def _line(story: DigestStory) -> str:
+    title = escape(shorten(story.title, 200)) or "(untitled)"
+    link = f"<{escape_url(story.url)}|{title}>" if story.url else title
+    sources = f"{story.sources} source{'s' if story.sources != 1 else ''}"
+    summary = summarize(story.lead, [], limit=160, max_sentences=1).text
+    return f"• {link} — {sources}" + (f" — {escape(summary)}" if summary else "")
+
+
+def _days(digest: Digest) -> int:
+    return max(1, -(-int((digest.until - digest.since).total_seconds()) // 86400))
+
+
+def _split(blocks: list[dict]) -> list[list[dict]]:
+    return [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)]
+
+
+# --- building and sending --------------------------------------------------------------------
+# (store and sink are passed in: this module owns when and what, not SQL or Slack calls)
+
+DIGEST_EVENT = "newsalert_digest"
+
+
+def find_subscription(store: Store, subscription_id: str) -> tuple[Subscription, datetime, datetime | None]:
+    for sid, sub, created, covered in store.subscriptions():
+        if sid == subscription_id:
+            if sub.mode != "digest":
+                raise ScheduleError(f"subscription {subscription_id} is realtime, not a digest")
+            return sub, created, covered
+    raise ScheduleError(f"no active subscription {subscription_id!r} (see `newsalert subscriptions`)")
+
+
+def build_digest(store: Store, subscription_id: str, until: datetime) -> Digest:
+    """The digest that would be sent now: everything since the last one (or the subscription's start)."""
+    sub, created, covered = find_subscription(store, subscription_id)
+    unfinished = store.unfinished_digest(subscription_id)
+    since = unfinished[1] if unfinished else (covered or created)
+    stories = []
+    for story_id, watchlist, first_seen in store.digest_stories(sub.watchlists, since, until):
+        items = store.story_items(story_id)
+        lead = next((item for _, item, dup in items if dup is None), items[0][1])
+        stories.append(
+            DigestStory(
+                story_id,
+                lead.title,
+                lead.url,
+                len(store.story_sources(story_id)),
+                first_seen,
+                watchlist,
+                lead.text,
+            )
+        )
+    return Digest(subscription_id, sub.channel, sub.watchlists, since, until, tuple(rank(stories)), sub.top)
+
+
+def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -> Digest:
+    """Post the digest and move the subscription's window to ``now`` — exactly once.
+
+    The window is recorded before posting; a crash after Slack took the messages is found on
+    the next attempt by the metadata they carry, and that window is completed, not re-sent.
+    """
+    sub, created, covered = find_subscription(store, subscription_id)
+    unfinished = store.unfinished_digest(subscription_id)
+    if unfinished:
+        digest_id, _, until = unfinished  # finish that window first; the next one starts after it
+    else:
+        digest_id, until = store.begin_digest(subscription_id, covered or created, now, now), now
+    digest = build_digest(store, subscription_id, until)
+    messages = [] if (sub.skip_empty and not digest.stories) else render_digest(digest)
+    sent: list[str] = []
+    for part, message in enumerate(messages):
+        payload = {"digest_id": digest_id, "subscription": subscription_id, "part": part}
+        ts = None
+        if unfinished:
+            ts = sink.find_message(sub.channel, until - timedelta(minutes=10), DIGEST_EVENT, payload)
+        sent.append(ts or sink.post_message(sub.channel, message, DIGEST_EVENT, payload))
+    store.finish_digest(digest_id, subscription_id, until, sent)
+    log.info(
+        "digest sent subscription=%s channel=%s stories=%d messages=%d",
+        subscription_id,
+        sub.channel,
+        len(digest.stories),
+        len(sent),
+    )
+    return digest
+
+
+def missed_digests(store: Store, now: datetime, grace: timedelta) -> list[str]:
+    """Digest subscriptions whose last scheduled time passed unsent while the bot was down.
+
+    Sent once on start when that time is within ``grace``; older ones are not sent late, but
+    nothing is lost: the next digest's window starts where the last sent one ended.
+    """
+    due = []
+    for sid, sub, created, covered in store.subscriptions():
+        if sub.mode != "digest":
+            continue
+        last_sent = covered or created
+        missed = previous_digest(sub, now, since=last_sent + timedelta(microseconds=1))
+        if store.unfinished_digest(sid) or (missed is not None and now - missed <= grace):
+            due.append(sid)
+    return due

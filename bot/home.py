@@ -1,0 +1,103 @@
+"""The App Home tab, without Slack: a Block Kit view built from the database for one user.
+
+It shows the channels this user can see that have subscriptions, the watchlists, source health
+and the 10 latest alerts (only from channels the user can see: an alert title from a private
+channel must not leak through the Home tab).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from bot.commands import COMMAND, source_health_line
+from bot.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, shorten
+from bot.store import Store
+
+LATEST = 10
+MAX_BLOCKS = 100  # Slack's limit for a view
+_STATE = {"claimed": "claimed by", "done": "done by", "escalated": "escalated by"}
+
+
+def _sections(title: str, lines: list[str]) -> list[dict]:
+    """A heading and the lines, split into sections under Slack's 3,000-character limit."""
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and len("\n".join([*chunk, line])) > BLOCK_TEXT_LIMIT:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+            chunk = []
+        chunk.append(line[:BLOCK_TEXT_LIMIT])
+    if chunk:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+    return blocks
+
+
+def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: datetime) -> dict:
+    """The Home tab for ``user``; ``can_see(channel)`` says whether they may see a channel."""
+    visible: dict[str, bool] = {}
+
+    def sees(channel: str) -> bool:
+        if channel not in visible:
+            visible[channel] = can_see(channel)
+        return visible[channel]
+
+    by_channel: dict[str, list[str]] = {}
+    for sub in store.realtime_subscriptions():
+        names = by_channel.setdefault(sub.channel, [])
+        names += [w for w in sub.watchlists if w not in names]
+    channels = [c for c in sorted(by_channel) if sees(c)]
+    channel_lines = []
+    for channel in channels:
+        line = f"• <#{channel}>: " + ", ".join(f"`{escape(w)}`" for w in by_channel[channel])
+        muted = [m["target"] for m in store.channel_mutes(channel, now) if m["kind"] == "source"]
+        if muted:
+            line += " · muted sources: " + ", ".join(escape(m) for m in muted)
+        channel_lines.append(line)
+    if not channel_lines:
+        channel_lines = [
+            f"No channel you can see has subscriptions yet. In a channel: `{COMMAND} subscribe WATCHLIST`."
+        ]
+
+    watchlist_lines = [
+        f"• `{escape(w.name)}` — `{escape(shorten(' '.join(w.query.split()), 300))}`"
+        for w in store.active_watchlists()
+    ] or ["No watchlists yet."]
+    source_lines = [source_health_line(row, now) for row in store.source_rows()] or ["No sources yet."]
+
+    alert_lines = []
+    seen_channels = {p["channel"] for p in store.latest_story_posts(200)}
+    allowed = [c for c in seen_channels if sees(c)]
+    for post in store.latest_story_posts(LATEST, channels=allowed):
+        title = escape(shorten(post["title"], 150)) or "(untitled)"
+        link = f"<{escape_url(post['url'])}|{title}>" if post["url"] else title
+        watchlists = ", ".join(f"`{escape(w)}`" for w in json.loads(post["watchlists"]))
+        line = f"• {link} — <#{post['channel']}> · {watchlists}"
+        if post["posted_at"]:
+            line += f" · {format_time(datetime.fromisoformat(post['posted_at']))}"
+        if post["state"] and post["state_by"]:
+            line += f" · _{_STATE.get(post['state'], escape(post['state']))} {mention(post['state_by'])}_"
+        alert_lines.append(line)
+    if not alert_lines:
+        alert_lines = ["No alerts yet in channels you can see."]
+
+    blocks = [
+        *_sections("Your channels with subscriptions", channel_lines),
+        {"type": "divider"},
+        *_sections("Watchlists", watchlist_lines),
+        {"type": "divider"},
+        *_sections("Sources", source_lines),
+        {"type": "divider"},
+        *_sections("Latest alerts", alert_lines),
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"Updated {format_time(now)} · `{COMMAND} help` lists the commands",
+                }
+            ],
+        },
+    ]
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

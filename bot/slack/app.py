@@ -1,0 +1,145 @@
+"""The Bolt App factory and the two ways it meets Slack: HTTP and Socket Mode.
+
+HTTP: one ThreadingHTTPServer serves Bolt at ``POST /slack/events`` (slash commands,
+interactivity and events on one path), plus ``GET /healthz`` and ``GET /metrics``. Bolt verifies
+every POST with the signing secret before any listener runs: a bad signature, or a timestamp
+more than 5 minutes off, is a 401 and nothing else happens.
+
+Socket Mode: the app connects out with the app-level token (xapp-…); no public URL needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from slack_bolt import App, BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import AppContext
+from bot.errors import SlackAuthError
+from bot.slack.listeners import register_listeners
+
+log = logging.getLogger("newsalert.slack")
+
+EVENTS_PATH = "/slack/events"
+MAX_BODY = 1024 * 1024  # Slack's payloads are a few kB; anything this big is not from Slack
+
+
+class _QuietClientWarning(logging.Filter):
+    # Bolt warns when given a client while SLACK_BOT_TOKEN is in the environment; the client
+    # carries that very token (and the API URL, which is why a client is given at all).
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "token` will be unused" not in record.getMessage()
+
+
+def create_app(ctx: AppContext, *, socket_mode: bool = False) -> App:
+    settings = ctx.settings
+    logging.getLogger("slack_bolt.App").addFilter(_QuietClientWarning())
+    client = WebClient(token=settings.slack_token, base_url=settings.slack_api_url)
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "",
+        # `newsalert run` already checked the token with auth.test (exit 4 when it is bad).
+        token_verification_enabled=False,
+        # Socket Mode requests come over the app's own authenticated connection, unsigned.
+        request_verification_enabled=not socket_mode,
+        # Listeners ack first and work after: the HTTP answer goes out on ack().
+        process_before_response=False,
+    )
+    register_listeners(app, ctx)
+    return app
+
+
+def serve_http(ctx: AppContext, *, host: str, port: int, scheduler_alive: Callable[[], bool]) -> None:
+    """Serve until interrupted (SIGTERM / Ctrl-C reach here as SystemExit / KeyboardInterrupt)."""
+    server = make_server(create_app(ctx), ctx, host=host, port=port, scheduler_alive=scheduler_alive)
+    log.info("slack app listening on http://%s:%d%s", host, server.server_address[1], EVENTS_PATH)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+def make_server(
+    app: App, ctx: AppContext, *, host: str, port: int, scheduler_alive: Callable[[], bool]
+) -> ThreadingHTTPServer:
+    store_path = ctx.settings.db_path
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "newsalert"
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http %s " + format, self.client_address[0], *args)
+
+        def do_POST(self) -> None:
+            path, _, query = self.path.partition("?")
+            if path != EVENTS_PATH:
+                self._send(404, "text/plain", "not found")
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self._send(413, "text/plain", "request too large")
+                return
+            try:
+                body = self.rfile.read(length).decode("utf-8")
+            except UnicodeDecodeError:
+                self._send(400, "text/plain", "not UTF-8")
+                return
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            response = app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+            content_type = (response.headers.get("content-type") or ["text/plain;charset=utf-8"])[0]
+            self._send(response.status, content_type, response.body or "")
+
+        def do_GET(self) -> None:
+            path = self.path.partition("?")[0]
+            if path == "/healthz":
+                from bot.status import healthz
+
+                status, verdict = healthz(store_path, scheduler_alive())
+                self._send(status, "application/json", json.dumps(verdict))
+            elif path == "/metrics":
+                from bot import metrics
+
+                data, content_type = metrics.render(store_path)
+                self._send(200, content_type, data)
+            else:
+                self._send(404, "text/plain", "not found")
+
+        def _send(self, status: int, content_type: str, body: str | bytes) -> None:
+            data = body.encode("utf-8") if isinstance(body, str) else body
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def run_socket_mode(ctx: AppContext) -> None:
+    """Connect out to Slack with the app-level token and serve until interrupted."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    assert ctx.settings.slack_app_token
+    handler = SocketModeHandler(create_app(ctx, socket_mode=True), ctx.settings.slack_app_token)
+    log.info("slack app connecting in Socket Mode")
+    try:
+        try:
+            handler.connect()
+        except SlackApiError as e:
+            # apps.connections.open refused the app-level token: say so, as for a bad bot token.
+            error = e.response.get("error", "unknown_error")
+            raise SlackAuthError(f"Slack refused SLACK_APP_TOKEN for Socket Mode: {error}") from None
+        threading.Event().wait()  # the Socket Mode client's threads serve; SIGTERM ends the wait
+    finally:
+        handler.close()

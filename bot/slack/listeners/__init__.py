@@ -1,0 +1,14 @@
+"""Bolt listeners, by kind. ``register_listeners`` wires them all to one App."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.commands import AppContext
+from bot.slack.listeners import actions, commands, events
+
+
+def register_listeners(app: App, ctx: AppContext) -> None:
+    commands.register(app, ctx)
+    actions.register(app, ctx)
+    events.register(app, ctx)

@@ -1,0 +1,236 @@
+"""Health: is the bot doing its job, and does anything need a human?
+
+`newsalert status` prints it as a table (exit code 1 when a human is needed, so it works as a
+health check); `GET /healthz` returns it as JSON. "Needs a human" means something that will not
+fix itself: a source failing for a day or more (or disabled because the web says it is gone), an
+alert queued for over an hour, a subscription whose channel cannot be posted to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from bot.store import Store, from_iso
+
+SOURCE_FAILING = timedelta(hours=24)
+ALERT_WAITING = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    name: str
+    url: str
+    last_success: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    failures: int  # consecutive
+    next_poll: datetime | None  # None: disabled, or at start
+    items_24h: int
+    disabled: str = ""  # why it is no longer polled (HTTP 410 Gone)
+    failing_since: datetime | None = None  # set while failing
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "last_success": _iso(self.last_success),
+            "last_error": self.last_error or None,
+            "last_error_at": _iso(self.last_error_at),
+            "consecutive_failures": self.failures,
+            "next_poll": _iso(self.next_poll),
+            "items_24h": self.items_24h,
+            "disabled": self.disabled or None,
+        }
+
+
+@dataclass(frozen=True)
+class Health:
+    checked_at: datetime
+    sources: tuple[SourceHealth, ...] = ()
+    outbox_depth: int = 0
+    oldest_queued: datetime | None = None
+    dead_letters: int = 0
+    broken: tuple[tuple[str, str], ...] = ()  # (channel, why)
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def needs_human(self) -> bool:
+        return bool(self.problems)
+
+    def as_json(self) -> dict:
+        return {
+            "needs_human": self.needs_human,
+            "problems": list(self.problems),
+            "checked_at": _iso(self.checked_at),
+            "sources": [s.as_json() for s in self.sources],
+            "outbox": {
+                "depth": self.outbox_depth,
+                "oldest_queued": _iso(self.oldest_queued),
+                "dead_letters": self.dead_letters,
+            },
+            "broken_subscriptions": [{"channel": c, "reason": why} for c, why in self.broken],
+        }
+
+
+def health(store: Store, now: datetime | None = None) -> Health:
+    now = now or datetime.now(UTC)
+    sources = tuple(_source(row, now) for row in store.source_health_rows(now - timedelta(hours=24)))
+    outbox = store.outbox_summary()
+    oldest = outbox["oldest"]
+    oldest_at = from_iso(oldest["created_at"]) if oldest else None
+    broken = tuple(store.broken_active_subscriptions())
+    problems: list[str] = []
+    for s in sources:
+        if s.disabled:
+            problems.append(f'source "{s.name}" disabled: {s.disabled}')
+        elif s.failing_since is not None and now - s.failing_since >= SOURCE_FAILING:
+            problems.append(f'source "{s.name}" failing for {_hours(now - s.failing_since)}: {s.last_error}')
+    if oldest and oldest_at is not None and now - oldest_at > ALERT_WAITING:
+        why = f": {oldest['last_error']}" if oldest["last_error"] else ""
+        problems.append(
+            f"alert queued for {_hours(now - oldest_at)} in channel {oldest['channel']} "
+            f"({outbox['queued']} waiting){why}"
+        )
+    problems += [f"subscription of channel {channel} broken: {why}" for channel, why in broken]
+    return Health(
+        checked_at=now,
+        sources=sources,
+        outbox_depth=outbox["queued"],
+        oldest_queued=oldest_at,
+        dead_letters=outbox["dead"],
+        broken=broken,
+        problems=tuple(problems),
+    )
+
+
+def _source(row: dict, now: datetime) -> SourceHealth:
+    last_success = from_iso(row.get("last_success"))
+    failures = row.get("consecutive_failures") or 0
+    interval = timedelta(seconds=row.get("interval") or 900)
+    disabled = ""
+    if row.get("disabled_at"):
+        disabled = row.get("disabled_reason") or row.get("last_error") or "disabled"
+    # Failing since the last success; a source that never succeeded, since it was added.
+    failing_since = (last_success or from_iso(row.get("added_at"))) if failures else None
+    if failures and failing_since is None:
+        failing_since = from_iso(row.get("last_error_at"))
+    next_poll = None
+    if not disabled:
+        last_polled = from_iso(row.get("last_polled"))
+        candidates = [
+            t for t in (from_iso(row.get("next_poll_at")), last_polled and last_polled + interval) if t
+        ]
+        next_poll = max(candidates) if candidates else None
+    return SourceHealth(
+        name=row["name"],
+        url=row["url"],
+        last_success=last_success,
+        last_error=row.get("last_error") or "",
+        last_error_at=from_iso(row.get("last_error_at")),
+        failures=failures,
+        next_poll=next_poll,
+        items_24h=row.get("items") or 0,
+        disabled=disabled,
+        failing_since=failing_since,
+    )
+
+
+def healthz(store_path: str, scheduler_alive: bool) -> tuple[int, dict]:
+    """For `GET /healthz`: 200 while the process and its scheduler run, whatever the feeds do.
+
+    A failing feed, a stuck alert or an unreadable database make the body say "degraded" (with the
+    same problems as `newsalert status`), never the status code: a liveness probe that restarted
+    the bot because a feed is down would fix nothing. 503 only when the scheduler has died.
+    """
+    if not scheduler_alive:
+        return 503, {
+            "status": "down",
+            "scheduler": "dead",
+            "needs_human": True,
+            "problems": ["scheduler stopped"],
+        }
+    try:
+        store = Store.open_readonly(store_path)
+        try:
+            verdict = health(store).as_json()
+        finally:
+            store.close()
+    except Exception as e:  # a health check reports what is wrong; it never fails itself
+        verdict = {"needs_human": True, "problems": [f"database unreadable: {e}"]}
+    status = "degraded" if verdict["needs_human"] else "ok"
+    return 200, {"status": status, "scheduler": "alive", **verdict}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The table of `newsalert status`
+
+
+def print_health(report: Health, out: TextIO | None = None) -> None:
+    from rich.console import Console  # imported here: only this command draws tables
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # a log file or a pipe: do not fold the table to 80 columns
+    now = report.checked_at
+    table = Table(title="sources", title_justify="left", show_edge=False)
+    for header, justify in [
+        ("source", "left"),
+        ("last success", "left"),
+        ("last error", "left"),
+        ("failures", "right"),
+        ("next poll", "left"),
+        ("items 24 h", "right"),
+    ]:
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for s in report.sources:
+        error = f"{_ago(s.last_error_at, now)}: {s.last_error}" if s.last_error and s.failures else ""
+        next_poll = "disabled" if s.disabled else (_when(s.next_poll, now) if s.next_poll else "at start")
+        # Text(): names and errors come from feeds and people, never read as rich markup.
+        cells = [s.name, _ago(s.last_success, now), error, str(s.failures), next_poll, str(s.items_24h)]
+        table.add_row(*(Text(cell) for cell in cells))
+    console.print(table)
+    oldest = f", oldest queued {_ago(report.oldest_queued, now)}" if report.oldest_queued else ""
+    dead = f", {report.dead_letters} dead letters" if report.dead_letters else ""
+    console.print(f"\noutbox: {report.outbox_depth} queued{oldest}{dead}")
+    broken = ", ".join(f"{c} ({why})" for c, why in report.broken) or "none"
+    console.print(f"broken subscriptions: {broken}", markup=False)
+    if report.needs_human:
+        console.print("\n[bold]needs a human:[/bold]")
+        for problem in report.problems:
+            console.print(f"  - {problem}", markup=False)
+    else:
+        console.print("\nhealthy")
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    return f"{_span(now - when)} ago"
+
+
+def _when(when: datetime, now: datetime) -> str:
+    return "due now" if when <= now else f"in {_span(when - now)}"
+
+
+def _span(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 3 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None

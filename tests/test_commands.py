@@ -1,0 +1,372 @@
+"""The Slack app's core without Slack: `/newsalert` commands, button clicks, App Home, mutes.
+
+tests/test_slack_app.py runs the same through signed HTTP requests; here the edge cases are
+cheap to reach: the SSRF guard, parsing, escaping, who may do what, and the database rules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.commands import AppContext, handle, pending_message, source_url_problem
+from bot.config import Settings, load_settings
+from bot.deliver import ConsoleSink, deliver_pending
+from bot.errors import ConfigError, FetchError
+from bot.home import home_view
+from bot.model import Fetched, Item, Source, Subscription, Watchlist
+from bot.render import MessageState, render_plain, render_slack
+from bot.scheduler import Scheduler
+from bot.service import check_run_mode
+from bot.store import Store, StoryPost
+from bot.triage import click
+from tests.test_render import alert
+
+NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
+FEED = b"""<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>
+<item><title>Sextortion &amp; grooming ring dismantled</title><link>https://n.example/1</link>
+<guid>1</guid><pubDate>Thu, 05 Feb 2026 17:00:00 +0000</pubDate></item></channel></rss>"""
+
+
+class FakeWorkspace:
+    def __init__(self, admins: set[str] = frozenset(), outside: set[str] = frozenset()) -> None:
+        self.admins, self.outside = set(admins), set(outside)
+        self.asked: list[str] = []
+
+    def is_workspace_admin(self, user_id: str) -> bool:
+        self.asked.append(user_id)
+        return user_id in self.admins
+
+    def join(self, channel_id: str) -> str | None:
+        return "it is private and I am not a member" if channel_id in self.outside else None
+
+    def can_see(self, user_id: str, channel_id: str) -> bool:
+        return channel_id not in self.outside
+
+    def permalink(self, channel_id: str, ts: str) -> str | None:
+        return f"https://x.slack.test/archives/{channel_id}/p{ts.replace('.', '')}"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> AppContext:
+    settings = Settings(
+        path="t.toml",
+        sources=(Source("UN News", "https://news.un.org/feed"),),
+        watchlists=(Watchlist("csam", "CSAM"), Watchlist("unicef", "UNICEF")),
+        subscriptions=(Subscription("C1", ("csam", "unicef")),),
+        db_path=str(tmp_path / "t.db"),
+        slack_admins=("U0ADMIN",),
+        escalation_channel="C0ESC",
+    )
+    store = Store.open(settings.db_path)
+    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+    store.close()
+    fetched: list[str] = []
+
+    def fetch(settings: Settings, source: Source) -> Fetched | FetchError:
+        fetched.append(source.url)
+        if "private" in source.url:  # a public name that resolves to a private address
+            return FetchError(source.url, "blocked: private.example resolves to 10.0.0.7", blocked=True)
+        return Fetched(source.url, 200, FEED, {"Content-Type": "application/rss+xml"})
+
+    context = AppContext(settings, now=lambda: NOW, fetch=fetch)
+    context.fetched = fetched  # type: ignore[attr-defined]
+    return context
+
+
+def run(
+    ctx: AppContext, text: str, *, user: str = "U1", channel: str = "C1", ws: FakeWorkspace | None = None
+):
+    return handle(text, user=user, channel=channel, ctx=ctx, workspace=ws or FakeWorkspace())
+
+
+def test_source_add_refuses_private_and_odd_urls_before_connecting(ctx: AppContext) -> None:
+    for url in (
+        "http://127.0.0.1/feed",
+        "http://localhost:8080/feed",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/rss",
+        "http://[::1]/feed",
+        "file:///etc/passwd",
+        "gopher://example.org/",
+        "https://user:pw@example.org/feed",
+    ):
+        reply = run(ctx, f"source add {url}", user="U0ADMIN")
+        assert reply.text.startswith("Refused:"), url
+    assert ctx.fetched == []  # type: ignore[attr-defined]
+    assert source_url_problem("http://127.0.0.1/feed", allow_private=True) is None
+    # A name that resolves to a private address is refused by the fetcher's guard, on the address.
+    blocked = run(ctx, "source add https://private.example/feed", user="U0ADMIN")
+    assert "refused: blocked" in blocked.text and "Nothing was added" in blocked.text
+
+
+def test_source_add_fetches_once_and_notifies_the_scheduler(ctx: AppContext) -> None:
+    changed: list[bool] = []
+    ctx.catalog_changed = lambda: changed.append(True)
+    reply = run(ctx, "source add <https://police.example/feed.xml> Police news", user="U0ADMIN")
+    assert "Source *Police news* added (feed, polled every 15m)" in reply.text
+    assert "Sextortion &amp; grooming ring dismantled" in reply.text  # feed text is escaped
+    assert changed == [True]
+    with ctx.store() as store:
+        assert Source("Police news", "https://police.example/feed.xml", "feed", 900) in store.active_sources()
+        assert store.audit_log()[0]["action"] == "source add"
+    assert (
+        "already a source named"
+        in run(ctx, "source add https://x.example/f police NEWS", user="U0ADMIN").text
+    )
+    assert "removed" in run(ctx, "source remove police news", user="U0ADMIN").text
+    assert changed == [True, True]
+
+
+def test_admin_only_commands(ctx: AppContext) -> None:
+    ws = FakeWorkspace(admins={"U0WSADMIN"})
+    assert run(ctx, "watchlist add x y", user="U1", ws=ws).text.startswith("Only newsalert admins")
+    assert ws.asked == ["U1"]
+    assert "added" in run(ctx, "watchlist add x y", user="U0WSADMIN", ws=ws).text
+    assert "added" in run(ctx, "watchlist add z y", user="U0ADMIN", ws=ws).text  # from [slack] admins
+    assert ws.asked == ["U1", "U0WSADMIN"]  # a config admin needs no users.info
+
+    class Down(FakeWorkspace):
+        def is_workspace_admin(self, user_id: str) -> bool:
+            raise OSError("slack unreachable")
+
+    assert run(ctx, "source remove UN News", user="U1", ws=Down()).text.startswith("Only newsalert admins")
+
+
+def test_watchlist_names_and_queries_are_checked(ctx: AppContext) -> None:
+    assert "cannot be a watchlist name" in run(ctx, "watchlist add <!channel> x", user="U0ADMIN").text
+    error = run(ctx, 'watchlist add x "unclosed', user="U0ADMIN").text
+    assert error.startswith("Query error:") and "column" in error
+    assert "Usage" in run(ctx, "watchlist add onlyname", user="U0ADMIN").text
+    assert "Usage" in run(ctx, "watchlist frob x y", user="U0ADMIN").text
+
+
+def test_replies_escape_what_people_typed(ctx: AppContext) -> None:
+    reply = run(ctx, "subscribe <!channel> &lt;@U2&gt;")
+    assert "<!channel>" not in reply.text and "<@U2>" not in reply.text
+    assert "`&lt;!channel&gt;`" in reply.text and not reply.in_channel
+
+
+def test_subscribe_asks_to_be_invited_where_the_bot_cannot_post(ctx: AppContext) -> None:
+    ws = FakeWorkspace(outside={"G1"})
+    reply = run(ctx, "subscribe csam", channel="G1", ws=ws)
+    assert "/invite @newsalert" in reply.text and not reply.in_channel
+    with ctx.store() as store:
+        assert store.channel_subscriptions("G1") == []
+
+
+def test_unsubscribing_part_of_a_config_entry_keeps_the_rest_and_survives_a_resync(ctx: AppContext) -> None:
+    reply = run(ctx, "unsubscribe csam")
+    assert reply.in_channel and "It still gets `unicef`" in reply.text
+    with ctx.store() as store:
+        assert [s.watchlists for s in store.realtime_subscriptions()] == [("unicef",)]
+        # The next start reads the same config file, which still lists csam for C1.
+        s = ctx.settings
+        store.sync_config(s.sources, s.watchlists, s.subscriptions, NOW + timedelta(hours=1))
+        assert [w for w, _, _ in store.channel_subscriptions("C1")] == ["unicef"]
+    assert "subscribed" in run(ctx, "subscribe csam").text
+    with ctx.store() as store:
+        assert sorted(w for w, _, _ in store.channel_subscriptions("C1")) == ["csam", "unicef"]
+
+
+def test_mute_durations_and_names(ctx: AppContext) -> None:
+    reply = run(ctx, 'mute source "un news" for 2w')
+    assert (
+        reply.in_channel
+        and "muted source *UN News* in this channel for 14d (until 2026-02-19 18:00 UTC)" in (reply.text)
+    )
+    assert "expected a duration" in run(ctx, "mute source UN News for ever").text
+    with ctx.store() as store:
+        assert store.channels_muting_source("UN News", NOW) == {"C1"}
+        assert store.channels_muting_source("UN News", NOW + timedelta(weeks=3)) == set()  # expired
+
+
+def test_pending_message_for_slow_commands_only() -> None:
+    assert pending_message("source add https://x") is not None
+    assert pending_message("query test x") is not None
+    assert pending_message("list") is None and pending_message("source remove x") is None
+
+
+def add_alerted_story(store: Store, *, source: str = "UN News", channel: str = "C1") -> StoryPost:
+    item = Item(source, "g1", "https://n.example/1", "UNICEF warns on CSAM", "Text", NOW, NOW)
+    story = store.new_story(NOW)
+    item_id = store.add_item(item, story_id=story)
+    post = StoryPost(story, channel, item_id, "100.000001", ("csam", "unicef"))
+    store.save_story_post(post, NOW)
+    return post
+
+
+def test_buttons_record_and_render_who_did_what(ctx: AppContext) -> None:
+    with ctx.store() as store:
+        post = add_alerted_story(store)
+    ws = FakeWorkspace()
+
+    def press(action: str, user: str = "U1"):
+        return click(action, user=user, channel="C1", message_ts=post.ts, value="0", ctx=ctx, workspace=ws)
+
+    claimed = press("alert_claim")
+    assert claimed.message is not None and "Claimed by <@U1>" in json.dumps(claimed.message.blocks)
+    escalated = press("alert_escalate", user="U2")
+    (escalation,) = escalated.posts
+    assert escalation.channel == "C0ESC" and "<@U2> escalated an alert from <#C1>" in escalation.text
+    assert "https://x.slack.test/archives/C1/p100000001" in escalation.text
+    press("alert_not_relevant")
+    press("alert_not_relevant")  # one vote per person
+    muted = press("alert_mute_source", user="U3")
+    blocks = json.dumps(muted.message.blocks)  # type: ignore[union-attr]
+    assert "Escalated by <@U2>" in blocks and "Source UN News muted here by <@U3>" in blocks
+    assert "Not relevant: <@U1>" in blocks
+    with ctx.store() as store:
+        assert store.not_relevant_rates() == {"csam": (1, 1), "unicef": (1, 1)}
+        assert [r["action"] for r in reversed(store.audit_log())] == [
+            "claim",
+            "escalate",
+            "not relevant",
+            "not relevant",
+            "mute source",
+        ]
+    assert (
+        "no record"
+        in click(
+            "alert_claim", user="U1", channel="C9", message_ts="1.2", value="x", ctx=ctx, workspace=ws
+        ).notice
+    )  # type: ignore[operator]
+    ctx.settings = replace(ctx.settings, escalation_channel=None)
+    assert "No escalation channel" in (press("alert_escalate").notice or "")
+
+
+def test_muted_source_and_story_are_not_delivered(ctx: AppContext) -> None:
+    out = io.StringIO()
+    with ctx.store() as store:
+        post = add_alerted_story(store)
+        store.enqueue_alert(post.item_id, "C1", ["csam"], NOW)
+        store.mute("C1", "source", "UN News", "U1", NOW)
+        report = deliver_pending(store, ConsoleSink(out))
+        assert (report.sent, report.muted) == (0, 1)
+        assert store.db.execute("SELECT status, last_error FROM alerts").fetchall() == [
+            ("muted", "source UN News muted")
+        ]
+    assert out.getvalue() == ""
+
+
+def test_alert_rendering_with_buttons_and_state() -> None:
+    message = render_slack(alert(story_id=7), MessageState(triage="claimed", triage_by="U1"), actions=True)
+    kinds = [b["type"] for b in message.blocks]
+    assert kinds == ["section", "context", "section", "context", "actions", "actions"]
+    assert "Claimed by <@U1>" in json.dumps(message.blocks[3])
+    assert {e["value"] for b in message.blocks[4:] for e in b["elements"]} == {"7"}
+    assert "actions" not in json.dumps(render_plain(message).blocks)
+    # A user id that is not one renders as text, never as a mention or a ping.
+    assert "<!channel>" not in json.dumps(render_slack(alert(), MessageState("done", "<!channel>")).blocks)
+
+
+def test_home_view_hides_channels_the_user_cannot_see(ctx: AppContext) -> None:
+    with ctx.store() as store:
+        store.subscribe("G1", ["csam"], "U1", NOW)
+        add_alerted_story(store, channel="G1")
+        view = home_view(store, "U1", lambda channel: channel != "G1", NOW)
+    text = json.dumps(view)
+    assert view["type"] == "home" and "<#C1>" in text and "G1" not in text
+    assert "UNICEF warns" not in text  # the only alert is in the hidden channel
+    assert "`csam`" in text and "*UN News*" in text
+
+
+def test_scheduler_follows_the_catalog() -> None:
+    sources = [Source("a", "https://a.example/", interval=60)]
+    polled: list[list[str]] = []
+    scheduler = Scheduler(lambda: list(sources), lambda s: polled.append([x.name for x in s]), lambda: None)
+    scheduler.sync()
+    assert {j.id for j in scheduler.aps.get_jobs()} == {"deliver", "catalog", "poll-every-60s"}
+    sources.append(Source("b", "https://b.example/", interval=300))
+    scheduler.sync()
+    ids = {j.id for j in scheduler.aps.get_jobs()}
+    assert "poll-every-300s" in ids and any(i.startswith("poll-new-") for i in ids)
+    (new,) = [j for j in scheduler.aps.get_jobs() if j.id.startswith("poll-new-")]
+    assert [s.name for s in new.args[0]] == ["b"]
+    sources.clear()
+    scheduler.sync()
+    assert not any(j.id.startswith("poll-every-") for j in scheduler.aps.get_jobs())
+    scheduler._poll_interval(60)
+    assert polled == []
+
+
+def test_slack_config_and_run_modes(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[slack]\nadmins = ["U0A"]\nescalation_channel = "#escalations"\n')
+    with pytest.raises(ConfigError) as bad:
+        load_settings(config, environ={})
+    assert str(bad.value).startswith(f"{config}:3: slack.escalation_channel: must be a Slack channel ID")
+    config.write_text('[slack]\nadmins = ["U0A"]\n')
+    settings = load_settings(config, environ={"SLACK_APP_TOKEN": "xapp-1", "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert settings.slack_admins == ("U0A",) and check_run_mode(settings, http=False) == "socket"
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        check_run_mode(settings, http=True)
+    assert check_run_mode(replace(settings, slack_app_token=None), http=False) == "none"
+    with pytest.raises(ConfigError, match="xapp-"):
+        check_run_mode(replace(settings, slack_app_token="xoxb-wrong"), http=False)
+
+
+def test_run_http_without_a_signing_secret_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "x.db"),
+            "run",
+            "--http",
+        ],
+        env={"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-1"},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "newsalert: config error: SLACK_SIGNING_SECRET: not set: "
+        "HTTP mode verifies every request from Slack with it"
+    )
+
+
+def test_subscribe_to_a_digest_from_slack_then_list_and_stop_it(ctx: AppContext) -> None:
+    reply = run(ctx, "subscribe csam digest daily 09:00 Europe/Berlin", channel="C2")
+    assert reply.in_channel and "daily 09:00 (Europe/Berlin)" in reply.text
+    assert "first on 2026-02-06 08:00 UTC" in reply.text
+    with ctx.store() as store:
+        ((sid, sub),) = [(i, s) for i, s, _, _ in store.subscriptions() if s.mode == "digest"]
+        assert (sub.channel, sub.watchlists, sub.timezone) == ("C2", ("csam",), "Europe/Berlin")
+        assert store.realtime_subscriptions() == [Subscription("C1", ("csam", "unicef"))]  # no pings for C2
+    listed = run(ctx, "list", channel="C2").text
+    assert f"`{sid}`" in listed and "daily 09:00 (Europe/Berlin)" in listed
+    assert "This channel has no subscriptions" not in listed
+    stopped = run(ctx, f"unsubscribe digest {sid}", channel="C2")
+    assert stopped.in_channel and sid in stopped.text
+    with ctx.store() as store:
+        assert not [s for _, s, _, _ in store.subscriptions() if s.mode == "digest"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("subscribe csam digest", "Which watchlists, and when?"),
+        ("subscribe csam digest daily 9am", "bad time"),
+        ("subscribe csam digest daily 09:00 Mars/Olympus", "unknown timezone"),
+        ("subscribe nope digest daily 09:00", "No watchlist `nope`"),
+    ],
+)
+def test_bad_digest_subscriptions_are_explained(ctx: AppContext, text: str, problem: str) -> None:
+    reply = run(ctx, text, channel="C2")
+    assert problem in reply.text and not reply.in_channel

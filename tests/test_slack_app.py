@@ -1,0 +1,657 @@
+"""The Slack app end to end: `newsalert run --http` in a subprocess, real signed requests.
+
+Slash commands are form-encoded like Slack's, button clicks are JSON interactivity payloads, and
+App Home opens are Events API callbacks, all signed with the signing secret the way
+slack_sdk's SignatureVerifier checks them. Slack's Web API and the response URLs are
+tests/fake_slack.py; feeds come from tests/feed_server.py. One bot process serves the whole module
+(it is restarted once, to show what survives a restart), so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from slack_sdk.signature import SignatureVerifier
+
+from bot.store import Store
+from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.feed_server import FeedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+ADMIN, USER, OWNER = "U0ADMIN", "U0USER", "U0OWNER"
+ALERTS, SECOND, ESCALATION = "C0000000001", "C0000000002", "C0ESCALATE"
+STORY = "UNICEF urges governments to criminalise AI-generated child sexual abuse material"
+LEAD = (
+    "The United Nations children's agency on Thursday called on governments to criminalise AI-generated "
+    "child sexual abuse material, saying at least 1.2 million children had images manipulated into sexual "
+    "deepfakes in the past year."
+)
+
+
+def rss(*items: tuple[str, str, str]) -> str:
+    entries = "".join(
+        f"<item><title>{title}</title><link>{link}</link><guid>{link}</guid>"
+        f"<pubDate>Thu, 05 Feb 2026 17:00:00 +0000</pubDate><description>{text}</description></item>"
+        for title, link, text in items
+    )
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{entries}</channel></rss>"
+
+
+WIRE = ("" + STORY, "https://reuters.example/world/unicef-ai-abuse", LEAD)
+COPY = (  # the same story from another outlet: a follow-up in the story's thread
+    "UNICEF calls on governments to criminalize AI-generated child abuse imagery",
+    "https://apnews.example/article/unicef-ai-child-abuse-deepfakes",
+    LEAD.replace("on Thursday ", "").replace("criminalise", "criminalize"),
+)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Bot:
+    """`newsalert run --http` as Slack sees it: an HTTPS endpoint that wants signed requests."""
+
+    def __init__(self, tmp: Path, slack: FakeSlack, feeds: FeedServer):
+        self.tmp, self.slack, self.feeds = tmp, slack, feeds
+        self.db = tmp / "newsalert.db"
+        self.config = tmp / "newsalert.toml"
+        self.config.write_text(f"""
+[defaults]
+allow_private_sources = true   # the feeds are on 127.0.0.1
+first_poll_window = "0"        # the fixture is dated February 2026
+interval = "1s"
+
+[[sources]]
+name = "Wire"
+url = "{feeds.serve("/wire.rss", rss(WIRE))}"
+
+[watchlists.csam]
+query = 'CSAM OR "child sexual abuse material*" OR "child abuse imagery"'
+
+[watchlists.unicef]
+query = 'UNICEF'
+
+[watchlists.sextortion]
+query = 'sextort*'
+
+[[subscriptions]]
+channel = "{ALERTS}"
+watchlists = ["csam", "unicef"]
+
+[[subscriptions]]
+channel = "{SECOND}"
+watchlists = ["unicef"]
+
+[slack]
+admins = ["{ADMIN}"]
+escalation_channel = "{ESCALATION}"
+""")
+        self.verifier = SignatureVerifier(SECRET)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.listen = ["--port", str(self.port), "--host", "127.0.0.1"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+        env |= {
+            "NEWSALERT_DB": str(self.db),
+            "SLACK_BOT_TOKEN": VALID_TOKEN,
+            "SLACK_API_URL": self.slack.url,
+            "SLACK_SIGNING_SECRET": SECRET,
+        }
+        self.log = (self.tmp / "run.log").open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--config", str(self.config), "run", "--http", *self.listen],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._healthy, 20, "GET /healthz")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.output()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            assert self.proc.returncode == 0, self.output()
+            self.proc = None
+            self.log.close()
+
+    def output(self) -> str:
+        return (self.tmp / "run.log").read_text()
+
+    # -- requests as Slack sends them --------------------------------------------------------
+
+    def post(
+        self, body: str, content_type: str, *, timestamp: int | None = None, signed: bool = True
+    ) -> tuple[int, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {"Content-Type": content_type}
+        if signed:
+            headers["X-Slack-Request-Timestamp"] = ts
+            headers["X-Slack-Signature"] = self.verifier.generate_signature(timestamp=ts, body=body)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/slack/events", data=body.encode(), headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def command_body(self, text: str, user: str, channel: str, response_url: str) -> str:
+        return urllib.parse.urlencode(
+            {
+                "token": "legacy-unused",
+                "team_id": "T0FAKE",
+                "team_domain": "fake",
+                "channel_id": channel,
+                "channel_name": "alerts",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/newsalert",
+                "text": text,
+                "api_app_id": "A0NEWSALERT",
+                "response_url": response_url,
+                "trigger_id": "1.2.3",
+            }
+        )
+
+    def command(self, text: str, *, user: str = USER, channel: str = ALERTS) -> dict:
+        """Run a slash command; the reply that came back through its response_url."""
+        url = self.slack.response_url()
+        status, _ = self.post(
+            self.command_body(text, user, channel, url), "application/x-www-form-urlencoded"
+        )
+        assert status == 200
+        wait_for(lambda: self.slack.responses_to(url), what=f"a reply to {text!r}")
+        (reply,) = self.slack.responses_to(url)
+        return reply
+
+    def click(self, action_id: str, *, ts: str, story: int, channel: str = ALERTS, user: str = USER) -> None:
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+            "api_app_id": "A0NEWSALERT",
+            "token": "legacy-unused",
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+            "trigger_id": "1.2.3",
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "channel": {"id": channel, "name": "alerts"},
+            "message": {"type": "message", "ts": ts, "text": "alert"},
+            "response_url": self.slack.response_url(),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "triage",
+                    "value": str(story),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        assert self.post(body, "application/x-www-form-urlencoded")[0] == 200
+
+    def event(self, event: dict) -> int:
+        body = json.dumps(
+            {
+                "token": "legacy-unused",
+                "team_id": "T0FAKE",
+                "api_app_id": "A0NEWSALERT",
+                "event": event,
+                "type": "event_callback",
+                "event_id": f"Ev{time.monotonic_ns()}",
+                "event_time": int(time.time()),
+            }
+        )
+        return self.post(body, "application/json")[0]
+
+    # -- what the bot did ------------------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        store = Store.open(self.db)
+        try:
+            return [tuple(row) for row in store.db.execute(sql, params).fetchall()]
+        finally:
+            store.close()
+
+    def alert_message(self, channel: str, title: str = STORY) -> tuple[str, int]:
+        """(ts, story id) of the top-level alert about ``title`` in ``channel``."""
+        wait_for(lambda: self._story_post(channel, title), 20, f"the alert in {channel}")
+        return self._story_post(channel, title)  # type: ignore[return-value]
+
+    def _story_post(self, channel: str, title: str) -> tuple[str, int] | None:
+        rows = self.query(
+            """SELECT p.ts, p.story_id FROM story_posts p JOIN items i ON i.id = p.item_id
+               WHERE p.channel = ? AND i.title = ?""",
+            (channel, title),
+        )
+        return rows[0] if rows else None
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
+    slack, feeds = FakeSlack().start(), FeedServer().start()
+    slack.private |= {"C0PRIVATE", "C0SECRET"}  # the bot is in C0SECRET, not in C0PRIVATE
+    slack.not_member |= {"C0PRIVATE", "C0PUBLIC"}
+    slack.owners.add(OWNER)
+    slack.members["C0SECRET"] = {OWNER}
+    app = Bot(tmp_path_factory.mktemp("slack-app"), slack, feeds)
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+        slack.stop()
+        feeds.stop()
+    assert slack.violations == [], slack.violations
+    assert "Traceback" not in app.output(), app.output()
+
+
+# -- requests Slack did not sign ----------------------------------------------------------------
+
+
+def test_unsigned_forged_and_stale_requests_are_refused_and_do_nothing(bot: Bot) -> None:
+    url = bot.slack.response_url()
+    body = bot.command_body("subscribe sextortion", USER, ALERTS, url)
+    form = "application/x-www-form-urlencoded"
+    assert bot.post(body, form, signed=False)[0] == 401
+    forged = body.replace("sextortion", "csam")  # signed, then changed on the way
+    ts = str(int(time.time()))
+    headers_ok = bot.verifier.generate_signature(timestamp=ts, body=body)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{bot.port}/slack/events",
+        data=forged.encode(),
+        headers={"Content-Type": form, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": headers_ok},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    # Correctly signed, but 6 minutes old: a replay.
+    assert bot.post(body, form, timestamp=int(time.time()) - 6 * 60)[0] == 401
+    time.sleep(0.3)
+    assert bot.slack.responses_to(url) == []
+    assert bot.query("SELECT count(*) FROM audit WHERE action = 'subscribe' AND detail = 'sextortion'") == [
+        (0,)
+    ]
+    # The same request, signed now, goes through.
+    assert "sextortion" in bot.command("subscribe sextortion", channel=SECOND)["text"]
+    assert bot.command("unsubscribe sextortion", channel=SECOND)["response_type"] == "in_channel"
+
+
+def test_health_endpoint_and_unknown_paths(bot: Bot) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{bot.port}/healthz", timeout=5) as r:
+        assert json.loads(r.read())["scheduler"] == "alive"
+    with urllib.request.urlopen(f"http://127.0.0.1:{bot.port}/metrics", timeout=5) as r:
+        assert r.status == 200 and b"newsalert_" in r.read()
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://127.0.0.1:{bot.port}/nope", timeout=5)
+    assert missing.value.code == 404
+
+
+# -- everyone's commands --------------------------------------------------------------------------
+
+
+def test_help_and_unknown_command(bot: Bot) -> None:
+    help_text = bot.command("help")["text"]
+    for example in ("subscribe csam", "query test", "mute source", "watchlist add", "source add"):
+        assert example in help_text
+    assert bot.command("")["text"] == help_text
+    unknown = bot.command("frobnicate <!channel>")
+    assert unknown["text"].startswith("Unknown command `frobnicate`")
+    assert "/newsalert help" in unknown["text"]
+    assert unknown["response_type"] == "ephemeral"
+
+
+def test_subscribe_unsubscribe_and_list(bot: Bot) -> None:
+    # A public channel the bot is not in: it joins, then subscribes; the channel sees the change.
+    reply = bot.command("subscribe sextortion csam", channel="C0PUBLIC")
+    assert reply["response_type"] == "in_channel"
+    assert f"<@{USER}> subscribed this channel" in reply["text"] and "`sextortion`, `csam`" in reply["text"]
+    assert any(c["channel"] == "C0PUBLIC" for c in bot.slack.calls_to("conversations.join"))
+    listed = bot.command("list", channel="C0PUBLIC")
+    assert listed["response_type"] == "ephemeral"
+    assert "`sextortion`" in listed["text"] and "`csam`" in listed["text"] and f"<@{USER}>" in listed["text"]
+    assert "already gets alerts" in bot.command("subscribe csam", channel="C0PUBLIC")["text"]
+    gone = bot.command("unsubscribe csam", channel="C0PUBLIC")
+    assert gone["response_type"] == "in_channel" and "It still gets `sextortion`" in gone["text"]
+    assert "not subscribed to `csam`" in bot.command("unsubscribe csam", channel="C0PUBLIC")["text"]
+    assert "No watchlist `nope`" in bot.command("subscribe nope", channel="C0PUBLIC")["text"]
+    # A private channel the bot is not in: it asks to be invited, and subscribes nothing.
+    private = bot.command("subscribe csam", channel="C0PRIVATE")
+    assert "/invite @newsalert" in private["text"] and private["response_type"] == "ephemeral"
+    assert "no subscriptions" in bot.command("list", channel="C0PRIVATE")["text"]
+
+
+def test_watchlists_and_sources(bot: Bot) -> None:
+    bot.alert_message(ALERTS)  # the first poll happened
+    watchlists = bot.command("watchlists")["text"]
+    assert '`csam` — `CSAM OR "child sexual abuse material*" OR "child abuse imagery"`' in watchlists
+    assert "`unicef` — `UNICEF`" in watchlists
+    sources = bot.command("sources")["text"]
+    assert "*Wire* (feed, every 1s)" in sources
+    assert "last success" in sources and "next poll" in sources
+
+
+def test_search_and_query_test(bot: Bot) -> None:
+    bot.alert_message(ALERTS)
+    found = bot.command("search unicef since:7d")["text"]
+    assert STORY in found and "1 source" in found and "reuters.example" in found
+    assert "No story" in bot.command("search sextortion")["text"]
+    tested = bot.command('query test "child sexual abuse material" NEAR/10 UNICEF')["text"]
+    assert "would have matched *1 item in 1 story* in the last 30 days" in tested
+    assert "UNICEF" in tested and "reuters.example" in tested
+    broken = bot.command("query test (unicef")["text"]
+    assert broken.startswith("Query error:") and "column" in broken
+
+
+def test_mute_and_unmute_a_source_in_one_channel(bot: Bot) -> None:
+    muted = bot.command("mute source wire for 7d", channel=SECOND)
+    assert muted["response_type"] == "in_channel"
+    assert "muted source *Wire* in this channel for 7d" in muted["text"]
+    assert "source *Wire* until" in bot.command("list", channel=SECOND)["text"]
+    assert "Nothing is muted here." in bot.command("list", channel=ALERTS)["text"]
+    assert "No source named *Nope*" in bot.command("mute source Nope", channel=SECOND)["text"]
+    assert "unmuted source *Wire*" in bot.command("unmute source Wire", channel=SECOND)["text"]
+    assert "is not muted" in bot.command("unmute source Wire", channel=SECOND)["text"]
+
+
+def test_status(bot: Bot) -> None:
+    bot.alert_message(ALERTS)
+    text = bot.command("status")["text"]
+    for part in ("Last poll:", "Queued alerts: ", "Failing sources: none of", "Broken subscriptions: none"):
+        assert part in text
+
+
+# -- admins -------------------------------------------------------------------------------------
+
+
+def test_watchlist_and_source_management_is_refused_to_non_admins(bot: Bot) -> None:
+    for text in (
+        "watchlist add x y",
+        "watchlist remove csam",
+        "source add https://example.org/feed",
+        "source remove Wire",
+    ):
+        reply = bot.command(text, user=USER)
+        assert reply["text"].startswith("Only newsalert admins can"), text
+    assert any(c["user"] == USER for c in bot.slack.calls_to("users.info"))  # asked Slack, too
+    assert bot.query("SELECT count(*) FROM watchlists WHERE name = 'x'") == [(0,)]
+
+
+def test_admins_manage_watchlists(bot: Bot) -> None:
+    added = bot.command("watchlist add nudify nudif* OR “undress app*”", user=ADMIN)["text"]
+    assert 'Watchlist `nudify` added: `nudif* OR "undress app*"`' in added
+    assert "exists" in bot.command("watchlist add nudify x", user=ADMIN)["text"]
+    # A workspace owner (users.info) is an admin too, without being in the config.
+    edited = bot.command("watchlist edit nudify nudif* OR deepnude", user=OWNER)["text"]
+    assert "is now `nudif* OR deepnude`" in edited
+    assert "Query error:" in bot.command("watchlist edit nudify (nudif*", user=ADMIN)["text"]
+    assert "`nudify` — `nudif* OR deepnude`" in bot.command("watchlists")["text"]
+    assert "removed" in bot.command("watchlist remove nudify", user=ADMIN)["text"]
+    assert "`nudify`" not in bot.command("watchlists")["text"]
+    assert "no watchlist `nudify`" in bot.command("watchlist remove nudify", user=ADMIN)["text"].lower()
+
+
+def test_source_add_checks_the_url_fetches_once_and_is_polled(bot: Bot) -> None:
+    refused = bot.command("source add ftp://example.org/feed", user=ADMIN)["text"]
+    assert refused.startswith("Refused:") and "http://" in refused
+    assert (
+        "Could not add"
+        in bot.command(f"source add {bot.feeds.url('/missing.rss')} Missing", user=ADMIN)["text"]
+    )
+    url = bot.feeds.serve(
+        "/sextortion.rss",
+        rss(
+            (
+                "Sextortion network dismantled",
+                "https://news.example/sextortion",
+                "Police said the sextortion ring …",
+            )
+        ),
+    )
+    assert bot.command("subscribe sextortion", channel=SECOND)["response_type"] == "in_channel"
+    before = bot.feeds.hits("/sextortion.rss")
+    added = bot.command(f"source add {url} Police news", user=ADMIN)["text"]
+    assert "Source *Police news* added (feed, polled every 1s)" in added
+    assert "Sextortion network dismantled" in added
+    assert bot.feeds.hits("/sextortion.rss") > before  # fetched once to check it, before the ack's reply
+    # The running scheduler picks the new source up: its item alerts the subscribed channel.
+    wait_for(
+        lambda: any("Sextortion network" in p["text"] and p["channel"] == SECOND for p in bot.slack.posts()),
+        20,
+        "the new source's alert",
+    )
+    assert "*Police news*" in bot.command("sources")["text"]
+    assert "already polled" in bot.command(f"source add {url} Other name", user=ADMIN)["text"]
+    assert "removed" in bot.command("source remove police NEWS", user=ADMIN)["text"]
+    assert "*Police news*" not in bot.command("sources")["text"]
+    assert bot.command("unsubscribe sextortion", channel=SECOND)["response_type"] == "in_channel"
+
+
+# -- buttons on the alert -----------------------------------------------------------------------
+
+
+def updates_of(bot: Bot, channel: str, ts: str) -> list[dict]:
+    return [u for u in bot.slack.updates() if u["channel"] == channel and u["ts"] == ts]
+
+
+def test_every_alert_carries_the_buttons(bot: Bot) -> None:
+    _, story = bot.alert_message(ALERTS)
+    (post,) = [p for p in bot.slack.posts() if p["channel"] == ALERTS and STORY in p["text"]]
+    buttons = [e for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["action_id"] for b in buttons] == [
+        "alert_claim",
+        "alert_done",
+        "alert_escalate",
+        "alert_mute_story",
+        "alert_mute_source",
+        "alert_not_relevant",
+    ]
+    assert {b["value"] for b in buttons} == {str(story)}
+
+
+def test_claim_done_and_escalate(bot: Bot) -> None:
+    ts, story = bot.alert_message(SECOND)
+    bot.click("alert_claim", ts=ts, story=story, channel=SECOND, user=USER)
+    wait_for(lambda: updates_of(bot, SECOND, ts), what="chat.update after Claim")
+    assert f"Claimed by <@{USER}>" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"])
+    assert bot.query("SELECT state, user_id FROM triage WHERE channel = ?", (SECOND,)) == [("claimed", USER)]
+
+    bot.click("alert_escalate", ts=ts, story=story, channel=SECOND, user=ADMIN)
+    wait_for(lambda: [p for p in bot.slack.posts() if p["channel"] == ESCALATION], what="the escalation post")
+    (escalation,) = [p for p in bot.slack.posts() if p["channel"] == ESCALATION]
+    assert f"<@{ADMIN}> escalated an alert from <#{SECOND}>" in escalation["text"]
+    assert f"https://fake.slack.test/archives/{SECOND}/p" in escalation["text"]
+    assert escalation["unfurl_links"] is False
+    wait_for(lambda: "Escalated by" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"]), what="update")
+
+    bot.click("alert_done", ts=ts, story=story, channel=SECOND, user=USER)
+    wait_for(
+        lambda: f"Done by <@{USER}>" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"]), what="Done"
+    )
+    assert bot.query("SELECT state FROM triage WHERE channel = ?", (SECOND,)) == [("done",)]
+    assert any(
+        e["channel"] == SECOND and e["user"] == ADMIN for e in bot.slack.calls_to("chat.postEphemeral")
+    )
+
+
+def test_not_relevant_is_counted_per_watchlist_in_status(bot: Bot) -> None:
+    ts, story = bot.alert_message(ALERTS)
+    bot.click("alert_not_relevant", ts=ts, story=story, channel=ALERTS, user=USER)
+    wait_for(
+        lambda: (
+            bot.query("SELECT watchlist FROM feedback WHERE channel = ? ORDER BY watchlist", (ALERTS,))
+            == [("csam",), ("unicef",)]
+        ),
+        what="feedback rows",
+    )
+    wait_for(lambda: updates_of(bot, ALERTS, ts), what="chat.update")
+    assert f"Not relevant: <@{USER}>" in json.dumps(updates_of(bot, ALERTS, ts)[-1]["blocks"])
+    status = bot.command("status")["text"]
+    assert "`csam`: 1 / 1 (100%)" in status
+    assert "`unicef`: 1 / 2 (50%)" in status
+
+
+def test_muting_a_story_stops_its_follow_ups_in_that_channel_only(bot: Bot) -> None:
+    ts, story = bot.alert_message(ALERTS)
+    other_ts, _ = bot.alert_message(SECOND)
+    bot.click("alert_mute_story", ts=ts, story=story, channel=ALERTS, user=USER)
+    wait_for(lambda: "Story muted here by" in json.dumps(updates_of(bot, ALERTS, ts)[-1:]), what="the update")
+    updates_after_mute = len(updates_of(bot, ALERTS, ts))
+    # The story's next report arrives: threaded in the other channel, nothing in the muted one.
+    bot.feeds.serve("/wire.rss", rss(WIRE, COPY))
+    wait_for(lambda: bot.slack.replies(SECOND, other_ts), 20, "the follow-up in the other channel")
+    wait_for(
+        lambda: bot.query("SELECT status FROM alerts WHERE channel = ? AND status = 'muted'", (ALERTS,)),
+        what="the muted follow-up",
+    )
+    assert bot.slack.replies(ALERTS, ts) == []
+    assert len(updates_of(bot, ALERTS, ts)) == updates_after_mute  # the parent is not updated either
+    assert "story “" + STORY in bot.command("list", channel=ALERTS)["text"]
+
+
+def test_app_home_shows_channels_watchlists_sources_and_latest_alerts(bot: Bot) -> None:
+    bot.alert_message(ALERTS)
+    assert (
+        "subscribed this channel" in bot.command("subscribe unicef", channel="C0SECRET", user=OWNER)["text"]
+    )
+    for user in (USER, OWNER):
+        assert bot.event({"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"}) == 200
+        wait_for(lambda user=user: user in bot.slack.views, what="views.publish")
+    home = json.dumps(bot.slack.views[USER])
+    for part in (f"<#{ALERTS}>", f"<#{SECOND}>", "`csam`", "`sextortion`", "*Wire*", "Latest alerts", STORY):
+        assert part in home, part
+    # A private channel with subscriptions shows only to its members.
+    assert "C0SECRET" not in home
+    assert "<#C0SECRET>" in json.dumps(bot.slack.views[OWNER])
+    assert bot.command("unsubscribe unicef", channel="C0SECRET", user=OWNER)["response_type"] == "in_channel"
+
+
+def test_audit_command_prints_the_changes(bot: Bot) -> None:
+    bot.command("mute source Wire for 1h", channel="C0PUBLIC")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(bot.config), "--db", str(bot.db), "audit"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [" ".join(line.split()[3:]) for line in result.stdout.splitlines()]  # after the time
+    assert f"{USER} C0PUBLIC subscribe: sextortion, csam" in lines
+    assert f"{USER} C0PUBLIC mute source: Wire for 1h" in lines
+    assert any(line.startswith(f"{ADMIN} {ALERTS} watchlist add: nudify:") for line in lines)
+    assert any(line.startswith(f"{USER} {ALERTS} claim: story") for line in lines) or any(
+        line.startswith(f"{USER} {SECOND} claim: story") for line in lines
+    )
+
+
+def test_changes_from_slack_survive_a_restart_and_beat_the_config(bot: Bot) -> None:
+    # The config subscribes SECOND to unicef; unsubscribing from Slack must outlive the file.
+    assert (
+        "unsubscribed this channel from `unicef`" in bot.command("unsubscribe unicef", channel=SECOND)["text"]
+    )
+    bot.command("subscribe csam", channel=SECOND)
+    bot.command("watchlist add grooming grooming", user=ADMIN)
+    bot.command("mute source Wire", channel=SECOND)
+    bot.stop()
+    bot.start()
+    listed = bot.command("list", channel=SECOND)["text"]
+    assert "`csam`" in listed and "`unicef`" not in listed
+    assert "source *Wire*" in listed
+    assert "`grooming`" in bot.command("watchlists")["text"]
+    removed = bot.query(
+        """SELECT removed_at IS NOT NULL, changed_by FROM subscriptions
+           WHERE origin = 'config' AND channel = ?""",
+        (SECOND,),
+    )
+    assert removed == [(1, USER)]
+
+
+def test_manifest_is_valid_yaml_with_the_scopes_used() -> None:
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert scopes == {
+        "chat:write",
+        "commands",
+        "channels:history",
+        "groups:history",
+        "channels:read",
+        "groups:read",
+        "channels:join",
+        "users:read",
+    }
+    assert manifest["features"]["slash_commands"][0]["command"] == "/newsalert"
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
+
+
+def test_socket_mode_connects_out_with_the_app_token(tmp_path: Path) -> None:
+    slack = FakeSlack().start()
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text("")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+        env |= {
+            "NEWSALERT_DB": str(tmp_path / "x.db"),
+            "SLACK_BOT_TOKEN": VALID_TOKEN,
+            "SLACK_APP_TOKEN": "xapp-1-revoked",
+            "SLACK_API_URL": slack.url,
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "--config", str(config), "run"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        slack.stop()
+    # The fake Slack knows no app-level token: the bot asked for a connection and stops clearly.
+    assert [c.headers.get("Authorization") for c in slack.calls if c.method == "apps.connections.open"] == [
+        "Bearer xapp-1-revoked"
+    ]
+    assert result.returncode == 4, result.stderr
+    assert "Slack refused SLACK_APP_TOKEN for Socket Mode: invalid_auth" in result.stderr
+    assert "Traceback" not in result.stderr
