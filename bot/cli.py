@@ -22,7 +22,7 @@ from bot.deliver import ConsoleSink
 from bot.digest import next_digest
 from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
 from bot.query import Query, compile_query
-from bot.render import format_time, render_console_message
+from bot.render import format_time, render_console_message, shorten
 from bot.service import Newsalert, check_run_mode, make_sink
 from bot.store import Store
 
@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "subscriptions",
         parents=[common],
         help="list subscriptions: id, channel, watchlists, mode, next digest",
+    )
+    outbox = commands.add_parser(
+        "outbox", parents=[common], help="alerts waiting for Slack and dead letters; `outbox retry` requeues"
+    )
+    outbox.add_argument("outbox_action", nargs="?", choices=["retry"], metavar="retry")
+    outbox.add_argument(
+        "alert_ids", nargs="*", type=int, metavar="ID", help="dead letters to retry (default: all)"
     )
     digest = commands.add_parser("digest", parents=[common], help="preview or send a digest now")
     digest.add_argument("digest_action", choices=["preview", "send"], metavar="preview|send")
@@ -342,6 +349,30 @@ def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
+    store = Store.open(settings.db_path)
+    try:
+        if args.outbox_action == "retry":
+            requeued = store.retry_dead_alerts(args.alert_ids)
+            print(
+                f"{requeued} dead letter{'s' if requeued != 1 else ''} queued again; "
+                "the next delivery round (or `newsalert poll --once`) posts them"
+            )
+            return 0
+        waiting, dead = store.queued_alerts(), store.dead_alerts()
+    finally:
+        store.close()
+    print(f"{len(waiting)} waiting, {len(dead)} dead letter{'s' if len(dead) != 1 else ''}")
+    for label, rows in (("waiting", waiting), ("dead", dead)):
+        for q in rows:
+            error = f" — {q.last_error}" if q.last_error else ""
+            title = shorten(q.item.title, 70)
+            print(f"  [{q.id}] {label:7} {q.channel:12} attempts {q.attempts}: {title}{error}")
+    if dead:
+        print("retry with: newsalert outbox retry [ID …]")
+    return 0
+
+
 def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
     store = Newsalert.seeded_store(settings)
     try:
@@ -511,6 +542,7 @@ COMMANDS = {
     "story": cmd_story,
     "subscriptions": cmd_subscriptions,
     "digest": cmd_digest,
+    "outbox": cmd_outbox,
     "query": cmd_query,
     "search": cmd_search,
     "export": cmd_export,

@@ -108,10 +108,27 @@ def _source_label(alert: Alert) -> str:
     return alert.source
 
 
+def fit(mrkdwn: str, limit: int = BLOCK_TEXT_LIMIT) -> str:
+    """``mrkdwn`` cut to ``limit`` characters *after* escaping, without breaking what escaping
+    made: never inside an entity (``&am``) or a link (``<https://…|tit``), which Slack would
+    show as garbage or, for a half link, not as a link at all."""
+    if len(mrkdwn) <= limit:
+        return mrkdwn
+    cut = mrkdwn[: limit - 1]
+    if cut.rfind("<") > cut.rfind(">"):  # inside <url|label>: drop the whole link
+        cut = cut[: cut.rfind("<")]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:  # inside &amp; / &lt; / &gt;
+        cut = cut[:amp]
+    return cut.rstrip() + "…"
+
+
 def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bool = False) -> SlackMessage:
     """The alert; with ``actions`` its buttons, and under it ``state`` (who claimed, muted …)."""
     title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
     heading = f"*<{escape_url(alert.url)}|{title}>*" if alert.url else f"*{title}*"
+    if len(heading) > BLOCK_TEXT_LIMIT:  # an absurdly long link: the title alone, rather than a broken link
+        heading = f"*{title}*"
     watchlists = ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
     context = f"{escape(_source_label(alert))} · {format_time(alert.published)} · watchlists: {watchlists}"
     if len(alert.reporters) > 1:
@@ -123,9 +140,9 @@ def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bo
     else:
         summary = "_No summary available._"
     blocks: list[dict] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": heading[:BLOCK_TEXT_LIMIT]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": context[:BLOCK_TEXT_LIMIT]}]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": summary[:BLOCK_TEXT_LIMIT]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit(heading)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(context)}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit(summary)}},
     ]
     if state is not None and (lines := state.lines()):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(lines)}]})
@@ -162,7 +179,7 @@ def render_plain(message: SlackMessage) -> SlackMessage:
         for b in message.blocks
         if b["type"] in ("section", "context")
     ]
-    return SlackMessage(text="\n".join(parts)[:BLOCK_TEXT_LIMIT], blocks=[])
+    return SlackMessage(text=fit("\n".join(parts)), blocks=[])
 
 
 def render_reply(alert: Alert) -> SlackMessage:

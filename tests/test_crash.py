@@ -112,3 +112,35 @@ def test_two_runs_on_one_database_do_not_double_deliver(
         restart_and_check(config, db, slack)
     counts = alerts_in_slack(slack)
     assert sorted(counts) == list(range(1, EXPECTED + 1)) and set(counts.values()) == {1}, json.dumps(counts)
+
+
+def test_dead_letters_are_listed_and_retried_from_the_command_line(
+    tmp_path: Path, feeds: FeedServer, slack: FakeSlack
+) -> None:
+    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    slack.not_member.add("C0000000002")
+    first = poll(config, env_for(db, slack))
+    first.communicate(timeout=60)
+    env = env_for(db, slack)
+    listing = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "outbox"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # The first alert to the channel the bot is not in is a dead letter; the channel's next one waits
+    # behind it rather than failing the same way.
+    assert listing.stdout.startswith("1 waiting, 1 dead letter\n") and "not_in_channel" in listing.stdout
+    slack.not_member.clear()  # the bot was invited
+    retry = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "outbox", "retry"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert retry.stdout.startswith("1 dead letter queued again")
+    restart_and_check(config, db, slack)

@@ -72,3 +72,38 @@ def test_console_rendering_is_plain_text() -> None:
     assert text.splitlines()[0] == "● [csam, unicef] UNICEF calls for action on AI-generated CSAM"
     assert "https://news.example/story?a=1&b=2" in text
     assert "*" not in text
+
+
+def test_fit_never_cuts_inside_an_entity_or_a_link() -> None:
+    from bot.render import fit
+
+    assert fit("a" * 10 + "&amp;", 12) == "a" * 10 + "…"
+    assert fit("see <https://x.example/a|the title> now", 20) == "see…"
+    assert fit("short", 10) == "short"
+
+
+def test_alert_blocks_stay_within_slack_limits_after_escaping() -> None:
+    from slack_sdk.models.blocks import Block
+
+    from bot.render import BLOCK_TEXT_LIMIT
+
+    hostile = "<&>" * 2000  # every character triples when escaped
+    message = render_slack(
+        alert(
+            title=hostile,
+            url="https://n.example/" + "a" * 2900,
+            source=hostile,
+            outlet=hostile,
+            summary=Summary(hostile[:400], ((0, 3),)),
+            watchlists=("csam",) * 40,
+        )
+    )
+    for block in Block.parse_all(message.blocks):
+        block.validate_json()  # slack_sdk's own Block Kit limits
+    for block in message.blocks:
+        texts = (
+            [block["text"]["text"]] if block["type"] == "section" else [e["text"] for e in block["elements"]]
+        )
+        for text in texts:
+            assert len(text) <= BLOCK_TEXT_LIMIT
+            assert "<&>" not in text and "&am…" not in text
