@@ -339,11 +339,14 @@ def test_help_and_unknown_command(bot: Bot) -> None:
 
 
 def test_subscribe_unsubscribe_and_list(bot: Bot) -> None:
-    # A public channel the bot is not in: it joins, then subscribes; the channel sees the change.
+    # A public channel the bot is not in: it asks to be invited and subscribes nothing.
+    refused = bot.command("subscribe sextortion csam", channel="C0PUBLIC")
+    assert refused["response_type"] == "ephemeral" and "/invite @newsalert" in refused["text"]
+    assert not bot.slack.calls_to("conversations.join")
+    bot.slack.not_member.discard("C0PUBLIC")  # someone invited it
     reply = bot.command("subscribe sextortion csam", channel="C0PUBLIC")
     assert reply["response_type"] == "in_channel"
     assert f"<@{USER}> subscribed this channel" in reply["text"] and "`sextortion`, `csam`" in reply["text"]
-    assert any(c["channel"] == "C0PUBLIC" for c in bot.slack.calls_to("conversations.join"))
     listed = bot.command("list", channel="C0PUBLIC")
     assert listed["response_type"] == "ephemeral"
     assert "`sextortion`" in listed["text"] and "`csam`" in listed["text"] and f"<@{USER}>" in listed["text"]
@@ -616,7 +619,6 @@ def test_manifest_is_valid_yaml_with_the_scopes_used() -> None:
         "groups:history",
         "channels:read",
         "groups:read",
-        "channels:join",
         "users:read",
     }
     assert manifest["features"]["slash_commands"][0]["command"] == "/newsalert"

@@ -37,15 +37,11 @@ class SlackWorkspace:
             return "it is private, or I cannot see it" if _error(e) == "channel_not_found" else _error(e)
         if info.get("is_member") or info.get("is_im"):
             return None
+        # Not a member: ask to be invited rather than join by itself. Joining would need the
+        # channels:join scope, and a channel's members should decide whether the bot is in it.
         if info.get("is_private") or info.get("is_mpim"):
             return "it is private and I am not a member"
-        try:
-            # channels:join: a public channel the bot can join by itself.
-            self.client.conversations_join(channel=channel_id)
-        except SlackApiError as e:
-            return _error(e)
-        log.info("joined channel=%s to subscribe it", channel_id)
-        return None
+        return "I am not a member of this channel"
 
     def can_see(self, user_id: str, channel_id: str) -> bool:
         try:
