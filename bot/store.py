@@ -466,8 +466,9 @@ class StoryPost:
 
 
 class Store:
-    def __init__(self, db: sqlite_utils.Database):
+    def __init__(self, db: sqlite_utils.Database, path: str | None = None):
         self.db = db
+        self.path = path  # for another connection to the same file (one per thread)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -481,7 +482,7 @@ class Store:
             if str(path) != ":memory:":
                 _enable_wal(db)
             db.execute("PRAGMA foreign_keys = ON")
-            store = cls(db)
+            store = cls(db, None if str(path) == ":memory:" else str(path))
             # Two processes starting at once must not both migrate: the first takes the write
             # lock, the second waits and then finds nothing pending.
             with store.transaction():

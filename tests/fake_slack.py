@@ -58,6 +58,7 @@ class FakeSlack:
         self.not_member: set[str] = set()  # not_in_channel
         self.reject_blocks = False  # answer invalid_blocks to any post with blocks
         self.violations: list[str] = []
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once, and the most seen
         self._slow: dict[str, list[float]] = {}
         self._limited: dict[str, list[int]] = {}  # channel -> Retry-After values still to answer
         self.admins: set[str] = set()  # users.info is_admin
@@ -161,12 +162,17 @@ class FakeSlack:
                     params = json.loads(raw or b"{}")
                 else:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 status, body, headers = fake._answer(method, params, dict(self.headers))
                 with fake.lock:
                     delays = fake._slow.get(method)
                     delay = delays.pop(0) if delays else 0.0
                 if delay:
                     time.sleep(delay)  # the call already took effect: only the answer is late
+                with fake.lock:
+                    fake.in_flight -= 1
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")

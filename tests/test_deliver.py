@@ -243,3 +243,16 @@ def test_deliverer_renders_replies_in_the_story_thread(store, slack) -> None:
     (reply,) = slack.replies("C1", parent["ts"])
     assert reply["text"].startswith("Also reported by AP")
     assert "*2 sources*" in json.dumps(parent["blocks"])
+
+
+def test_channels_are_delivered_in_parallel_each_in_its_own_order(store, slack) -> None:
+    for channel in ("C1", "C2", "C3"):
+        queue(store, 3, channel, prefix=channel)
+    slack.slow("chat.postMessage", 0.2, times=9)
+    report = deliver_pending(store, sink(slack))
+    assert report.sent == 9 and report.queued == 0
+    assert slack.max_in_flight >= 2  # more than one channel's post was being answered at once
+    for channel in ("C1", "C2", "C3"):
+        titles = [m["text"].split("] ")[1].split(" —")[0] for m in slack.top_level(channel)]
+        assert titles == ["CSAM story 0", "CSAM story 1", "CSAM story 2"]
+    assert len(slack.posts()) == 9
