@@ -198,11 +198,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    store = Store.open(settings.db_path)
-    try:
+    with Store.open(settings.db_path) as store:
         rows = store.audit_log(args.limit)
-    finally:
-        store.close()
     if not rows:
         print(f"no changes from Slack recorded in {settings.db_path}")
         return 0
@@ -237,15 +234,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_story(settings: Settings, args: argparse.Namespace) -> int:
-    store = Store.open(settings.db_path)
-    try:
+    with Store.open(settings.db_path) as store:
         items = store.story_items(args.story_id)
         if not items:
             print(f"newsalert: no story {args.story_id} in {settings.db_path}", file=sys.stderr)
             return 1
         sources = store.story_sources(args.story_id)
-    finally:
-        store.close()
     print(f"story {args.story_id}: {items[0][1].title}")
     print(f"{len(sources)} sources: {', '.join(sources)}")
     for item_id, item, duplicate_of in items:
@@ -319,11 +313,8 @@ def _query_backtest(settings: Settings, args: argparse.Namespace) -> int:
         # Store.open would create an empty database and report that nothing matched: say why instead.
         raise StoreError(f"{settings.db_path}: no such database (use --db, or run `newsalert poll --once`)")
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
-    store = Store.open(settings.db_path)
-    try:
+    with Store.open(settings.db_path) as store:
         result = backtest(store, query, since, current=current, watchlist=args.watchlist)
-    finally:
-        store.close()
     print(format_backtest(result, database=settings.db_path, window=args.since, top=args.top))
     return 0
 
@@ -332,11 +323,8 @@ _WIDTHS = (8, 12, 8, 16, 16, 20)
 
 
 def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
-    store = Newsalert.seeded_store(settings)
-    try:
+    with Newsalert.seeded_store(settings) as store:
         rows = store.subscriptions()
-    finally:
-        store.close()
     now = datetime.now(UTC)
     header = ("id", "channel", "mode", "schedule", "timezone", "next digest")
     print("  ".join(f"{h:{w}}" for h, w in zip(header, _WIDTHS, strict=True)) + "  watchlists")
@@ -350,8 +338,7 @@ def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
-    store = Store.open(settings.db_path)
-    try:
+    with Store.open(settings.db_path) as store:
         if args.outbox_action == "retry":
             requeued = store.retry_dead_alerts(args.alert_ids)
             print(
@@ -360,8 +347,6 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 0
         waiting, dead = store.queued_alerts(), store.dead_alerts()
-    finally:
-        store.close()
     print(f"{len(waiting)} waiting, {len(dead)} dead letter{'s' if len(dead) != 1 else ''}")
     for label, rows in (("waiting", waiting), ("dead", dead)):
         for q in rows:

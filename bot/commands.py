@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -119,14 +118,10 @@ class AppContext:
     now: Callable[[], datetime] = _utcnow
     fetch: Callable[[Settings, Source], Fetched | FetchError] | None = None  # tests replace the network
 
-    @contextmanager
-    def store(self) -> Iterator[Store]:
-        # One connection per request: listeners run on Bolt's worker threads, the poll on its own.
-        store = Store.open(self.settings.db_path)
-        try:
-            yield store
-        finally:
-            store.close()
+    def store(self) -> Store:
+        # One connection per request (`with ctx.store() as store`): listeners run on Bolt's
+        # worker threads, the poll on its own, and a SQLite connection belongs to one thread.
+        return Store.open(self.settings.db_path)
 
     def is_admin(self, user_id: str, workspace: Workspace) -> bool:
         """Listed in [slack] admins, or a workspace admin/owner per users.info: either suffices."""

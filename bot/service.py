@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -184,13 +183,8 @@ class Newsalert:
         with self._store() as store:
             return store.active_sources()
 
-    @contextmanager
-    def _store(self) -> Iterator[Store]:
-        store = Store.open(self.settings.db_path)
-        try:
-            yield store
-        finally:
-            store.close()
+    def _store(self) -> Store:
+        return Store.open(self.settings.db_path)  # a context manager: closed at the end of `with`
 
     def _schedule_housekeeping(self, scheduler: Scheduler) -> None:
         # Daily pruning of history older than [defaults] retention_days (bot.history.prune).

@@ -93,8 +93,14 @@ def _fold(text: str) -> str:
 _I = re.IGNORECASE
 _CANONICAL = [
     (re.compile(r"\bartificial[\s-]+intelligence\b", _I), " ai "),
-    (re.compile(r"\b(?:child(?:ren)?(?:'s)?[\s-]+(?:sexual[\s-]+)?(?:abuse|exploitation)[\s-]+"
-                r"(?:material|image|imagery|content|video|picture)s?|csam|csem|csea)\b", _I), " csam "),
+    (
+        re.compile(
+            r"\b(?:child(?:ren)?(?:'s)?[\s-]+(?:sexual[\s-]+)?(?:abuse|exploitation)[\s-]+"
+            r"(?:material|image|imagery|content|video|picture)s?|csam|csem|csea)\b",
+            _I,
+        ),
+        " csam ",
+    ),
     (re.compile(r"\bdeep[\s-]+fakes?\b", _I), " deepfake "),
     # Acronyms only in capitals: "US" the country, not "us"; "UN", not "un".
     (re.compile(r"\b(?:U\.S\.A?|USA|US)(?=\W|$)|\bUnited\s+States(?:\s+of\s+America)?\b"), " usa "),
