@@ -295,12 +295,16 @@ def _seconds(value: str | None) -> float:
 
 
 class RateLimiter:
-    """About one post per second per channel, with short bursts (Slack's documented pace)."""
+    """One post per second per channel: Slack's documented pace.
+
+    Slack tolerates "short bursts" above it, but how short is not documented; a burst that
+    draws a 429 costs a Retry-After wait, so the default is no burst at all.
+    """
 
     def __init__(
         self,
         rate: float = 1.0,
-        burst: int = 3,
+        burst: int = 1,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,

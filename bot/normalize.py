@@ -182,7 +182,10 @@ def canonical_url(url: str, base: str = "") -> str:
     url = url.strip()
     if not url:
         return ""
-    target = _redirect_target(urljoin(base, url) if base else url)
+    try:
+        target = _redirect_target(urljoin(base, url) if base else url)
+    except ValueError:  # urljoin refuses some malformed links ("https://[::1/x")
+        return ""
     if target:
         url, base = target, ""
     try:

@@ -191,11 +191,15 @@ def _record_failure(
     )
 
 
+PARSER_VERSION = "1"  # bump when parse/normalize change what an unchanged body yields
+
+
 def _body_digest(source: Source, outcome: Fetched | FetchError) -> str | None:
     """A digest of a 200 body, and of what decides how it is parsed (type, URL); None otherwise."""
     if isinstance(outcome, FetchError) or outcome.not_modified:
         return None
-    digest = hashlib.sha256(f"{source.type}\n{source.url}\n".encode())
+    # PARSER_VERSION: a better parser (or normalizer) should read unchanged feeds again once.
+    digest = hashlib.sha256(f"{PARSER_VERSION}\n{source.type}\n{source.url}\n".encode())
     digest.update(outcome.body)
     return digest.hexdigest()
 

