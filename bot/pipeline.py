@@ -281,7 +281,7 @@ def assign_story(store: Store, fp: Fingerprint, seen: datetime, window: timedelt
     candidates = store.fingerprint_candidates(candidate_tokens(fp, df), seen - window)
     found = best_match(
         fp,
-        ((story_id, Fingerprint(title, lead)) for story_id, title, lead in candidates),
+        candidates,
         df,
         store.fingerprint_total(),
     )

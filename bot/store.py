@@ -23,6 +23,7 @@ from sqlite_utils import Migrations
 from bot.errors import StoreError
 from bot.model import Item, Source, Span, Subscription, Watchlist
 from bot.normalize import url_key
+from bot.stories import Fingerprint
 
 migrations = Migrations("newsalert")
 
@@ -392,6 +393,7 @@ def m010_body_hash(db: sqlite_utils.Database) -> None:
     db["sources"].add_column("body_hash", str)
 
 
+FINGERPRINT_CACHE = 20_000  # parsed fingerprints kept in memory (~a few MB)
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 
@@ -469,6 +471,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: str | None = None):
         self.db = db
         self.path = path  # for another connection to the same file (one per thread)
+        self._fingerprints: dict[int, tuple[int, Fingerprint]] = {}
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -701,26 +704,30 @@ class Store:
         return row["id"] if row else None
 
     def add_item(self, item: Item, *, story_id: int, duplicate_of: int | None = None) -> int:
-        table = self.db["items"].insert(
-            {
-                "source": item.source,
-                "guid": item.guid,
-                "url": item.url,
-                "title": item.title,
-                "text": item.text,
-                "outlet": item.outlet,
-                "headline_only": int(item.headline_only),
-                "published": iso(item.published),
-                "first_seen": iso(item.fetched),
-                "duplicate_of": duplicate_of,
-                "url_key": url_key(item.url),
-                "story_id": story_id,
-            }
+        # Plain SQL on the hot path: sqlite-utils' insert() inspects the schema on every call.
+        cursor = self.db.execute(
+            """INSERT INTO items (source, guid, url, title, text, outlet, headline_only, published,
+                                  first_seen, duplicate_of, url_key, story_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                item.source,
+                item.guid,
+                item.url,
+                item.title,
+                item.text,
+                item.outlet,
+                int(item.headline_only),
+                iso(item.published),
+                iso(item.fetched),
+                duplicate_of,
+                url_key(item.url),
+                story_id,
+            ],
         )
         self.db.execute(
             "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
         )
-        return int(table.last_pk)
+        return int(cursor.lastrowid)
 
     def item_by_guid(self, source: str, guid: str) -> tuple[int, str, str] | None:
         """(id, title, text) of a stored item."""
@@ -758,33 +765,43 @@ class Store:
 
     def fingerprint_candidates(
         self, tokens: Sequence[str], since: datetime, *, limit: int = 30
-    ) -> list[tuple[int, frozenset[str], frozenset[str]]]:
-        """(story id, title tokens, lead tokens) of recent items sharing the most of ``tokens``."""
+    ) -> list[tuple[int, Fingerprint]]:
+        """(story id, fingerprint) of the recent items sharing the most of ``tokens``.
+
+        Parsed fingerprints are kept in memory by item id (an item's fingerprint and story never
+        change): consecutive items of one poll share most of their candidates.
+        """
         if not tokens:
             return []
         marks = ",".join("?" * len(tokens))
-        rows = self._all(
-            f"""SELECT f.story_id, f.title, f.lead FROM fingerprints f JOIN (
-                    SELECT item_id, count(*) AS shared FROM story_tokens
-                    WHERE token IN ({marks}) AND seen >= ?
-                    GROUP BY item_id ORDER BY shared DESC, item_id DESC LIMIT ?
-                ) c ON c.item_id = f.item_id""",
+        ranked = self.db.execute(
+            f"""SELECT item_id FROM story_tokens WHERE token IN ({marks}) AND seen >= ?
+                GROUP BY item_id ORDER BY count(*) DESC, item_id DESC LIMIT ?""",
             [*tokens, iso(since), limit],
-        )
-        return [(r["story_id"], frozenset(r["title"].split()), frozenset(r["lead"].split())) for r in rows]
+        ).fetchall()
+        ids = [r[0] for r in ranked]
+        missing = [i for i in ids if i not in self._fingerprints]
+        if missing:
+            for item_id, story_id, title, lead in self.db.execute(
+                f"SELECT item_id, story_id, title, lead FROM fingerprints "
+                f"WHERE item_id IN ({','.join('?' * len(missing))})",
+                missing,
+            ):
+                self._fingerprints[item_id] = (
+                    story_id,
+                    Fingerprint(frozenset(title.split()), frozenset(lead.split())),
+                )
+            while len(self._fingerprints) > FINGERPRINT_CACHE:
+                self._fingerprints.pop(next(iter(self._fingerprints)))  # oldest first (insertion order)
+        return [self._fingerprints[i] for i in ids if i in self._fingerprints]
 
     def add_fingerprint(
         self, item_id: int, story_id: int, seen: datetime, title: Iterable[str], lead: Iterable[str]
     ) -> None:
         title, lead = sorted(title), sorted(lead)
-        self.db["fingerprints"].insert(
-            {
-                "item_id": item_id,
-                "story_id": story_id,
-                "seen": iso(seen),
-                "title": " ".join(title),
-                "lead": " ".join(lead),
-            }
+        self.db.execute(
+            "INSERT INTO fingerprints (item_id, story_id, seen, title, lead) VALUES (?, ?, ?, ?, ?)",
+            [item_id, story_id, iso(seen), " ".join(title), " ".join(lead)],
         )
         every = sorted(set(title) | set(lead))
         self.db.conn.executemany(
@@ -844,12 +861,11 @@ class Store:
         )
 
     def add_matches(self, item_id: int, matches: dict[str, list[Span]]) -> None:
-        self.db["matches"].insert_all(
-            (
-                {"item_id": item_id, "watchlist": name, "spans": _spans_to_json(spans)}
-                for name, spans in matches.items()
-            ),
-        )
+        for name, spans in matches.items():
+            self.db.execute(
+                "INSERT INTO matches (item_id, watchlist, spans) VALUES (?, ?, ?)",
+                [item_id, name, _spans_to_json(spans)],
+            )
 
     # -- the outbox ---------------------------------------------------------------------------
 

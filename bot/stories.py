@@ -147,15 +147,45 @@ HEADLINE_COVER = 0.55  # share of a headline-only item's words found in the stor
 NUMBER_CONFLICT = 0.6  # both cite figures, none in common: "35 years" vs "20 years" is another case
 
 
-def _weighted_dice(a: frozenset[str], b: frozenset[str], weight: Mapping[str, float]) -> float:
+class _Weights(dict[str, float]):
+    """Token weights (1.0 when unknown), and the weight of each token set, computed once.
+
+    best_match() compares one item with ~30 others, so the same sums would otherwise be
+    recomputed per pair; this is the clustering's inner loop.
+    """
+
+    def __init__(
+        self, weights: Mapping[str, float] = (), *, df: Mapping[str, int] | None = None, total: int = 0
+    ):
+        super().__init__(weights)
+        self.sums: dict[frozenset[str], float] = {}
+        self.df, self.n = df, total
+
+    def __missing__(self, token: str) -> float:
+        # With document frequencies: the token's IDF, computed on first use; without: 1.0.
+        if self.df is None:
+            return 1.0
+        weight = self[token] = idf(self.df.get(token, 0), self.n)
+        return weight
+
+    def total(self, tokens: frozenset[str]) -> float:
+        found = self.sums.get(tokens)
+        if found is None:
+            found = self.sums[tokens] = sum(map(self.__getitem__, tokens))
+        return found
+
+
+def _weighted_dice(a: frozenset[str], b: frozenset[str], weight: _Weights) -> float:
     if not a or not b:
         return 0.0
-    shared = sum(weight.get(t, 1.0) for t in a & b)
-    return 2 * shared / (sum(weight.get(t, 1.0) for t in a) + sum(weight.get(t, 1.0) for t in b))
+    shared = sum(map(weight.__getitem__, a & b))
+    return 2 * shared / (weight.total(a) + weight.total(b)) if shared else 0.0
 
 
 def similarity(a: Fingerprint, b: Fingerprint, weight: Mapping[str, float]) -> float:
     """How strongly two items look like the same event; 1.0 or more means they are."""
+    if not isinstance(weight, _Weights):
+        weight = _Weights(weight)
     if not a.tokens & b.tokens:
         return 0.0
     if a.lead and b.lead:
@@ -173,8 +203,9 @@ def headline_cover(
     """For a headline-only item: how much of its headline the story's items already say (1.0 = enough)."""
     if len(headline) < 3:  # two words in common is coincidence
         return 0.0
-    total = sum(weight.get(t, 1.0) for t in headline)
-    return sum(weight.get(t, 1.0) for t in headline & story_words) / total / HEADLINE_COVER
+    if not isinstance(weight, _Weights):
+        weight = _Weights(weight)
+    return sum(map(weight.__getitem__, headline & story_words)) / weight.total(headline) / HEADLINE_COVER
 
 
 def candidate_tokens(fp: Fingerprint, df: Mapping[str, int]) -> list[str]:
@@ -194,14 +225,13 @@ def best_match(
     total: int,
 ) -> tuple[int, float] | None:
     """(story id, score) of the story the item most looks like, if it clears the bar, else None."""
-    weight: dict[str, float] = {}
+    weight = _Weights(df=df, total=total)
     best: dict[int, float] = {}
     words: dict[int, set[str]] = {}
     for story_id, other in candidates:
-        for t in (fp.tokens | other.tokens) - weight.keys():
-            weight[t] = idf(df.get(t, 0), total)
         best[story_id] = max(best.get(story_id, 0.0), similarity(fp, other, weight))
-        words.setdefault(story_id, set()).update(other.tokens)
+        if not fp.lead:
+            words.setdefault(story_id, set()).update(other.tokens)
     if not fp.lead:
         # A headline-only copy often rewrites one outlet's headline with another's lead words.
         for story_id, story_words in words.items():
