@@ -393,7 +393,8 @@ def m010_body_hash(db: sqlite_utils.Database) -> None:
     db["sources"].add_column("body_hash", str)
 
 
-FINGERPRINT_CACHE = 20_000  # parsed fingerprints kept in memory (~a few MB)
+POSTINGS_PER_TOKEN = 200  # candidate lookup: the most recent items per token
+FINGERPRINT_CACHE = 5_000  # parsed fingerprints kept in memory (about 25 MB at most)
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 
@@ -773,11 +774,19 @@ class Store:
         """
         if not tokens:
             return []
-        marks = ",".join("?" * len(tokens))
+        # Each token's most recent postings only: a token shared by thousands of items in the
+        # window would otherwise make every lookup scan them all, and the cost per item grow
+        # with the database. Syndicated copies are recent, so they are among the first found.
+        since_text = iso(since)
+        per_token = " UNION ALL ".join(
+            "SELECT * FROM (SELECT item_id FROM story_tokens WHERE token = ? AND seen >= ? "
+            f"ORDER BY seen DESC LIMIT {POSTINGS_PER_TOKEN})"
+            for _ in tokens
+        )
         ranked = self.db.execute(
-            f"""SELECT item_id FROM story_tokens WHERE token IN ({marks}) AND seen >= ?
-                GROUP BY item_id ORDER BY count(*) DESC, item_id DESC LIMIT ?""",
-            [*tokens, iso(since), limit],
+            f"""SELECT item_id FROM ({per_token}) GROUP BY item_id
+                ORDER BY count(*) DESC, item_id DESC LIMIT ?""",
+            [*(value for t in tokens for value in (t, since_text)), limit],
         ).fetchall()
         ids = [r[0] for r in ranked]
         missing = [i for i in ids if i not in self._fingerprints]
