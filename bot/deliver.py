@@ -67,7 +67,8 @@ MAX_REJECTED_ATTEMPTS = 3
 METADATA_EVENT = "newsalert_alert"
 CLAIM_STALE = timedelta(minutes=10)  # a claim not renewed for this long belongs to a dead worker
 LONGEST_WAIT = 10.0  # a rate-limited channel is retried in the same round if Slack asks for <= this
-PARALLEL_CHANNELS = 8  # channels delivered at once (each is still one post at a time, in order)
+MAX_ROUNDS = 10  # short rate limits a channel may wait out in one delivery round
+PARALLEL_CHANNELS = 16  # channels delivered at once (each is still one post at a time, in order)
 LOOKBACK = timedelta(minutes=10)  # how far before an alert was queued to look for its message
 
 
@@ -303,7 +304,9 @@ class RateLimiter:
 
     def __init__(
         self,
-        rate: float = 1.0,
+        # A tenth under one per second: Slack counts when a post arrives, and two posts sent a
+        # second apart can arrive closer together than that.
+        rate: float = 1 / 1.1,
         burst: int = 1,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -429,7 +432,7 @@ class Deliverer:
     def _channel_rounds(channel: str, deliverer: Deliverer) -> DeliveryReport:
         """One channel until it is done, or Slack asks it to wait longer than LONGEST_WAIT."""
         report = DeliveryReport()
-        for _ in range(3):  # a second and third round only after a short rate limit
+        for _ in range(MAX_ROUNDS):  # another round only after a short rate limit
             wait = deliverer._channel(channel, report)
             if wait is None or wait > LONGEST_WAIT:
                 break
