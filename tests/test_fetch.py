@@ -79,13 +79,6 @@ class FakeDNS(AbstractResolver):
 
 
 @pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def internal() -> Iterator[FeedServer]:
     """A loopback service that must never be reached unless private sources are allowed."""
     server = FeedServer().start()
