@@ -6,7 +6,6 @@ Real subprocesses (`newsalert poll --once`), real SIGKILL, the fake Slack over l
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.conftest import bot_env, run_bot
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 from tests.test_e2e import ROOT, write_config
@@ -22,7 +22,7 @@ EXPECTED = 4  # the e2e feeds: the UNICEF story and the hostile CSAM item, each 
 
 
 def env_for(db: Path, slack: FakeSlack, failpoint: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env |= {"NEWSALERT_DB": str(db), "SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url}
     if failpoint:
         env["NEWSALERT_FAILPOINT"] = failpoint
@@ -123,25 +123,11 @@ def test_dead_letters_are_listed_and_retried_from_the_command_line(
     first = poll(config, env_for(db, slack))
     first.communicate(timeout=60)
     env = env_for(db, slack)
-    listing = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "outbox"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listing = run_bot("--config", str(config), "outbox", env=env)
     # The first alert to the channel the bot is not in is a dead letter; the channel's next one waits
     # behind it rather than failing the same way.
     assert listing.stdout.startswith("1 waiting, 1 dead letter\n") and "not_in_channel" in listing.stdout
     slack.not_member.clear()  # the bot was invited
-    retry = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), "outbox", "retry"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    retry = run_bot("--config", str(config), "outbox", "retry", env=env)
     assert retry.stdout.startswith("1 dead letter queued again")
     restart_and_check(config, db, slack)

@@ -4,7 +4,6 @@ Slack from the fake Web API server. Nothing here touches the internet."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, bot_env, run_bot
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
@@ -67,19 +66,12 @@ watchlists = ["csam", "deepfakes", "unicef", "sextortion"]
 
 
 def run_newsalert(*args: str, config: Path, db: Path, slack: FakeSlack | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env["NEWSALERT_DB"] = str(db)
     if slack is not None:
         env["SLACK_BOT_TOKEN"] = VALID_TOKEN
         env["SLACK_API_URL"] = slack.url
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_bot("--config", str(config), *args, env=env)
 
 
 def story_posts(slack: FakeSlack, channel: str) -> list[dict]:
@@ -181,7 +173,7 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(
 ) -> None:
     config = write_config(tmp_path / "newsalert.toml", feeds)
     config.write_text(config.read_text().replace("[defaults]", '[defaults]\ninterval = "1s"'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env |= {
         "NEWSALERT_DB": str(tmp_path / "run.db"),
         "SLACK_BOT_TOKEN": VALID_TOKEN,

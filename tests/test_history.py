@@ -5,11 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -23,7 +21,7 @@ from bot.history import export_rows, fts_match, iso_z, prune, search, write_csv,
 from bot.model import Item, Source, Subscription, Watchlist
 from bot.query import _Field, compile_query
 from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
-from tests.conftest import DATA
+from tests.conftest import DATA, bot_env, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
@@ -473,11 +471,9 @@ def test_prune_keeps_what_an_open_digest_window_needs(tmp_path: Path) -> None:
 
 
 def newsalert(*args: str, db: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env["NEWSALERT_DB"] = str(db)
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    return run_bot(*args, env=env)
 
 
 def test_search_and_export_commands(tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from bot.model import Source, Subscription, Watchlist
 from bot.opml import Feed, OpmlError, export_opml, import_feeds, parse_opml
 from bot.store import Store
-from tests.conftest import DATA
+from tests.conftest import DATA, bot_env, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDLY = DATA / "opml" / "feedly-export.opml"
@@ -126,21 +124,14 @@ def test_what_is_not_opml_is_refused(data: bytes, problem: str) -> None:
 
 
 def newsalert(*args: str, db: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env["NEWSALERT_DB"] = str(db)
     config = db.parent / "newsalert.toml"
     config.write_text(
         '[[sources]]\nname = "From config"\nurl = "https://config.example/rss"\n\n'
         '[watchlists.csam]\nquery = "csam"\n'
     )
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(config), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_bot("--config", str(config), *args, env=env)
 
 
 def test_sources_import_and_export_commands(tmp_path: Path) -> None:

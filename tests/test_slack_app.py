@@ -10,7 +10,6 @@ tests/fake_slack.py; feeds come from tests/feed_server.py. One bot process serve
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import yaml
 from slack_sdk.signature import SignatureVerifier
 
 from bot.store import Store
+from tests.conftest import bot_env, run_bot
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
@@ -118,7 +118,7 @@ escalation_channel = "{ESCALATION}"
     def start(self) -> None:
         self.port = free_port()
         self.listen = ["--port", str(self.port), "--host", "127.0.0.1"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+        env = bot_env()
         env |= {
             "NEWSALERT_DB": str(self.db),
             "SLACK_BOT_TOKEN": VALID_TOKEN,
@@ -568,15 +568,8 @@ def test_app_home_shows_channels_watchlists_sources_and_latest_alerts(bot: Bot) 
 
 def test_audit_command_prints_the_changes(bot: Bot) -> None:
     bot.command("mute source Wire for 1h", channel="C0PUBLIC")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "--config", str(bot.config), "--db", str(bot.db), "audit"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = bot_env()
+    result = run_bot("--config", str(bot.config), "--db", str(bot.db), "audit", env=env)
     assert result.returncode == 0, result.stderr
     lines = [" ".join(line.split()[3:]) for line in result.stdout.splitlines()]  # after the time
     assert f"{USER} C0PUBLIC subscribe: sextortion, csam" in lines
@@ -633,21 +626,14 @@ def test_socket_mode_connects_out_with_the_app_token(tmp_path: Path) -> None:
     try:
         config = tmp_path / "c.toml"
         config.write_text("")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+        env = bot_env()
         env |= {
             "NEWSALERT_DB": str(tmp_path / "x.db"),
             "SLACK_BOT_TOKEN": VALID_TOKEN,
             "SLACK_APP_TOKEN": "xapp-1-revoked",
             "SLACK_API_URL": slack.url,
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "bot", "--config", str(config), "run"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_bot("--config", str(config), "run", env=env)
     finally:
         slack.stop()
     # The fake Slack knows no app-level token: the bot asked for a connection and stops clearly.

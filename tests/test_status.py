@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from bot import logs
 from bot.model import Item, Source, Subscription, Watchlist
 from bot.status import health, healthz, print_health
 from bot.store import Store
+from tests.conftest import bot_env, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
@@ -127,17 +127,10 @@ def test_healthz_does_not_wait_for_a_writer(tmp_path: Path) -> None:
 
 
 def newsalert(*args: str, db: Path, config: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    env = bot_env()
     env["NEWSALERT_DB"] = str(db)
     extra = ["--config", str(config)] if config else []
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *extra, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_bot(*extra, *args, env=env)
 
 
 def test_status_exit_codes(tmp_path: Path) -> None:
