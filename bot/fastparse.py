@@ -30,14 +30,18 @@ trees, so nothing here can expand or fetch anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
+import time
 import xml.parsers.expat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import feedparser.api
 from feedparser.datetimes import _parse_date
+from feedparser.datetimes.rfc822 import timezone_names
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
@@ -93,15 +97,33 @@ _FEED_LEVEL_REFUSED = frozenset(
     {"content", "content_encoded", "fullitem", "body", "xhtml_body", "source", "summary", "itunes_summary"}
 )
 
-_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+# Both are searched for in the lower-cased document: a case-insensitive pattern with no literal
+# prefix makes re try every position, several times slower than lower() and a literal search.
+_DECLARATION = re.compile(rb"<!(?:doctype|entity)")
 # Any attribute named "base" (xml:base or a bare one) moves feedparser's base URI.
-_BASE_ATTRIBUTE = re.compile(rb"base\s*=", re.IGNORECASE)
+_BASE_ATTRIBUTE = re.compile(rb"base\s*=")
 _LINK_REF = re.compile("&([A-Za-z0-9_]+);")
-_C1_CONTROL = re.compile("[\x80-\x9f]")
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080 to U+009F
 _PLAIN_URL = re.compile(
     r"https?://[A-Za-z0-9.\-_~%!$&'()*+,=:@]+(?:/[^?#;\x00-\x20\x7f]*)?(?:\?[^#\x00-\x20\x7f]+)?\Z"
 )
+# No "//" after the scheme, which _urljoin would rewrite, and so no network location to check.
+_OPAQUE_URI = re.compile(r"(?:tag|urn):[^/]")
 _HTML_TYPES = frozenset({"application/xhtml+xml", "text/html"})
+# The two date layouts nearly every feed uses, in a strict form that datetime.fromisoformat reads
+# the way feedparser's own handlers do (see _date). Hours stop at 23: a newer Python may read
+# "24:00" as the next midnight, where feedparser's handlers reject it.
+_TIME = r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+_W3DTF_DATE = re.compile(rf"\d{{4}}-\d\d-\d\dT{_TIME}(?:\.\d{{1,6}})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z")
+_MONTHS = {
+    name: f"{number:02d}"
+    for number, name in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)
+}
+_RFC822_DATE = re.compile(
+    rf"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d?) ({'|'.join(_MONTHS)}) "
+    rf"(\d{{4}}) ({_TIME}) ([+-](?:[01]\d|2[0-3])[0-5]\d|[A-Z]{{1,3}})\Z"
+)
+_ZONES = {name.upper(): f"{hours:+03d}:00" for name, hours in timezone_names.items()}
 _COPY_TO_SUMMARY = frozenset({"text/plain", "application/xhtml+xml", "text/html"})
 
 _local = threading.local()  # lxml parsers must not be shared between threads
@@ -129,9 +151,10 @@ def entries(data: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
     ``headers`` are the response headers as bot.parse hands them to feedparser (lower-case keys,
     ``content-location`` set): they give the base URI for relative links.
     """
-    if _DECLARATION.search(data):  # bot.parse removed them all; anything else is not for this path
+    lowered = data.lower()
+    if _DECLARATION.search(lowered):  # bot.parse removed them all; anything else is not for this path
         raise Refused("a DOCTYPE or ENTITY declaration")
-    if _BASE_ATTRIBUTE.search(data):
+    if _BASE_ATTRIBUTE.search(lowered):
         raise Refused("a base attribute (xml:base) moves the base URI")
     declarations = _expat_declarations(data)
     try:
@@ -180,8 +203,13 @@ def _base_uri(content_location: str) -> str:
 
 def _content_type(attrs: Mapping[str, str], default: str) -> str:
     """feedparser's content type for a text element, Refused for XHTML and base64 content."""
-    kind = _FeedParserMixin.map_content_type(attrs.get("type", default))
-    base64 = attrs.get("mode", "") == "base64" or not (
+    return _kind(attrs.get("type", default), attrs.get("mode", ""))
+
+
+@functools.lru_cache(maxsize=256)  # a feed repeats the same few type attributes on every entry
+def _kind(declared: str, mode: str) -> str:
+    kind = _FeedParserMixin.map_content_type(declared)
+    base64 = mode == "base64" or not (
         kind.startswith("text/") or kind.endswith("+xml") or kind.endswith("/xml")
     )
     if base64 or kind == "application/xhtml+xml":
@@ -195,9 +223,40 @@ def _repaired(text: str) -> str:
     # anything without a C1 control (str.translate with a dict is slow on long texts).
     if text.isascii():
         return text
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        text = text.encode("iso-8859-1").decode("utf-8")
-    return text.translate(_cp1252) if _C1_CONTROL.search(text) else text
+    try:
+        latin1 = text.encode("iso-8859-1")
+    except UnicodeEncodeError:  # beyond Latin-1, so not UTF-8 read as Latin-1
+        pass
+    else:
+        with contextlib.suppress(UnicodeDecodeError):
+            text = latin1.decode("utf-8")
+    # Encoding and searching the bytes for a C1 control's UTF-8 form is several times quicker
+    # than a character-class search through the str. (surrogatepass: lone surrogates cannot match.)
+    return text.translate(_cp1252) if _C1_UTF8.search(text.encode("utf-8", "surrogatepass")) else text
+
+
+def _date(value: str) -> time.struct_time | None:
+    """``_parse_date(value)``, without trying feedparser's date handlers in turn for the usual layouts.
+
+    feedparser tries its W3DTF handler first, then RFC 822. A strict W3DTF date is what the W3DTF
+    handler reads. The W3DTF handler gives up on anything that starts with a letter (the part
+    before the first "-" cannot be a four-digit year), so a strict RFC 822 date is what the RFC 822
+    handler reads. Where those would fail (day 31 of a 30-day month, say), feedparser's later
+    handlers get their turn, so that goes to ``_parse_date`` too.
+    """
+    if _W3DTF_DATE.match(value):
+        iso = value
+    elif match := _RFC822_DATE.match(value):
+        day, month, year, clock, zone = match.groups()
+        if zone[0] not in "+-":
+            zone = _ZONES.get(zone, "Z")  # feedparser: a zone name it does not know is UTC
+        iso = f"{year}-{_MONTHS[month]}-{day:0>2}T{clock}{zone}"
+    else:
+        return _parse_date(value)
+    try:
+        return datetime.fromisoformat(iso).utctimetuple()
+    except (ValueError, OverflowError):
+        return _parse_date(value)
 
 
 def _resolve(base: str, uri: str) -> str:
@@ -205,11 +264,21 @@ def _resolve(base: str, uri: str) -> str:
 
     An absolute http(s) URL in plain ASCII without empty parts, parameters or a fragment comes
     back from urllib's urljoin exactly as it went in (another scheme: as is; the same scheme:
-    split and joined again, which only changes what this pattern excludes).
+    split and joined again, which only changes what this pattern excludes). Atom ids are often
+    tag: or urn: URIs, which urljoin returns untouched.
     """
     if uri.isascii() and _PLAIN_URL.match(uri):
         return uri
+    if _OPAQUE_URI.match(uri) and _keeps_opaque_uris(base):
+        return uri
     return _urljoin(base, uri)
+
+
+@functools.lru_cache(maxsize=64)
+def _keeps_opaque_uris(base: str) -> bool:
+    # urljoin returns a URI of a scheme it never resolves (tag:, urn:) as it is; unless the base
+    # itself is one urlparse rejects, and then feedparser's _urljoin returns "".
+    return _urljoin(base, "tag:x") == "tag:x"
 
 
 class _Entry:
@@ -232,6 +301,24 @@ class _Entry:
             self.data[key] = value
 
 
+# What the walker does with one element inside an entry: (element, its depth, the entry).
+_Handler = Callable[[etree._Element, int, _Entry], None]
+
+
+_UNSEEN: Any = object()  # a tag the walker has no handler for yet
+
+
+def _ignore(el: etree._Element, depth: int, entry: _Entry) -> None:
+    """Comments, processing instructions, entity references: feedparser ignores them."""
+
+
+def _refuse(reason: str) -> _Handler:
+    def refuse(el: etree._Element, depth: int, entry: _Entry) -> None:
+        raise Refused(reason)
+
+    return refuse
+
+
 class _Walker:
     def __init__(
         self, base: str, declarations: list[tuple[str | None, str]], on_root: Mapping[str | None, str]
@@ -239,6 +326,13 @@ class _Walker:
         self.base = base
         self.entries: list[dict[str, Any]] = []
         self.keys: dict[str, str] = {}
+        self.dates: dict[str, time.struct_time | None] = {}
+        # Element tag (or lxml's tag for a comment...) -> handler, decided once per tag and document:
+        # which handler applies depends only on the tag and on this document's namespace prefixes.
+        # None: nothing to read in the element itself, only perhaps in its children.
+        self.handlers: dict[object, _Handler | None] = dict.fromkeys(
+            (etree.Comment, etree.ProcessingInstruction, etree.Entity), _ignore
+        )
         self.namespacemap: dict[str | None, str] = {}  # document prefix -> feedparser prefix
         self.in_use: dict[str, str] = {}  # feedparser's namespaces_in_use
         bound: dict[str, str] = {}
@@ -299,6 +393,19 @@ class _Walker:
         attrs: dict[str, str] = {}
         for name, value in items:
             if name[0] == "{":
+                return self._namespaced_attrs(el, items)
+            attrs[name.lower()] = value
+        # (feedparser sets each attribute a second time, under its name as written; without
+        # namespaces that is the same name, and the dict comes out the same.)
+        for name in ("rel", "type"):
+            if name in attrs:
+                attrs[name] = attrs[name].lower()
+        return attrs
+
+    def _namespaced_attrs(self, el: etree._Element, items: list[tuple[str, str]]) -> dict[str, str]:
+        attrs: dict[str, str] = {}
+        for name, value in items:
+            if name[0] == "{":
                 uri, _, local = name[1:].partition("}")
                 prefix = _MATCH.get(uri.lower(), "")
                 name = f"{prefix}:{local}" if prefix else local
@@ -328,10 +435,20 @@ class _Walker:
         """An element's value as feedparser's pop() returns it."""
         if len(el):
             raise Refused(f"markup or a comment inside <{el.tag}>")
-        value = (el.text or "").strip()
+        value = el.text
+        if not value:
+            return ""
+        value = value.strip()
         if resolve and value:
             value = _resolve(self.base, value)
-        return _repaired(value)
+        return value if value.isascii() else _repaired(value)
+
+    def date(self, value: str) -> time.struct_time | None:
+        # An Atom entry is usually <updated> when it was <published>: each string is parsed once.
+        parsed = self.dates.get(value, _UNSEEN)
+        if parsed is _UNSEEN:
+            parsed = self.dates[value] = _date(value)
+        return parsed
 
     # -- the document -------------------------------------------------------------------------
 
@@ -366,58 +483,68 @@ class _Walker:
 
     def _inside(self, parent: etree._Element, parent_depth: int, entry: _Entry) -> None:
         depth = parent_depth + 1
+        handlers = self.handlers
         for el in parent:
             tag = el.tag
-            if type(tag) is not str:
-                continue
-            key = self.key(tag)
-            if key in _TITLE:
-                self._title(el, depth, entry, keeps_depth=False)
-            elif key == "link":
-                self._link(el, entry)
-            elif key in _GUID:
-                self._guid(el, depth, entry)
-            elif key in _PUBLISHED:
-                value = self.text(el)
-                entry.store("published", value, depth)
-                entry.data["published_parsed"] = _parse_date(value)
-            elif key in _UPDATED:
-                value = self.text(el)
-                entry.store("updated", value, depth)
-                entry.data["updated_parsed"] = _parse_date(value)
-            elif key in _DESCRIPTION:
-                self._description(el, depth, entry, "text/html")
-            elif key in _SUMMARY:
-                self._description(el, depth, entry, "text/plain")
-            elif key == "abstract":  # a description that never turns into content
-                _content_type(self.attrs(el), "text/plain")
-                entry.store("summary", self.text(el), depth)
-            elif key == "content":
-                self._content(el, entry, "text/plain")
-            elif key in _CONTENT_ENCODED:
-                self._content(el, entry, "text/html")
-            elif key == "media_title":
-                self._title(el, depth, entry, keeps_depth=True)
-            elif key == "source":
-                self._source(el, depth, entry)
-            elif key in _INERT:
-                if len(el):
-                    self._inside(el, depth, entry)
-            elif key in _HANDLED_BY_FEEDPARSER:
-                raise Refused(f"<{key}> inside an entry")
-            else:
-                stored = FeedParserDict.keymap.get(key, key)
-                if isinstance(stored, list):
-                    stored = stored[0]
-                if stored in _READ_KEYS:
-                    raise Refused(f"unknown element <{key}> would overwrite {stored!r}")
-                if len(el):
-                    self._inside(el, depth, entry)
+            handler = handlers.get(tag, _UNSEEN)
+            if handler is _UNSEEN:
+                handler = handlers[tag] = self._handler(tag)
+            if handler is not None:
+                handler(el, depth, entry)
+            elif len(el):  # most such elements are leaves: no call for them
+                self._inside(el, depth, entry)
+
+    def _handler(self, tag: object) -> _Handler | None:
+        """What feedparser does with this element inside an entry, as far as newsalert cares."""
+        if not isinstance(tag, str):
+            return _ignore
+        key = self.key(tag)
+        if key in _TITLE:
+            return self._title
+        if key == "link":
+            return self._link
+        if key in _GUID:
+            return self._guid
+        if key in _PUBLISHED:
+            return self._published
+        if key in _UPDATED:
+            return self._updated
+        if key in _DESCRIPTION:
+            return self._description
+        if key in _SUMMARY:
+            return self._summary
+        if key == "abstract":
+            return self._abstract
+        if key == "content":
+            return self._content
+        if key in _CONTENT_ENCODED:
+            return self._content_encoded
+        if key == "media_title":
+            return self._media_title
+        if key == "source":
+            return self._source
+        if key in _INERT:
+            return None
+        if key in _HANDLED_BY_FEEDPARSER:
+            return _refuse(f"<{key}> inside an entry")
+        stored = FeedParserDict.keymap.get(key, key)
+        if isinstance(stored, list):
+            stored = stored[0]
+        if stored in _READ_KEYS:
+            return _refuse(f"unknown element <{key}> would overwrite {stored!r}")
+        return None
 
     # -- the handlers, after feedparser's _start_*/_end_* -------------------------------------
 
-    def _title(self, el: etree._Element, depth: int, entry: _Entry, *, keeps_depth: bool) -> None:
-        _content_type(self.attrs(el), "text/plain")
+    def _title(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_title(el, depth, entry, keeps_depth=False)
+
+    def _media_title(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_title(el, depth, entry, keeps_depth=True)
+
+    def _any_title(self, el: etree._Element, depth: int, entry: _Entry, *, keeps_depth: bool) -> None:
+        if attrs := self.attrs(el):
+            _content_type(attrs, "text/plain")
         value = self.text(el)
         # Once an entry has a title, titles as deep or deeper (a media:title in a media:group,
         # say) are ignored; a shallower one still replaces it.
@@ -426,23 +553,27 @@ class _Walker:
         if value and not keeps_depth:  # media:title restores the depth it found
             entry.title_depth = depth
 
-    def _link(self, el: etree._Element, entry: _Entry) -> None:
+    def _link(self, el: etree._Element, depth: int, entry: _Entry) -> None:
         attrs = self.attrs(el)
-        rel = attrs.setdefault("rel", "alternate")
-        kind = attrs.setdefault("type", "application/atom+xml" if rel == "self" else "text/html")
-        href = attrs.get("url", attrs.get("uri", attrs.get("href")))
-        if href:
-            attrs["href"] = href
-        if "href" in attrs:  # Atom style: the URL is the attribute, the text is ignored
-            if len(el):
-                raise Refused("markup inside <link>")
-            href = _resolve(self.base, attrs["href"])
-            if rel == "alternate" and _FeedParserMixin.map_content_type(kind) in _HTML_TYPES:
-                entry.data["link"] = href
-            return
+        if attrs:
+            rel = attrs.setdefault("rel", "alternate")
+            kind = attrs.setdefault("type", "application/atom+xml" if rel == "self" else "text/html")
+            href = attrs.get("url", attrs.get("uri", attrs.get("href")))
+            if href:
+                attrs["href"] = href
+            if "href" in attrs:  # Atom style: the URL is the attribute, the text is ignored
+                if len(el):
+                    raise Refused("markup inside <link>")
+                href = _resolve(self.base, attrs["href"])
+                if rel == "alternate" and _FeedParserMixin.map_content_type(kind) in _HTML_TYPES:
+                    entry.data["link"] = href
+                return
         value = self.text(el, resolve=True)
-        # feedparser undoes what it takes for unhandled entity references in query strings.
-        value = _LINK_REF.sub(r"&\g<1>", value.replace("&amp;", "&"))
+        if "&" in value:
+            # feedparser undoes what it takes for unhandled entity references in query strings.
+            value = value.replace("&amp;", "&")
+            if ";" in value:
+                value = _LINK_REF.sub(r"&\g<1>", value)
         entry.data["link"] = value
 
     def _guid(self, el: etree._Element, depth: int, entry: _Entry) -> None:
@@ -452,17 +583,46 @@ class _Walker:
         if entry.guidislink:  # a permalink guid is the link when the entry has none (yet)
             entry.data.setdefault("link", value)
 
-    def _description(self, el: etree._Element, depth: int, entry: _Entry, default: str) -> None:
+    def _published(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        value = self.text(el)
+        entry.store("published", value, depth)
+        entry.data["published_parsed"] = self.date(value)
+
+    def _updated(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        value = self.text(el)
+        entry.store("updated", value, depth)
+        entry.data["updated_parsed"] = self.date(value)
+
+    def _description(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_description(el, depth, entry, "text/html")
+
+    def _summary(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_description(el, depth, entry, "text/plain")
+
+    def _any_description(self, el: etree._Element, depth: int, entry: _Entry, default: str) -> None:
         # feedparser: a second summary/description, when the entry has no content yet, is content.
         if "summary" in entry.data and not entry.has_content:
-            self._content(el, entry, "text/plain")
+            self._any_content(el, entry, "text/plain")
             return
-        _content_type(self.attrs(el), default)
+        if attrs := self.attrs(el):
+            _content_type(attrs, default)
         entry.store("summary", self.text(el), depth)
 
-    def _content(self, el: etree._Element, entry: _Entry, default: str) -> None:
+    def _abstract(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        # A description that never turns into content.
+        _content_type(self.attrs(el), "text/plain")
+        entry.store("summary", self.text(el), depth)
+
+    def _content(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_content(el, entry, "text/plain")
+
+    def _content_encoded(self, el: etree._Element, depth: int, entry: _Entry) -> None:
+        self._any_content(el, entry, "text/html")
+
+    def _any_content(self, el: etree._Element, entry: _Entry, default: str) -> None:
         entry.has_content = True
-        kind = _content_type(self.attrs(el), default)
+        attrs = self.attrs(el)
+        kind = _content_type(attrs, default) if attrs else default  # the defaults are canonical
         value = self.text(el)
         entry.data.setdefault("content", []).append({"value": value})
         if kind in _COPY_TO_SUMMARY:

@@ -55,6 +55,8 @@ MAX_BODY_CHARS = 100_000  # summary and content each, before HTML stripping
 MAX_ID_CHARS = 2_048  # guid and links
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+# What both a DOCTYPE and an ENTITY declaration start with, in any case.
+_DECLARATION_START = re.compile(rb"<![DdEe]")
 _DOCTYPE_OUTSIDE_SUBSET = re.compile(rb"[\"'\[>]")
 _DOCTYPE_INSIDE_SUBSET = re.compile(rb"[\"'\]]|<!--")
 # A stray declaration outside any DOCTYPE; the quoted parts may contain ">". Every part after
@@ -214,7 +216,7 @@ def _strip_declarations(data: bytes) -> tuple[bytes, int]:
     Each declaration is replaced by the newlines it contained, so parse errors still report
     the line numbers of the original document.
     """
-    if b"<!" not in data:
+    if _DECLARATION_START.search(data) is None:  # CDATA sections and comments start with "<!" too
         return data, 0
     parts: list[bytes] = []
     removed = 0
@@ -250,7 +252,7 @@ def _replace_bad_char_refs(data: bytes) -> bytes:
     feedparser's lenient parser turns ``&#xD800;`` into a string it then fails to encode,
     which would cost the whole feed rather than one character.
     """
-    if b"&#" not in data:
+    if _CHAR_REF.search(data) is None:  # re finds the "&#" prefix faster than bytes.find
         return data
 
     def fix(ref: re.Match[bytes]) -> bytes:
@@ -308,12 +310,16 @@ def _first_entries(data: bytes) -> tuple[bytes, int]:
     return (data if cut is None else data[:cut]), total
 
 
+# A dict is a Mapping; testing for dict first skips the slower ABC check for nearly every value.
+_MAPPING = (dict, Mapping)
+
+
 def _entry_from_feedparser(raw: Any) -> Entry:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, _MAPPING):
         raise _SkipEntry(f"not an entry object: {type(raw).__name__}")
     outlet = outlet_url = ""
     origin = raw.get("source")
-    if isinstance(origin, Mapping):
+    if isinstance(origin, _MAPPING):
         # RSS <source url="...">Name</source> gives title and href; an Atom <source> gives a link.
         outlet = _str(origin.get("title"))
         outlet_url = _str(origin.get("href")) or _str(origin.get("link"))
@@ -340,7 +346,7 @@ def _fullest_content(contents: Any) -> str:
     # when there are several, the longest is the full article rather than a teaser.
     if not isinstance(contents, list):
         return ""
-    values = [_str(c.get("value")) for c in contents if isinstance(c, Mapping)]
+    values = [_str(c.get("value")) for c in contents if isinstance(c, _MAPPING)]
     return max(values, key=len, default="")
 
 
@@ -570,16 +576,20 @@ def _from_iso(value: Any, *, naive_is_utc: bool) -> datetime | None:
 
 def _str(value: Any) -> str:
     """A JSON/feed field as text; numbers (JSON Feed 1.0 and WordPress ids) become text too."""
+    if isinstance(value, str):  # first: nearly every value is one
+        if not value.isascii():
+            # JSON can carry lone surrogates ("\ud800"); they would fail later at SQLite or Slack.
+            # Only encoding can find them, and a text that encodes needs no decoding back.
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = value.encode("utf-8", "replace").decode("utf-8")
+        return value.strip()
     if isinstance(value, bool):
         return ""
     if isinstance(value, int | float):
         return str(value)
-    if not isinstance(value, str):
-        return ""
-    if not value.isascii():
-        # JSON can carry lone surrogates ("\ud800"); they would fail later at SQLite or Slack.
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value.strip()
+    return ""
 
 
 def _load_json(body: bytes, source: Source) -> Any:
