@@ -10,7 +10,7 @@ import html
 import logging
 import re
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, unquote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -127,6 +127,11 @@ _INLINE_TAGS = [
     "wbr",
 ]
 _KNOWN_TAGS = {*_DROPPED_TAGS, *_BLOCK_TAGS, *_INLINE_TAGS}
+# A tag name as the HTML tokenizer reads it: an ASCII letter after "<" or "</", up to whitespace, "/"
+# or ">". An element in the parsed tree has its name here, except two the parser creates itself:
+# an "img" from "<image>" and a "tr" around a cell in a "<table>" ("</p>" and "</br>" create a "p"
+# and a "br", and are caught by the "</").
+_TAG_NAME = re.compile(r"</?([A-Za-z][^\s/>]*)")
 _TAG_NAMES = "|".join(sorted(_KNOWN_TAGS))
 _LOOKS_LIKE_HTML = re.compile(rf"<(?:!--|/?(?:{_TAG_NAMES})\b)", re.IGNORECASE)
 
@@ -163,8 +168,18 @@ def html_to_text(html_or_text: str) -> str:
     """Readable plain text: no markup, no media, entities decoded, whitespace folded to single spaces."""
     if _LOOKS_LIKE_HTML.search(html_or_text):
         tree = LexborHTMLParser(html_or_text, is_fragment=True)
-        tree.strip_tags(_DROPPED_TAGS, recursive=True)
-        for node in tree.css(",".join(_BLOCK_TAGS)):
+        # Every name given to strip_tags is a walk over the tree, and a selector of all the block
+        # tags is slow to parse: ask only for the tags the markup can contain.
+        names = {name.lower() for name in _TAG_NAME.findall(html_or_text)}
+        if "image" in names:
+            names.add("img")
+        if "table" in names:
+            names.add("tr")
+        dropped = [tag for tag in _DROPPED_TAGS if tag in names]
+        if dropped:
+            tree.strip_tags(dropped, recursive=True)
+        blocks = [tag for tag in _BLOCK_TAGS if tag in names]
+        for node in tree.css(",".join(blocks)) if blocks else ():
             node.insert_before(" ")
             node.insert_after(" ")
         text = tree.text()
@@ -183,13 +198,11 @@ def canonical_url(url: str, base: str = "") -> str:
     if not url:
         return ""
     try:
-        target = _redirect_target(urljoin(base, url) if base else url)
-    except ValueError:  # urljoin refuses some malformed links ("https://[::1/x")
-        return ""
-    if target:
-        url, base = target, ""
-    try:
+        # urljoin and urlsplit refuse some malformed links ("https://[::1/x")
         parts = urlsplit(urljoin(base, url) if base else url)
+        target = _redirect_target(parts)
+        if target:
+            parts = urlsplit(target)
         port = parts.port  # raises ValueError for a non-numeric or out-of-range port
     except ValueError:
         return ""
@@ -222,12 +235,8 @@ _REDIRECTORS = {
 _AMP_CACHE = re.compile(r"^[a-z0-9-]+\.cdn\.ampproject\.org$")
 
 
-def _redirect_target(url: str) -> str | None:
+def _redirect_target(parts: SplitResult) -> str | None:
     """The article URL inside a known redirector's link, or None."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
     host = (parts.hostname or "").lower()
     if _AMP_CACHE.match(host):
         # https://www-example-com.cdn.ampproject.org/c/s/www.example.com/path -> the publisher's page
@@ -347,16 +356,27 @@ def _only_repeats_headline(text: str, titles: tuple[str, ...], outlet: str) -> b
     the outlet's name. Comparing letters and digits only makes the check blind to the
     punctuation, entities and spacing those descriptions differ in.
     """
-    rest = _letters(text)
-    if not rest:
+    text_key = _letters(text)
+    if not text_key:
         return True
-    for part in (*titles, outlet):
-        key = _letters(part)
+    title_keys = [_letters(title) for title in titles]
+    outlet_key = _letters(outlet)
+    rest = text_key
+    for key in (*title_keys, outlet_key):
         if key:
             rest = rest.replace(key, "", 1)
     # A text that is just a piece of the title (a truncated copy, or the outlet alone) is no better.
-    return not rest or any(_letters(text) in _letters(t + " " + outlet) for t in titles)
+    # (The letters of "title outlet" are the title's followed by the outlet's.)
+    return not rest or any(text_key in key + outlet_key for key in title_keys)
+
+
+_NOT_LETTERS = re.compile(r"\W+")
+# For ASCII text str.translate does the same as _NOT_LETTERS, and faster.
+_ASCII_NOT_LETTERS = dict.fromkeys(c for c in range(128) if not (chr(c).isalnum() or chr(c) == "_"))
 
 
 def _letters(text: str) -> str:
-    return "".join(re.findall(r"\w+", text.casefold()))
+    folded = text.casefold()
+    if folded.isascii():
+        return folded.translate(_ASCII_NOT_LETTERS)
+    return _NOT_LETTERS.sub("", folded)
