@@ -59,7 +59,7 @@ def run_newsalert(n: int) -> dict:
                 fp = fingerprint(item.title, item.text)
                 story = assign_story(store, fp, it.seen, window)
                 item_id = store.add_item(item, story_id=story)
-                store.add_fingerprint(item_id, story, it.seen, fp.title, fp.lead)
+                store.add_fingerprint(item_id, story, it.seen, fp)
         ended = time.perf_counter()
         store.close()
         restart = time.perf_counter()

@@ -48,6 +48,11 @@ class FeedError(NewsalertError):
         self.reason = reason
         super().__init__(f"{url}: {reason}")
 
+    def __reduce__(self) -> tuple:
+        # Pickled by the parse pool (bot/prepare.py): rebuilt from the constructor's arguments
+        # (Exception's default would pass the formatted message as the only one), then its state.
+        return (type(self), (self.url, self.reason), self.__dict__)
+
 
 class FetchError(FeedError):
     """The source could not be fetched (network, HTTP status, size or time limit).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,12 +17,12 @@ from bot.config import Settings
 from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
 from bot.fetch import Limits, Validators, backoff_delay, fetch_all
-from bot.model import Entry, Fetched, Source, Span, Subscription
-from bot.normalize import normalize
-from bot.parse import parse
+from bot.model import Fetched, Source, Subscription
+from bot.normalize import url_key
+from bot.prepare import POOL_MIN_BODIES, Job, Prepared, Preparer
 from bot.query import Matcher
 from bot.store import SourceState, Store
-from bot.stories import Fingerprint, best_match, candidate_tokens, fingerprint
+from bot.stories import Fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
 
@@ -80,78 +80,121 @@ def poll(
     store: Store,
     sources: Sequence[Source] | None = None,
     *,
-    matcher: Matcher | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     due_only: bool = False,
+    pool_min: int = POOL_MIN_BODIES,
 ) -> PollReport:
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
-    ``due_only`` (the scheduler) skips sources that are backing off after failures.
+    ``due_only`` (the scheduler) skips sources that are backing off after failures. When at
+    least ``pool_min`` bodies need parsing, they are prepared in a process pool (bot/prepare.py)
+    while this process stores the ones already done.
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.active_sources() if sources is None else sources
     if due_only:
         sources = [s for s in sources if store.source_due(s.name, now())]
-    matcher = matcher or Matcher({w.name: w.query for w in store.active_watchlists()})
+    watchlists = {w.name: w.query for w in store.active_watchlists()}
+    matcher = Matcher(watchlists)  # compiled here first: a bad query fails the poll before any fetch
     states = {s.name: store.source_state(s.name) for s in sources}
     validators = {name: Validators(st.etag, st.last_modified) for name, st in states.items()}
     results = fetch_all(sources, validators, limits_from(settings))
     subscriptions = store.realtime_subscriptions()
+    # A 200 with the very bytes ingested last time (servers without ETag or Last-Modified) holds
+    # nothing new: it is recorded as a success, and neither parsed nor ingested.
+    digests = {s.name: _body_digest(s, results[s.name]) for s in sources}
+    jobs = [
+        Job(source, outcome.body, outcome.headers, now())
+        for source in sources
+        if isinstance(outcome := results[source.name], Fetched)
+        and not outcome.not_modified
+        and digests[source.name] != store.body_hash(source.name)
+    ]
     report = PollReport()
-    for source in sources:
-        report.polled += 1
-        metrics.polled(source.name)
-        outcome = results[source.name]
-        # A 200 with the very bytes ingested last time (servers without ETag/Last-Modified)
-        # holds nothing new: it is recorded as a success, and neither parsed nor ingested.
-        digest = _body_digest(source, outcome)
-        unchanged = digest is not None and digest == store.body_hash(source.name)
-        try:
-            entries = [] if unchanged else _entries_from(source, outcome)
-        except (FetchError, ParseError) as e:
-            report.failed += 1
-            metrics.fetch_failed(source.name, e)
-            _record_failure(store, source, states[source.name], e, now())
-            continue
-        assert isinstance(outcome, Fetched)
-        fetched_at = now()
-        if outcome.permanent_url and outcome.permanent_url != source.url:
-            log.warning(
-                "source moved permanently name=%r from=%s to=%s (update the config to match)",
-                source.name,
-                source.url,
-                outcome.permanent_url,
+    with Preparer(watchlists, matcher) as preparer:
+        # In source order, one result per job, produced while the sources before are stored.
+        prepared = zip(jobs, preparer.run(jobs, pool_min=pool_min), strict=True)
+        to_prepare = {job.source.name for job in jobs}
+        for source in sources:
+            report.polled += 1
+            metrics.polled(source.name)
+            outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
+            found: list[Prepared] | FetchError | ParseError
+            if source.name in to_prepare:
+                job, found = next(prepared)
+                fetched_at = job.fetched
+            else:  # an error, a 304, or the same bytes as last time
+                found = [] if isinstance(outcome, Fetched) else outcome
+                fetched_at = now()
+            if isinstance(found, (FetchError, ParseError)):
+                report.failed += 1
+                metrics.fetch_failed(source.name, found)
+                _record_failure(store, source, states[source.name], found, fetched_at)
+                continue
+            assert isinstance(outcome, Fetched)
+            report.add(
+                _store_source(
+                    store,
+                    settings,
+                    source,
+                    outcome,
+                    found,
+                    digests[source.name],
+                    states[source.name],
+                    subscriptions,
+                    fetched_at,
+                )
             )
-            store.move_source(source.name, outcome.permanent_url)
-        cutoff = flood_cutoff(states[source.name], fetched_at, settings.first_poll_window)
-        with store.transaction():
-            source_report = ingest(
-                store,
-                source,
-                entries,
-                matcher,
-                subscriptions,
-                fetched_at,
-                cutoff,
-                timedelta(seconds=settings.story_window),
-            )
-            store.record_fetch_success(
-                source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
-            )
-            if digest is not None and not unchanged:
-                store.set_body_hash(source.name, digest)
-            failpoint("before-commit")
-        report.add(source_report)
-        metrics.new_items(source.name, source_report.new_items)
-        log.info(
-            "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
+    return report
+
+
+def _store_source(
+    store: Store,
+    settings: Settings,
+    source: Source,
+    outcome: Fetched,
+    prepared: Sequence[Prepared],
+    digest: str | None,
+    state: SourceState,
+    subscriptions: Sequence[Subscription],
+    fetched_at: datetime,
+) -> PollReport:
+    """One transaction per source: its new items, their stories and alerts, and its fetch state."""
+    if outcome.permanent_url and outcome.permanent_url != source.url:
+        log.warning(
+            "source moved permanently name=%r from=%s to=%s (update the config to match)",
             source.name,
-            outcome.status,
-            len(entries),
-            source_report.new_items,
-            source_report.matches,
-            source_report.alerts_queued,
+            source.url,
+            outcome.permanent_url,
         )
+        store.move_source(source.name, outcome.permanent_url)
+    cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
+    with store.transaction():
+        report = ingest(
+            store,
+            source,
+            prepared,
+            subscriptions,
+            fetched_at,
+            cutoff,
+            timedelta(seconds=settings.story_window),
+        )
+        store.record_fetch_success(
+            source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
+        )
+        if digest is not None and digest != store.body_hash(source.name):
+            store.set_body_hash(source.name, digest)
+        failpoint("before-commit")
+    metrics.new_items(source.name, report.new_items)
+    log.info(
+        "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
+        source.name,
+        outcome.status,
+        len(prepared),
+        report.new_items,
+        report.matches,
+        report.alerts_queued,
+    )
     return report
 
 
@@ -204,64 +247,70 @@ def _body_digest(source: Source, outcome: Fetched | FetchError) -> str | None:
     return digest.hexdigest()
 
 
-def _entries_from(source: Source, outcome: Fetched | FetchError) -> list[Entry]:
-    if isinstance(outcome, FetchError):
-        raise outcome
-    if outcome.not_modified:
-        return []
-    return parse(outcome.body, source, outcome.headers)
-
-
 def ingest(
     store: Store,
     source: Source,
-    entries: Sequence[Entry],
-    matcher: Matcher,
+    prepared: Sequence[Prepared],
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
     cutoff: datetime | None,
     story_window: timedelta = timedelta(hours=72),
 ) -> PollReport:
-    """Store the new entries of one source and queue their alerts (the caller holds a transaction)."""
+    """Store the new items of one source and queue their alerts (the caller holds a transaction).
+
+    Only items that matched a watchlist are indexed for clustering: they are the stories a
+    channel can hear about. Every other item is still looked up in that index, so a copy of an
+    alerted story joins its thread even when its own wording matches nothing; but two copies of
+    a story nobody watches are not folded together (each is its own story), which saves most
+    of a first poll's clustering work.
+    """
     report = PollReport()
     subscribed = {s.channel for s in subscriptions}
     # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
     muted = store.channels_muting_source(source.name, fetched_at)
-    for entry in entries:
-        try:
-            item = normalize(entry, source, fetched_at)
-        except Exception as e:  # one odd entry must not cost the rest of the feed
-            log.warning("entry skipped source=%r guid=%r reason=%s", source.name, entry.guid, e)
-            continue
-        if (known := store.item_by_guid(source.name, item.guid)) is not None:
-            item_id, title, text = known
+    known = store.items_by_guid(source.name, [p.item.guid for p in prepared])
+    originals = store.items_by_url_key([url_key(p.item.url) for p in prepared if p.item.url])
+    since = fetched_at - story_window
+    index = store.story_index(since)
+    for p in prepared:
+        item, fp, matches = p.item, p.fingerprint, p.matches
+        if (found := known.get(item.guid)) is not None:
+            item_id, title, text = found
             if (title, text) != (item.title, item.text):
                 # An edited article (corrected headline, expanded text): keep the latest words, but
                 # it is the same item, so it never alerts again.
                 store.update_item_text(item_id, item.title, item.text)
+                known[item.guid] = (item_id, item.title, item.text)
             continue
         # Same canonical URL already stored (from another source, or re-guided): the same article,
         # so it joins that item's story without alerting or counting as another outlet.
-        original = store.item_id_for_url(item.url)
-        if original is not None:
-            store.add_item(item, duplicate_of=original, story_id=store.story_of(original))
+        key = url_key(item.url) if item.url else ""
+        if key and (original := originals.get(key)) is not None:
+            item_id = store.add_item(item, duplicate_of=original[0], story_id=original[1])
+            known[item.guid] = (item_id, item.title, item.text)
             report.new_items += 1
             continue
-        fp = fingerprint(item.title, item.text)
-        story_id = assign_story(store, fp, item.fetched, story_window)
+        story = index.find(fp, since)
+        story_id = story[0] if story else store.new_story(item.fetched)
         item_id = store.add_item(item, story_id=story_id)
+        known[item.guid] = (item_id, item.title, item.text)
+        if key:
+            originals[key] = (item_id, story_id)
         report.new_items += 1
-        store.add_fingerprint(item_id, story_id, item.fetched, fp.title, fp.lead)
-        matches: Mapping[str, list[Span]] = matcher.match(item.title, item.text, source=item.source)
+        if not matches and story is None:
+            continue  # a story of its own that no watchlist wants: nothing more to do
+        plan: dict[str, list[str]] = {}
         if matches:
+            store.add_fingerprint(item_id, story_id, item.fetched, fp)
             store.add_matches(item_id, dict(matches))
             report.matches += 1
             metrics.matched(matches)
-        plan = plan_alerts(matches, subscriptions)
+            plan = plan_alerts(matches, subscriptions)
         # Channels already alerted about this story hear of every further report of it, in the
         # story's thread, even when this copy's wording matches no watchlist by itself.
-        for channel in store.story_channels(story_id) & subscribed:
-            plan.setdefault(channel, [])
+        if story is not None:
+            for channel in store.story_channels(story_id) & subscribed:
+                plan.setdefault(channel, [])
         for channel in muted:
             plan.pop(channel, None)
         if not plan:
@@ -277,12 +326,5 @@ def ingest(
 
 def assign_story(store: Store, fp: Fingerprint, seen: datetime, window: timedelta) -> int:
     """The story a new item belongs to: the most similar story seen within ``window``, or a new one."""
-    df = store.token_df(fp.tokens)
-    candidates = store.fingerprint_candidates(candidate_tokens(fp, df), seen - window)
-    found = best_match(
-        fp,
-        candidates,
-        df,
-        store.fingerprint_total(),
-    )
+    found = store.story_index(seen - window).find(fp, seen - window)
     return found[0] if found else store.new_story(seen)

@@ -7,18 +7,23 @@ similarity clears a threshold tuned on the labeled set in tests/data/stories/.
 
 Similarity is IDF-weighted: sharing "UNICEF" and "1.2 million" says far more than sharing
 "children" and "online", which every item on these watchlists shares. The candidates come
-from an inverted index of the item's rarest tokens over the time window (kept in SQLite by
-store.py), so clustering never scans history and costs the same at 10k or 10M items.
+from an inverted index of the item's rarest tokens over the time window (StoryIndex, in memory;
+store.py keeps the fingerprints and the document frequencies in SQLite), so clustering never
+scans history and costs the same at 10k or 10M items.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from datetime import datetime
+from functools import cached_property
+from operator import itemgetter
 
 import snowballstemmer
 
@@ -70,29 +75,62 @@ class Fingerprint:
 
 def clean_headline(title: str) -> str:
     """The headline without desk prefixes ("UPDATE 2-", "EXCLUSIVE:")."""
-    previous = None
-    while previous != title:
-        previous, title = title, _PREFIX.sub("", title, count=1)
+    while match := _PREFIX.match(title):
+        title = title[match.end() :]
     return title
 
 
-@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     for pattern, replacement in _BRITISH:
         word = pattern.sub(replacement, word)
     return _stemmer.stemWord(word)
 
 
+# Word -> its token, or "" for a word that is dropped (a stem is never empty). Snowball is pure
+# Python, and a first poll tokenizes tens of thousands of items; a plain dict is cheaper than
+# lru_cache, and clearing it when full keeps it bounded.
+_TOKENS: dict[str, str] = {}
+_TOKENS_MAX = 1 << 17
+
+
+def _token(word: str) -> str:
+    if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+        token = ""
+    else:
+        token = word if word[0].isdigit() else _stem(word)
+    if len(_TOKENS) >= _TOKENS_MAX:
+        _TOKENS.clear()
+    _TOKENS[word] = token
+    return token
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = text.casefold()
+    if folded.isascii():  # NFKD changes no ASCII character, and most news text is ASCII
+        return folded
+    decomposed = unicodedata.normalize("NFKD", folded)
+    # One str.replace per distinct combining mark: a per-character loop in Python was the
+    # costliest step of a fingerprint.
+    for char in set(_NON_ASCII.findall(decomposed)):
+        if unicodedata.combining(char):
+            decomposed = decomposed.replace(char, "")
+    return decomposed
 
 
 # Ways reporters write the same thing: folded to one token before comparing, so that "AI" and
 # "artificial intelligence", or "CSAM" and "child sexual abuse images", count as shared words.
+#
+# Most texts match none of the patterns, and a substring test is much cheaper than a regex scan,
+# so each pattern comes with strings it cannot match without (None: it needs a digit). They are looked for
+# in the case-folded text when the pattern ignores case, and contain no "i": such a pattern's "i"
+# also matches "ı", and "İ", which case-folds to two characters ("K" and "ſ", the only other
+# non-ASCII matches of ASCII letters, case-fold to "k" and "s").
 _I = re.IGNORECASE
-_CANONICAL = [
-    (re.compile(r"\bartificial[\s-]+intelligence\b", _I), " ai "),
+_CANONICAL: list[tuple[re.Pattern[str], str, tuple[str, ...] | None]] = [
+    (re.compile(r"\bartificial[\s-]+intelligence\b", _I), " ai ", ("ntell",)),
     (
         re.compile(
             r"\b(?:child(?:ren)?(?:'s)?[\s-]+(?:sexual[\s-]+)?(?:abuse|exploitation)[\s-]+"
@@ -100,33 +138,75 @@ _CANONICAL = [
             _I,
         ),
         " csam ",
+        ("abuse", "xplo", "csam", "csem", "csea"),
     ),
-    (re.compile(r"\bdeep[\s-]+fakes?\b", _I), " deepfake "),
+    (re.compile(r"\bdeep[\s-]+fakes?\b", _I), " deepfake ", ("deep",)),
     # Acronyms only in capitals: "US" the country, not "us"; "UN", not "un".
-    (re.compile(r"\b(?:U\.S\.A?|USA|US)(?=\W|$)|\bUnited\s+States(?:\s+of\s+America)?\b"), " usa "),
-    (re.compile(r"\b(?:U\.K\.|UK)(?=\W|$)|\b(?:United\s+Kingdom|Britain|British)\b"), " uk "),
-    (re.compile(r"\bEU\b|\bEuropean\s+Union\b"), " eu "),
-    (re.compile(r"\bUN\b|\bUnited\s+Nations\b"), " un "),
-    (re.compile(r"(\d+(?:\.\d+)?)\s*(?:million|mln|m)\b", _I), r" \1m "),
-    (re.compile(r"(\d+(?:\.\d+)?)\s*(?:billion|bln|bn)\b", _I), r" \1bn "),
-    (re.compile(r"(?<=\d),(?=\d{3}\b)"), ""),
+    (
+        re.compile(r"\b(?:U\.S\.A?|USA|US)(?=\W|$)|\bUnited\s+States(?:\s+of\s+America)?\b"),
+        " usa ",
+        ("US", "U.S.", "United"),
+    ),
+    (
+        re.compile(r"\b(?:U\.K\.|UK)(?=\W|$)|\b(?:United\s+Kingdom|Britain|British)\b"),
+        " uk ",
+        ("UK", "U.K.", "United", "Brit"),
+    ),
+    (re.compile(r"\bEU\b|\bEuropean\s+Union\b"), " eu ", ("EU", "European")),
+    (re.compile(r"\bUN\b|\bUnited\s+Nations\b"), " un ", ("UN", "United")),
+    (re.compile(r"(\d+(?:\.\d+)?)\s*(?:million|mln|m)\b", _I), r" \1m ", None),
+    (re.compile(r"(\d+(?:\.\d+)?)\s*(?:billion|bln|bn)\b", _I), r" \1bn ", None),
+    (re.compile(r"(?<=\d),(?=\d{3}\b)"), "", None),
 ]
+_DIGIT = re.compile(r"\d")
+_IGNORECASE = int(re.IGNORECASE)  # "&" with the RegexFlag itself goes through the enum module
 
 
 def canonical(text: str) -> str:
-    for pattern, replacement in _CANONICAL:
-        text = pattern.sub(replacement, text)
+    folded = text.casefold()
+    # Replacements add no digit that was not there already.
+    has_digit = _DIGIT.search(text) is not None
+    for pattern, replacement, needs in _CANONICAL:
+        if needs is None:
+            if not has_digit:
+                continue
+        else:
+            haystack = folded if pattern.flags & _IGNORECASE else text
+            if not any(part in haystack for part in needs):
+                continue
+        text, count = pattern.subn(replacement, text)
+        if count:
+            folded = text.casefold()
     return text
+
+
+# A limited number of tokens comes from the first sentences, so a long text (a full article) is
+# tokenized a piece at a time until there are enough. A piece ends at a full stop that follows a
+# lower-case letter and precedes a space: no pattern in _CANONICAL and no _WORD runs across it,
+# and replacements leave it alone, so the pieces give the same tokens as the whole text.
+_PIECE = 600
+_PIECE_END = re.compile(r"[a-z]\.(?= )")
+
+
+def _pieces(text: str) -> Iterable[str]:
+    start = 0
+    while end := _PIECE_END.search(text, start + _PIECE):
+        yield text[start : end.end()]
+        start = end.end()
+    yield text[start:]
 
 
 def tokens(text: str, limit: int | None = None) -> list[str]:
     out: list[str] = []
-    for word in _WORD.findall(_fold(canonical(text))):
-        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
-            continue
-        out.append(word if word[0].isdigit() else _stem(word))
-        if limit is not None and len(out) >= limit:
-            break
+    for piece in (text,) if limit is None else _pieces(text):
+        for word in _WORD.findall(_fold(canonical(piece))):
+            token = _TOKENS.get(word)
+            if token is None:
+                token = _token(word)
+            if token:
+                out.append(token)
+                if limit is not None and len(out) >= limit:
+                    return out
     return out
 
 
@@ -148,25 +228,14 @@ NUMBER_CONFLICT = 0.6  # both cite figures, none in common: "35 years" vs "20 ye
 
 
 class _Weights(dict[str, float]):
-    """Token weights (1.0 when unknown), and the weight of each token set, computed once.
+    """Token weights given as a mapping (1.0 when unknown), and each token set's weight, computed once."""
 
-    best_match() compares one item with ~30 others, so the same sums would otherwise be
-    recomputed per pair; this is the clustering's inner loop.
-    """
-
-    def __init__(
-        self, weights: Mapping[str, float] = (), *, df: Mapping[str, int] | None = None, total: int = 0
-    ):
+    def __init__(self, weights: Mapping[str, float] = ()):
         super().__init__(weights)
         self.sums: dict[frozenset[str], float] = {}
-        self.df, self.n = df, total
 
     def __missing__(self, token: str) -> float:
-        # With document frequencies: the token's IDF, computed on first use; without: 1.0.
-        if self.df is None:
-            return 1.0
-        weight = self[token] = idf(self.df.get(token, 0), self.n)
-        return weight
+        return 1.0
 
     def total(self, tokens: frozenset[str]) -> float:
         found = self.sums.get(tokens)
@@ -183,9 +252,12 @@ def _weighted_dice(a: frozenset[str], b: frozenset[str], weight: _Weights) -> fl
 
 
 def similarity(a: Fingerprint, b: Fingerprint, weight: Mapping[str, float]) -> float:
-    """How strongly two items look like the same event; 1.0 or more means they are."""
-    if not isinstance(weight, _Weights):
-        weight = _Weights(weight)
+    """How strongly two items look like the same event; 1.0 or more means they are.
+
+    ``weight``: each token's weight (1.0 for a token it does not list). best_match computes
+    the same score, with IDF weights, through _Scorer.
+    """
+    weight = weight if isinstance(weight, _Weights) else _Weights(weight)
     if not a.tokens & b.tokens:
         return 0.0
     if a.lead and b.lead:
@@ -203,9 +275,55 @@ def headline_cover(
     """For a headline-only item: how much of its headline the story's items already say (1.0 = enough)."""
     if len(headline) < 3:  # two words in common is coincidence
         return 0.0
-    if not isinstance(weight, _Weights):
-        weight = _Weights(weight)
+    weight = weight if isinstance(weight, _Weights) else _Weights(weight)
     return sum(map(weight.__getitem__, headline & story_words)) / weight.total(headline) / HEADLINE_COVER
+
+
+class _Scorer:
+    """similarity() and headline_cover() of one new item against many, with IDF weights.
+
+    The weights are the IDF of the new item's own tokens; any other token (a candidate's words
+    the new item lacks) weighs as the rarest, which is what the thresholds were tuned with: a
+    candidate that says much more than the new item is less likely the same story. So each
+    token set's weight is its size times the rarest weight, less how much lighter than that its
+    tokens shared with the new item are (``lighter``): per candidate, one set intersection and a
+    sum over it, instead of a lookup per word. This is the clustering's inner loop.
+    """
+
+    def __init__(self, fp: Fingerprint, df: Mapping[str, int], total: int):
+        self.fp = fp
+        self.rarest = rarest = idf(0, total)
+        self.lighter = {t: rarest - idf(n, total) if (n := df.get(t, 0)) else 0.0 for t in fp.tokens}
+        self.whole = self.weight(fp.tokens)
+        self.whole_title = self.weight(fp.title)
+
+    def weight(self, tokens: frozenset[str]) -> float:
+        """The weight of some of the new item's tokens."""
+        return len(tokens) * self.rarest - sum(map(self.lighter.__getitem__, tokens))
+
+    def similarity(self, other: Fingerprint) -> float:
+        fp, rarest, lighter = self.fp, self.rarest, self.lighter.__getitem__
+        common = fp.tokens & other.tokens
+        if not common:
+            return 0.0
+        if fp.lead and other.lead:
+            less = sum(map(lighter, common))
+            shared, theirs = len(common) * rarest - less, len(other.tokens) * rarest - less
+            score = 2 * shared / (self.whole + theirs) / SAME_TEXT
+        else:  # a news-search headline: only headlines compare like with like
+            common = fp.title & other.title
+            if not common:
+                return 0.0
+            theirs = len(other.title) * rarest - sum(map(lighter, other.title & fp.tokens))
+            score = 2 * self.weight(common) / (self.whole_title + theirs) / SAME_HEADLINE
+        if fp.numbers and other.numbers and not fp.numbers & other.numbers:
+            score *= NUMBER_CONFLICT
+        return score
+
+    def headline_cover(self, story_words: frozenset[str]) -> float:
+        if len(self.fp.title) < 3:  # two words in common is coincidence
+            return 0.0
+        return self.weight(self.fp.title & story_words) / self.whole_title / HEADLINE_COVER
 
 
 def candidate_tokens(fp: Fingerprint, df: Mapping[str, int]) -> list[str]:
@@ -214,8 +332,8 @@ def candidate_tokens(fp: Fingerprint, df: Mapping[str, int]) -> list[str]:
     Tokens no earlier item has (df 0) cannot find anything, and the commonest ones would
     return half the window, so the lookup uses the rarest of the rest.
     """
-    seen_before = [t for t in fp.tokens if df.get(t, 0) > 0]
-    return sorted(seen_before, key=lambda t: (df[t], t))[:CANDIDATE_TOKENS]
+    rarest = heapq.nsmallest(CANDIDATE_TOKENS, [(n, t) for t in fp.tokens if (n := df.get(t, 0)) > 0])
+    return [t for _, t in rarest]
 
 
 def best_match(
@@ -224,17 +342,136 @@ def best_match(
     df: Mapping[str, int],
     total: int,
 ) -> tuple[int, float] | None:
-    """(story id, score) of the story the item most looks like, if it clears the bar, else None."""
-    weight = _Weights(df=df, total=total)
+    """(story id, score) of the story the item most looks like, if it clears the bar, else None.
+
+    ``df``: document frequencies (of fp's tokens; others are not used), ``total``: the N of IDF.
+    """
+    return _best_of(_Scorer(fp, df, total), candidates)
+
+
+def _best_of(scorer: _Scorer, candidates: Iterable[tuple[int, Fingerprint]]) -> tuple[int, float] | None:
+    fp = scorer.fp
     best: dict[int, float] = {}
     words: dict[int, set[str]] = {}
     for story_id, other in candidates:
-        best[story_id] = max(best.get(story_id, 0.0), similarity(fp, other, weight))
+        best[story_id] = max(best.get(story_id, 0.0), scorer.similarity(other))
         if not fp.lead:
             words.setdefault(story_id, set()).update(other.tokens)
     if not fp.lead:
         # A headline-only copy often rewrites one outlet's headline with another's lead words.
         for story_id, story_words in words.items():
-            best[story_id] = max(best[story_id], headline_cover(fp.title, frozenset(story_words), weight))
+            best[story_id] = max(best[story_id], scorer.headline_cover(frozenset(story_words)))
     story_id, score = max(best.items(), key=lambda kv: kv[1], default=(0, 0.0))
     return (story_id, score) if score >= 1.0 else None
+
+
+POSTINGS_PER_TOKEN = 200  # candidate lookup: the most recent items per token
+# Items compared in full with a new one, those sharing the most of its rarest tokens. On both
+# labeled sets, 10 gives the same precision and recall as 30 (5 loses some): a copy of a story
+# shares its names and figures, so it ranks near the top.
+CANDIDATES = 10
+
+
+class StoryIndex:
+    """The fingerprints of the items seen within the story window, and an inverted index of them.
+
+    Kept in memory (store.py loads it from the fingerprints table and keeps it in step with what
+    it writes): looking up a new item's candidates is then a few dictionary reads instead of a
+    query, which matters because every new item of a poll is looked up, indexed or not.
+
+    Items are added in the order they are seen, so each token's postings are oldest first.
+    ``df`` and ``total`` are the document frequencies of the IDF weights, over every indexed item
+    ever (not only the window): a token's rarity is a property of the language of the news.
+    """
+
+    def __init__(self, df: Mapping[str, int] | None = None, total: int = 0):
+        self.df: dict[str, int] = dict(df or {})
+        self.total = total
+        self._postings: dict[str, list[int]] = {}
+        self._prints: dict[int, tuple[int, datetime, Fingerprint]] = {}
+        self._added = 0  # since the last look for items that left the window
+
+    def __len__(self) -> int:
+        return len(self._prints)
+
+    def add(
+        self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint, *, count: bool = True
+    ) -> None:
+        """Index an item; ``count`` adds it to the document frequencies (False when loading)."""
+        self._prints[item_id] = (story_id, seen, fp)
+        self._added += 1
+        for token in fp.tokens:
+            self._postings.setdefault(token, []).append(item_id)
+            if count:
+                self.df[token] = self.df.get(token, 0) + 1
+        if count:
+            self.total += 1
+
+    def candidates(
+        self, fp: Fingerprint, since: datetime, limit: int = CANDIDATES
+    ) -> list[tuple[int, Fingerprint]]:
+        """(story id, fingerprint) of the items seen since ``since`` sharing most of fp's rare tokens.
+
+        Each token contributes its most recent postings only: a token shared by thousands of
+        items would otherwise make every lookup scan them all. Syndicated copies are recent.
+        """
+        self._forget_before(since)
+        prints = self._prints
+        shared: Counter[int] = Counter()
+        for token in candidate_tokens(fp, self.df):
+            recent = self._postings.get(token, [])[-POSTINGS_PER_TOKEN:]
+            if recent and prints[recent[0]][1] < since:  # some have left the window
+                recent = [i for i in recent if prints[i][1] >= since]
+            shared.update(recent)
+        # Most shared tokens first, then the most recent (the highest id). Most of the items
+        # share one token: sorting only those that can make the cut is what keeps this cheap.
+        if len(shared) > limit:
+            cut = sorted(shared.values(), reverse=True)[limit - 1]
+            shared = Counter({i: n for i, n in shared.items() if n >= cut})
+        ranked = sorted(shared.items(), key=itemgetter(1, 0), reverse=True)[:limit]
+        return [(prints[i][0], prints[i][2]) for i, _ in ranked]
+
+    def find(self, fp: Fingerprint, since: datetime) -> tuple[int, float] | None:
+        """(story id, score) of the story seen since ``since`` that the item belongs to, if any."""
+        if not self._prints:
+            return None
+        scorer = _Scorer(fp, self.df, self.total)
+        if not self._may_match(scorer):
+            return None
+        return _best_of(scorer, self.candidates(fp, since))
+
+    def _may_match(self, scorer: _Scorer) -> bool:
+        """False when no indexed item can be similar enough, whatever it says: a cheap test that
+        spares the items about nothing any indexed story is about the full comparison.
+
+        A weighted Dice of S / (W(a) + W(b)) * 2 can only reach the bar T when the weight S of
+        the words a shares with b is at least T / (2 - T) of a's weight W(a), since W(b) >= S;
+        and a can only share the words that some indexed item has. The same holds for the
+        headline comparisons (SAME_HEADLINE, HEADLINE_COVER is stricter) over the headline.
+        """
+        indexed = self._postings  # every token of an item still in memory (a superset: sound)
+        fp = scorer.fp
+
+        def shared_enough(tokens: frozenset[str], whole: float, bar: float) -> bool:
+            shared = scorer.weight(frozenset(t for t in tokens if t in indexed))
+            # The margin keeps rounding from ever deciding what the exact comparison would not.
+            return whole > 0 and shared >= bar / (2 - bar) * whole * 0.999
+
+        if fp.lead and shared_enough(fp.tokens, scorer.whole, SAME_TEXT):
+            return True
+        return shared_enough(fp.title, scorer.whole_title, min(SAME_HEADLINE, HEADLINE_COVER))
+
+    def _forget_before(self, since: datetime) -> None:
+        # Dropping what left the window keeps memory flat in a long-running bot. It is a full
+        # rebuild, so it runs at most once per thousand items added.
+        if self._added < 1000:
+            return
+        self._added = 0
+        kept = {i: p for i, p in self._prints.items() if p[1] >= since}
+        if len(kept) == len(self._prints):
+            return
+        self._prints = kept
+        self._postings = {}
+        for item_id, (_, _, fp) in kept.items():
+            for token in fp.tokens:
+                self._postings.setdefault(token, []).append(item_id)

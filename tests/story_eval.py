@@ -62,7 +62,7 @@ def evaluate(store: Store, path: Path = LABELED, window: timedelta = timedelta(h
         fp = fingerprint(item.title, item.text)
         predicted = assign_story(store, fp, seen, window)
         item_id = store.add_item(item, story_id=predicted)
-        store.add_fingerprint(item_id, predicted, seen, fp.title, fp.lead)
+        store.add_fingerprint(item_id, predicted, seen, fp)
         truth.append((story_id, predicted, item.title))
     true_pairs = predicted_pairs = both = 0
     false_merges, missed = [], []

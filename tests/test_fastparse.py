@@ -618,7 +618,7 @@ def _plain_rss(*titles: str) -> str:
 def test_a_200_with_the_same_bytes_is_recorded_but_not_parsed_again(
     tmp_path: Path, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import pipeline
+    from bot import prepare
 
     url = feeds.serve("/plain.rss", _plain_rss("CSAM ring broken up", "Weather"))  # no ETag, no Last-Modified
     source = Source("plain", url)
@@ -632,13 +632,13 @@ def test_a_200_with_the_same_bytes_is_recorded_but_not_parsed_again(
         db_path=str(tmp_path / "t.db"),
     )
     parsed: list[str] = []
-    real_parse = pipeline.parse
+    real_parse = prepare.parse
 
     def counting(body: bytes, src: Source, headers: object = None) -> list:
         parsed.append(src.name)
         return real_parse(body, src, headers)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "parse", counting)
+    monkeypatch.setattr(prepare, "parse", counting)
     store = Store.open(tmp_path / "t.db")
     try:
         store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, FETCHED)

@@ -21,6 +21,7 @@ from bot.history import export_rows, fts_match, iso_z, prune, search, write_csv,
 from bot.model import Item, Source, Subscription, Watchlist
 from bot.query import _Field, compile_query
 from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
+from bot.stories import Fingerprint
 from tests.conftest import DATA, bot_env, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -423,7 +424,9 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     old_seen = NOW - timedelta(days=200)
     old, old_story = add(store, "Ancient UNICEF story", "", seen=old_seen)
     copy, _ = add(store, "ＵＮＩＣＥＦ copy", "", seen=old_seen, story=old_story)
-    store.add_fingerprint(old, old_story, old_seen, ["ancient", "unicef"], ["stori"])
+    store.add_fingerprint(
+        old, old_story, old_seen, Fingerprint(frozenset({"ancient", "unicef"}), frozenset({"stori"}))
+    )
     store.add_matches(old, {"unicef": []})
     store.enqueue_alert(old, "C1", ["unicef"], old_seen)
     store.mark_alert_sent(store.queued_alerts()[0].id, "1.1", old_seen)
@@ -443,7 +446,7 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     assert fts_rowids(store, "unicef") == remaining - {copy}
     assert fts_rowids(store, "ancient") == set()
     assert store.db.execute("SELECT count(*) FROM items_fts_fallback").fetchone()[0] == 0
-    for table in ("matches", "fingerprints", "story_tokens", "feedback", "triage"):
+    for table in ("matches", "fingerprints", "feedback", "triage"):
         assert store.db.execute(f"SELECT count(*) FROM {table} WHERE item_id = ?", [old]).fetchone()[0] == 0
     assert store.db.execute("SELECT count(*) FROM stories WHERE id = ?", [old_story]).fetchone()[0] == 0
     assert store.fts_consistent()
@@ -508,3 +511,26 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
 
     result = newsalert("search", "x", db=tmp_path / "missing.db")
     assert result.returncode == 3 and "no such database" in result.stderr
+
+
+def test_the_python_fallback_test_agrees_with_the_sql_one_on_every_boundary(tmp_path: Path) -> None:
+    # Inserts decide in Python (needs_search_fallback); edits, in the update trigger's SQL.
+    from bot.store import FTS_NOT_PLAIN, _fts_fallback_sql, needs_search_fallback
+
+    store = Store.open(tmp_path / "t.db")
+    codes = {0x7F, 0x10FFFF, 0x1F600}  # (no NUL: SQL strings end there)
+    for lo, hi in (*FTS_PLAIN, *FTS_NOT_PLAIN):
+        codes |= {lo - 1, lo, lo + 1, hi - 1, hi, hi + 1}
+    texts = [
+        f"plain {chr(c)} text" for c in sorted(codes) if 0 < c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF
+    ]
+    texts += ["AT&T", "caf&eacute;", "a;b&c", "", "UNICEF"]
+    sql = "SELECT " + _fts_fallback_sql("(:title || ' ' || :text)")
+    differ = [
+        t
+        for t in texts
+        if bool(store.db.execute(sql, {"title": "x", "text": t}).fetchone()[0])
+        != needs_search_fallback("x", t)
+    ]
+    assert differ == []
+    store.close()
