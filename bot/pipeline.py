@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +25,8 @@ from bot.store import SourceState, Store
 from bot.stories import Fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
+
+POLL_BATCH = 250  # sources fetched, prepared and stored together: ~20 MB of bodies in memory
 
 
 @dataclass
@@ -86,9 +88,10 @@ def poll(
 ) -> PollReport:
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
-    ``due_only`` (the scheduler) skips sources that are backing off after failures. When at
-    least ``pool_min`` bodies need parsing, they are prepared in a process pool (bot/prepare.py)
-    while this process stores the ones already done.
+    ``due_only`` (the scheduler) skips sources that are backing off after failures. Sources go
+    in batches of POLL_BATCH; once a batch has ``pool_min`` bodies to parse, they (and every
+    later batch's) are prepared in a process pool (bot/prepare.py) while this process stores
+    the ones already done.
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.active_sources() if sources is None else sources
@@ -97,9 +100,27 @@ def poll(
     watchlists = {w.name: w.query for w in store.active_watchlists()}
     matcher = Matcher(watchlists)  # compiled here first: a bad query fails the poll before any fetch
     states = {s.name: store.source_state(s.name) for s in sources}
-    validators = {name: Validators(st.etag, st.last_modified) for name, st in states.items()}
-    results = fetch_all(sources, validators, limits_from(settings))
     subscriptions = store.realtime_subscriptions()
+    report = PollReport()
+    with Preparer(watchlists, matcher, pool_min=pool_min) as preparer:
+        # In batches: only one batch's bodies are in memory at a time, however long the list.
+        for start in range(0, len(sources), POLL_BATCH):
+            batch = sources[start : start + POLL_BATCH]
+            report.add(_poll_batch(settings, store, batch, states, subscriptions, preparer, now))
+    return report
+
+
+def _poll_batch(
+    settings: Settings,
+    store: Store,
+    sources: Sequence[Source],
+    states: Mapping[str, SourceState],
+    subscriptions: Sequence[Subscription],
+    preparer: Preparer,
+    now: Callable[[], datetime],
+) -> PollReport:
+    validators = {s.name: Validators(states[s.name].etag, states[s.name].last_modified) for s in sources}
+    results = fetch_all(sources, validators, limits_from(settings))
     # A 200 with the very bytes ingested last time (servers without ETag or Last-Modified) holds
     # nothing new: it is recorded as a success, and neither parsed nor ingested.
     digests = {s.name: _body_digest(s, results[s.name]) for s in sources}
@@ -111,40 +132,39 @@ def poll(
         and digests[source.name] != store.body_hash(source.name)
     ]
     report = PollReport()
-    with Preparer(watchlists, matcher) as preparer:
-        # In source order, one result per job, produced while the sources before are stored.
-        prepared = zip(jobs, preparer.run(jobs, pool_min=pool_min), strict=True)
-        to_prepare = {job.source.name for job in jobs}
-        for source in sources:
-            report.polled += 1
-            metrics.polled(source.name)
-            outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
-            found: list[Prepared] | FetchError | ParseError
-            if source.name in to_prepare:
-                job, found = next(prepared)
-                fetched_at = job.fetched
-            else:  # an error, a 304, or the same bytes as last time
-                found = [] if isinstance(outcome, Fetched) else outcome
-                fetched_at = now()
-            if isinstance(found, (FetchError, ParseError)):
-                report.failed += 1
-                metrics.fetch_failed(source.name, found)
-                _record_failure(store, source, states[source.name], found, fetched_at)
-                continue
-            assert isinstance(outcome, Fetched)
-            report.add(
-                _store_source(
-                    store,
-                    settings,
-                    source,
-                    outcome,
-                    found,
-                    digests[source.name],
-                    states[source.name],
-                    subscriptions,
-                    fetched_at,
-                )
+    # In source order, one result per job, produced while the sources before are stored.
+    prepared = zip(jobs, preparer.run(jobs), strict=True)
+    to_prepare = {job.source.name for job in jobs}
+    for source in sources:
+        report.polled += 1
+        metrics.polled(source.name)
+        outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
+        found: list[Prepared] | FetchError | ParseError
+        if source.name in to_prepare:
+            job, found = next(prepared)
+            fetched_at = job.fetched
+        else:  # an error, a 304, or the same bytes as last time
+            found = [] if isinstance(outcome, Fetched) else outcome
+            fetched_at = now()
+        if isinstance(found, (FetchError, ParseError)):
+            report.failed += 1
+            metrics.fetch_failed(source.name, found)
+            _record_failure(store, source, states[source.name], found, fetched_at)
+            continue
+        assert isinstance(outcome, Fetched)
+        report.add(
+            _store_source(
+                store,
+                settings,
+                source,
+                outcome,
+                found,
+                digests[source.name],
+                states[source.name],
+                subscriptions,
+                fetched_at,
             )
+        )
     return report
 
 
@@ -269,10 +289,11 @@ def ingest(
     # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
     muted = store.channels_muting_source(source.name, fetched_at)
     known = store.items_by_guid(source.name, [p.item.guid for p in prepared])
-    originals = store.items_by_url_key([url_key(p.item.url) for p in prepared if p.item.url])
+    keys = [url_key(p.item.url) if p.item.url else "" for p in prepared]
+    originals = store.items_by_url_key(keys)
     since = fetched_at - story_window
     index = store.story_index(since)
-    for p in prepared:
+    for p, key in zip(prepared, keys, strict=True):
         item, fp, matches = p.item, p.fingerprint, p.matches
         if (found := known.get(item.guid)) is not None:
             item_id, title, text = found
@@ -284,15 +305,14 @@ def ingest(
             continue
         # Same canonical URL already stored (from another source, or re-guided): the same article,
         # so it joins that item's story without alerting or counting as another outlet.
-        key = url_key(item.url) if item.url else ""
         if key and (original := originals.get(key)) is not None:
-            item_id = store.add_item(item, duplicate_of=original[0], story_id=original[1])
+            item_id = store.add_item(item, duplicate_of=original[0], story_id=original[1], key=key)
             known[item.guid] = (item_id, item.title, item.text)
             report.new_items += 1
             continue
         story = index.find(fp, since)
         story_id = story[0] if story else store.new_story(item.fetched)
-        item_id = store.add_item(item, story_id=story_id)
+        item_id = store.add_item(item, story_id=story_id, key=key, new_story=story is None)
         known[item.guid] = (item_id, item.title, item.text)
         if key:
             originals[key] = (item_id, story_id)

@@ -84,10 +84,18 @@ class Preparer:
     rest is prepared inline: slower, but nothing is lost.
     """
 
-    def __init__(self, watchlists: Mapping[str, str], matcher: Matcher | None = None, *, workers: int = 0):
+    def __init__(
+        self,
+        watchlists: Mapping[str, str],
+        matcher: Matcher | None = None,
+        *,
+        workers: int = 0,
+        pool_min: int = POOL_MIN_BODIES,
+    ):
         self._watchlists = dict(watchlists)
         self._matcher = matcher
         self._workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        self._pool_min = max(pool_min, 2)
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Preparer:
@@ -104,24 +112,24 @@ class Preparer:
             self._matcher = Matcher(self._watchlists)
         return self._matcher
 
-    def run(
-        self, jobs: Sequence[Job], *, pool_min: int = POOL_MIN_BODIES
-    ) -> Iterator[list[Prepared] | ParseError]:
-        if len(jobs) < max(pool_min, 2) or self._workers < 2:
+    def run(self, jobs: Sequence[Job]) -> Iterator[list[Prepared] | ParseError]:
+        """One result per job, in order. The pool, once started, serves every later call."""
+        if self._pool is None and (len(jobs) < self._pool_min or self._workers < 2):
             for job in jobs:
                 yield self._inline(job)
             return
-        self._pool = ProcessPoolExecutor(
-            self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(self._watchlists, logging.getLogger().getEffectiveLevel()),
-        )
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self._watchlists, logging.getLogger().getEffectiveLevel()),
+            )
         # Chunks: fewer round trips between processes, but small enough that the first results
         # come back soon, so storing them overlaps with preparing the rest. Only a few chunks
         # are in flight at a time: prepared items do not pile up in memory when storing them
         # is slower than preparing them.
-        size = max(1, min(16, len(jobs) // (self._workers * 8)))
+        size = max(1, min(8, len(jobs) // (self._workers * 8)))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         in_flight: deque[Future[list[tuple[list[Prepared] | ParseError, list[_Record]]]]] = deque()
         submitted = yielded = 0

@@ -781,7 +781,17 @@ class Store:
         row = self._one("SELECT id FROM items WHERE url_key = ? ORDER BY id LIMIT 1", [url_key(url)])
         return row["id"] if row else None
 
-    def add_item(self, item: Item, *, story_id: int, duplicate_of: int | None = None) -> int:
+    def add_item(
+        self,
+        item: Item,
+        *,
+        story_id: int,
+        duplicate_of: int | None = None,
+        key: str | None = None,
+        new_story: bool = False,
+    ) -> int:
+        """Store a new item in a story; ``key``: its url_key if the caller has it; ``new_story``:
+        the story was just made for it (its last_seen is already the item's)."""
         # Plain SQL on the hot path: sqlite-utils' insert() inspects the schema on every call.
         cursor = self.db.execute(
             """INSERT INTO items (source, guid, url, title, text, outlet, headline_only, published,
@@ -798,7 +808,7 @@ class Store:
                 iso(item.published),
                 iso(item.fetched),
                 duplicate_of,
-                url_key(item.url),
+                url_key(item.url) if key is None else key,
                 story_id,
             ],
         )
@@ -809,9 +819,10 @@ class Store:
             self.index_new_items()
         if needs_search_fallback(item.title, item.text):
             self.db.execute("INSERT INTO items_fts_fallback (item_id) VALUES (?)", [item_id])
-        self.db.execute(
-            "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
-        )
+        if not new_story:
+            self.db.execute(
+                "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
+            )
         return item_id
 
     def item_by_guid(self, source: str, guid: str) -> tuple[int, str, str] | None:

@@ -521,9 +521,7 @@ def test_the_python_fallback_test_agrees_with_the_sql_one_on_every_boundary(tmp_
     codes = {0x7F, 0x10FFFF, 0x1F600}  # (no NUL: SQL strings end there)
     for lo, hi in (*FTS_PLAIN, *FTS_NOT_PLAIN):
         codes |= {lo - 1, lo, lo + 1, hi - 1, hi, hi + 1}
-    texts = [
-        f"plain {chr(c)} text" for c in sorted(codes) if 0 < c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF
-    ]
+    texts = [f"plain {chr(c)} text" for c in sorted(codes) if 0 < c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF]
     texts += ["AT&T", "caf&eacute;", "a;b&c", "", "UNICEF"]
     sql = "SELECT " + _fts_fallback_sql("(:title || ' ' || :text)")
     differ = [

@@ -97,8 +97,8 @@ def test_what_a_worker_logs_is_logged_by_the_poll(
     # Two items with one guid: the parser drops the second and says so, in the worker.
     body = rss(("CSAM case", "https://a.example/1", NOW), ("CSAM case again", "https://a.example/1", NOW))
     jobs = [Job(Source(f"s{n}", feeds.serve(f"/{n}.rss", body)), body.encode(), {}, NOW) for n in range(4)]
-    with caplog.at_level(logging.INFO), Preparer({"csam": "CSAM"}, workers=2) as preparer:
-        results = list(preparer.run(jobs, pool_min=0))
+    with caplog.at_level(logging.INFO), Preparer({"csam": "CSAM"}, workers=2, pool_min=0) as preparer:
+        results = list(preparer.run(jobs))
     assert [len(r) for r in results] == [1, 1, 1, 1]  # type: ignore[arg-type]
     dropped = [r for r in caplog.records if "duplicate guid" in r.getMessage()]
     assert len(dropped) == 4, [r.getMessage() for r in caplog.records]
@@ -111,7 +111,7 @@ def test_when_the_workers_die_the_rest_is_prepared_inline(
     monkeypatch.setenv("NEWSALERT_FAILPOINT", "prepare-worker")
     body = rss(("CSAM case", "https://a.example/1", NOW))
     jobs = [Job(Source(f"s{n}", f"http://127.0.0.1/{n}.rss"), body.encode(), {}, NOW) for n in range(6)]
-    with Preparer({"csam": "CSAM"}, workers=2) as preparer:
-        results = list(preparer.run(jobs, pool_min=0))
+    with Preparer({"csam": "CSAM"}, workers=2, pool_min=0) as preparer:
+        results = list(preparer.run(jobs))
     assert [[p.item.title for p in r] for r in results] == [["CSAM case"]] * 6  # type: ignore[union-attr]
     assert any("pool broke" in r.getMessage() for r in caplog.records)

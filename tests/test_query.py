@@ -441,7 +441,7 @@ def test_matcher_passes_the_source_name_to_source_terms() -> None:
 
 
 def test_source_matches_are_not_reported_as_spans() -> None:
-    spans = compile_query('source:unicef OR unicef').match("", "UNICEF said", source="UNICEF")
+    spans = compile_query("source:unicef OR unicef").match("", "UNICEF said", source="UNICEF")
     assert spans == [Span("text", 0, 6, "unicef")]
 
 
