@@ -1,7 +1,8 @@
 """Story clustering speed and memory: `python bench/stories.py [N]` (default 100,000 items).
 
 Runs each contender in its own subprocess so peak RSS is its own:
-  newsalert  -- bot.pipeline.assign_story over the SQLite token index (what the bot runs)
+  newsalert  -- bot.pipeline.assign_story over stories.StoryIndex (what the bot runs), every item
+                indexed; after a restart the index is loaded from SQLite (included in that figure)
   datasketch -- MinHash LSH, 128 permutations, in memory (the baseline the issue measured),
                 if datasketch is installed (`pip install datasketch`)
 Prints items/s over the first and the last 10% of items (cost per item must stay flat),

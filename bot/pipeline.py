@@ -21,7 +21,7 @@ from bot.failpoints import failpoint
 from bot.fetch import Limits, Validators, backoff_delay, fetch_all
 from bot.model import Fetched, Source, Subscription
 from bot.normalize import url_key
-from bot.prepare import POOL_MIN_BODIES, Job, Prepared, Preparer
+from bot.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.store import SourceState, Store
 from bot.stories import Fingerprint
 
@@ -87,13 +87,13 @@ def poll(
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     due_only: bool = False,
-    pool_min: int = POOL_MIN_BODIES,
+    pool_min_bytes: int = POOL_MIN_BYTES,
 ) -> PollReport:
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
     ``due_only`` (the scheduler) skips sources that are backing off after failures. Sources go
-    in batches of POLL_BATCH; once a batch has ``pool_min`` bodies to parse, they (and every
-    later batch's) are prepared in a process pool (bot/prepare.py) while this process stores
+    in batches of POLL_BATCH; once the poll looks like it has ``pool_min_bytes`` of bodies to
+    parse, they are prepared in a process pool (bot/prepare.py) while this process stores
     the ones already done.
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
@@ -106,11 +106,12 @@ def poll(
     report = PollReport()
     # The watchlists are compiled only when a body needs matching (none do in an all-304 poll);
     # they were checked when saved (config load, Slack), so a bad query cannot get this far.
-    with Preparer(watchlists, pool_min=pool_min) as preparer:
+    with Preparer(watchlists, pool_min_bytes=pool_min_bytes) as preparer:
         # In batches: only one batch's bodies are in memory at a time, however long the list.
         for start in range(0, len(sources), POLL_BATCH):
             batch = sources[start : start + POLL_BATCH]
-            report.add(_poll_batch(settings, store, batch, states, subscriptions, preparer, now))
+            left = -(-(len(sources) - start) // POLL_BATCH)  # this batch and those after it
+            report.add(_poll_batch(settings, store, batch, states, subscriptions, preparer, left, now))
     return report
 
 
@@ -121,6 +122,7 @@ def _poll_batch(
     states: Mapping[str, SourceState],
     subscriptions: Sequence[Subscription],
     preparer: Preparer,
+    batches_left: int,
     now: Callable[[], datetime],
 ) -> PollReport:
     validators = {s.name: Validators(states[s.name].etag, states[s.name].last_modified) for s in sources}
@@ -137,7 +139,7 @@ def _poll_batch(
     ]
     report = PollReport()
     # In source order, one result per job, produced while the sources before are stored.
-    prepared = zip(jobs, preparer.run(jobs), strict=True)
+    prepared = zip(jobs, preparer.run(jobs, batches_left=batches_left), strict=True)
     to_prepare = {job.source.name for job in jobs}
     with _CommitGroups(store) as commits:
         for source in sources:

@@ -67,12 +67,12 @@ def snapshot(store: Store) -> dict[str, list]:
     return {"items": items, "matches": matches, "alerts": alerts, "failing": failing}
 
 
-def poll_once(tmp_path: Path, name: str, sources: list[Source], pool_min: int) -> dict[str, list]:
+def poll_once(tmp_path: Path, name: str, sources: list[Source], pool_min_bytes: int) -> dict[str, list]:
     settings = settings_for(tmp_path / name, *sources, window=None)
     (tmp_path / name).mkdir()
     with Store.open(settings.db_path) as store:
         sync(store, settings)
-        report = poll(settings, store, pool_min=pool_min, now=lambda: NOW)
+        report = poll(settings, store, pool_min_bytes=pool_min_bytes, now=lambda: NOW)
         assert report.polled == len(sources) and report.failed == 1
         assert store.fts_consistent()
         return snapshot(store)
@@ -80,8 +80,8 @@ def poll_once(tmp_path: Path, name: str, sources: list[Source], pool_min: int) -
 
 def test_a_poll_prepared_in_a_pool_stores_what_an_inline_one_does(tmp_path: Path, feeds: FeedServer) -> None:
     sources = serve_sources(feeds)
-    inline = poll_once(tmp_path, "inline", sources, pool_min=10**9)
-    pooled = poll_once(tmp_path, "pooled", sources, pool_min=0)
+    inline = poll_once(tmp_path, "inline", sources, pool_min_bytes=10**12)
+    pooled = poll_once(tmp_path, "pooled", sources, pool_min_bytes=0)
     assert pooled == inline
     assert len(inline["items"]) > 20 and inline["alerts"]
     # The broken source is named, with its URL, whichever process parsed it.
@@ -97,7 +97,7 @@ def test_what_a_worker_logs_is_logged_by_the_poll(
     # Two items with one guid: the parser drops the second and says so, in the worker.
     body = rss(("CSAM case", "https://a.example/1", NOW), ("CSAM case again", "https://a.example/1", NOW))
     jobs = [Job(Source(f"s{n}", feeds.serve(f"/{n}.rss", body)), body.encode(), {}, NOW) for n in range(4)]
-    with caplog.at_level(logging.INFO), Preparer({"csam": "CSAM"}, workers=2, pool_min=0) as preparer:
+    with caplog.at_level(logging.INFO), Preparer({"csam": "CSAM"}, workers=2, pool_min_bytes=0) as preparer:
         results = list(preparer.run(jobs))
     assert [len(r) for r in results] == [1, 1, 1, 1]  # type: ignore[arg-type]
     dropped = [r for r in caplog.records if "duplicate guid" in r.getMessage()]
@@ -111,7 +111,7 @@ def test_when_the_workers_die_the_rest_is_prepared_inline(
     monkeypatch.setenv("NEWSALERT_FAILPOINT", "prepare-worker")
     body = rss(("CSAM case", "https://a.example/1", NOW))
     jobs = [Job(Source(f"s{n}", f"http://127.0.0.1/{n}.rss"), body.encode(), {}, NOW) for n in range(6)]
-    with Preparer({"csam": "CSAM"}, workers=2, pool_min=0) as preparer:
+    with Preparer({"csam": "CSAM"}, workers=2, pool_min_bytes=0) as preparer:
         results = list(preparer.run(jobs))
     assert [[p.item.title for p in r] for r in results] == [["CSAM case"]] * 6  # type: ignore[union-attr]
     assert any("pool broke" in r.getMessage() for r in caplog.records)
