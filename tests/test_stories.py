@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.model import Entry, Source
+from bot.normalize import normalize
 from bot.store import Store
 from bot.stories import (
     SAME_TEXT,
     Fingerprint,
+    StoryIndex,
     candidate_tokens,
     clean_headline,
     fingerprint,
@@ -110,3 +114,89 @@ def test_different_figures_keep_look_alike_cases_apart() -> None:
     )
     weights: dict[str, float] = {}
     assert similarity(a, b, weights) > similarity(a, c, weights)  # c shares no figure with a: penalised
+
+
+# --- the in-memory index (stories.StoryIndex, kept by store.Store) ------------------------------
+
+WIRE = fingerprint(
+    "Europol takes down Kidflix platform with 1.8 million users",
+    "Europol said 79 suspects were arrested in an operation against Kidflix, a platform with "
+    "1.8 million users sharing child sexual abuse material, led by Bavarian police.",
+)
+COPY = fingerprint(
+    "Kidflix: Europol shuts abuse platform used by 1.8m people",
+    "Bavarian police and Europol arrested 79 suspects after taking down Kidflix, which had 1.8 "
+    "million users sharing child sexual abuse material.",
+)
+OTHER = fingerprint(
+    "Ofcom fines image board under Online Safety Act",
+    "The regulator fined the site £20,000 for failing to answer a statutory information request.",
+)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_the_index_finds_a_copy_within_the_window_only() -> None:
+    index = StoryIndex()
+    index.add(1, 100, T0, WIRE)
+    index.add(2, 200, T0, OTHER)
+    found = index.find(COPY, since=T0 - timedelta(hours=72))
+    assert found is not None and found[0] == 100
+    assert index.find(COPY, since=T0 + timedelta(seconds=1)) is None  # the original left the window
+
+
+def test_items_that_left_the_window_are_dropped_from_memory() -> None:
+    index = StoryIndex()
+    for n in range(1200):
+        index.add(n, n, T0 + timedelta(minutes=n), OTHER)
+    index.candidates(COPY, since=T0 + timedelta(minutes=1100))
+    assert len(index) == 100
+
+
+def add(store: Store, fp: Fingerprint, seen: datetime) -> tuple[int, int]:
+    entry = Entry(guid=f"g{seen.isoformat()}{len(fp.tokens)}", link="", title="t", summary="", published=seen)
+    story = store.new_story(seen)
+    item_id = store.add_item(normalize(entry, Source("s", "https://s.example/feed"), seen), story_id=story)
+    store.add_fingerprint(item_id, story, seen, fp)
+    return item_id, story
+
+
+def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
+    one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    assert one.story_index(since).find(COPY, since) is None  # loaded, empty
+    with two.transaction():
+        _, story = add(two, WIRE, T0)
+    found = one.story_index(since).find(COPY, since)
+    assert found is not None and found[0] == story
+    one.close()
+    two.close()
+
+
+def test_a_rolled_back_fingerprint_is_not_offered(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    store.story_index(since)
+    with pytest.raises(RuntimeError), store.transaction():
+        add(store, WIRE, T0)
+        assert store.story_index(since).find(COPY, since) is not None
+        raise RuntimeError("a source failed half way")
+    assert store.story_index(since).find(COPY, since) is None
+    # Nor when only a savepoint inside a larger transaction is rolled back.
+    with store.transaction():
+        with pytest.raises(RuntimeError), store.transaction():
+            add(store, WIRE, T0)
+            raise RuntimeError("one source of a commit group")
+        assert store.story_index(since).find(COPY, since) is None
+    store.close()
+
+
+def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    with store.transaction():
+        _, story = add(store, WIRE, T0)
+    assert store.story_index(since).find(COPY, since) is not None
+    with store.transaction():
+        store.delete_stories([story])
+    assert store.story_index(since).find(COPY, since) is None
+    store.close()
