@@ -54,11 +54,12 @@ def prepare_entries(
     for entry in entries:
         try:
             item = normalize(entry, source, fetched)
-        except Exception as e:  # one odd entry must not cost the rest of the feed
+            fp = fingerprint(item.title, item.text)
+            matches = matcher.match(item.title, item.text, source=item.source)
+        except Exception as e:  # one odd entry must not cost the rest of the feed, or the poll
             log.warning("entry skipped source=%r guid=%r reason=%s", source.name, entry.guid, e)
             continue
-        fp = fingerprint(item.title, item.text)
-        out.append(Prepared(item, fp, matcher.match(item.title, item.text, source=item.source)))
+        out.append(Prepared(item, fp, matches))
     return out
 
 
@@ -161,10 +162,7 @@ class Preparer:
                 yield self._inline(job)
 
     def _inline(self, job: Job) -> list[Prepared] | ParseError:
-        try:
-            return prepare_body(job.body, job.source, job.headers, job.fetched, self.matcher)
-        except ParseError as e:
-            return e
+        return _prepare_job(job, self.matcher)
 
 
 # --- in the worker processes ---------------------------------------------------------------
@@ -178,7 +176,10 @@ class _Collect(logging.Handler):
     """Keeps what a job logs, to be logged again by the parent (where the handlers are)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        _worker_records.append((record.name, record.levelno, record.getMessage()))
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        _worker_records.append((record.name, record.levelno, message))
 
 
 def _start_worker(watchlists: Mapping[str, str], level: int) -> None:
@@ -197,10 +198,16 @@ def _prepare_in_worker(job: Job) -> tuple[list[Prepared] | ParseError, list[_Rec
     assert _worker_matcher is not None
     failpoint("prepare-worker")
     _worker_records.clear()
-    try:
-        result: list[Prepared] | ParseError = prepare_body(
-            job.body, job.source, job.headers, job.fetched, _worker_matcher
-        )
-    except ParseError as e:
-        result = e
+    result = _prepare_job(job, _worker_matcher)
     return result, list(_worker_records)
+
+
+def _prepare_job(job: Job, matcher: Matcher) -> list[Prepared] | ParseError:
+    """The prepared items, or why the body could not be read: one source's failure, never the poll's."""
+    try:
+        return prepare_body(job.body, job.source, job.headers, job.fetched, matcher)
+    except ParseError as e:
+        return e
+    except Exception as e:  # a bug met by one feed: logged whole, and that source alone fails
+        log.exception("unexpected error reading source=%r url=%s", job.source.name, job.source.url)
+        return ParseError(job.source.url, f"unexpected error reading the feed: {type(e).__name__}: {e}")

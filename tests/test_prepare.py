@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import ParseError
 from bot.model import Source
 from bot.pipeline import poll
 from bot.prepare import Job, Preparer
@@ -115,3 +116,25 @@ def test_when_the_workers_die_the_rest_is_prepared_inline(
         results = list(preparer.run(jobs))
     assert [[p.item.title for p in r] for r in results] == [["CSAM case"]] * 6  # type: ignore[union-attr]
     assert any("pool broke" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bug_met_by_one_feed_fails_that_source_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot import prepare
+
+    real_parse = prepare.parse
+
+    def parse(body: bytes, source: Source, headers: object = None) -> list:
+        if source.name == "s1":
+            raise KeyError("a field the parser did not expect")
+        return real_parse(body, source, headers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prepare, "parse", parse)
+    body = rss(("CSAM case", "https://a.example/1", NOW)).encode()
+    jobs = [Job(Source(f"s{n}", f"http://127.0.0.1/{n}.rss"), body, {}, NOW) for n in range(3)]
+    with Preparer({"csam": "CSAM"}) as preparer:
+        results = list(preparer.run(jobs))
+    assert isinstance(results[1], ParseError) and "KeyError" in results[1].reason
+    assert [len(r) for r in (results[0], results[2])] == [1, 1]  # type: ignore[arg-type]
+    assert any("Traceback" in (r.exc_text or "") for r in caplog.records)
