@@ -182,9 +182,9 @@ class _CommitGroups:
 
     A commit per source was an eighth of a first poll, and the full-text index is built faster
     in bigger batches; the write lock is still given up several times a second, for delivery
-    and Slack commands. Each source keeps its own savepoint: what fails in one is undone alone.
-    A crash loses the uncommitted sources' work with their ETags, so the next poll fetches
-    them again: nothing is lost or doubled.
+    and Slack commands. Each source's writes are a savepoint inside the group's transaction. A
+    crash, or an error that stops the poll, loses the uncommitted sources' work together with
+    their ETags, so the next poll fetches them again: nothing is lost or doubled.
     """
 
     def __init__(self, store: Store):
@@ -227,7 +227,7 @@ def _store_source(
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
 ) -> PollReport:
-    """One transaction per source: its new items, their stories and alerts, and its fetch state."""
+    """One source's new items, their stories and alerts, and its fetch state, all or nothing."""
     if outcome.permanent_url and outcome.permanent_url != source.url:
         log.warning(
             "source moved permanently name=%r from=%s to=%s (update the config to match)",

@@ -87,15 +87,10 @@ class Preparer:
     """
 
     def __init__(
-        self,
-        watchlists: Mapping[str, str],
-        matcher: Matcher | None = None,
-        *,
-        workers: int = 0,
-        pool_min_bytes: int = POOL_MIN_BYTES,
+        self, watchlists: Mapping[str, str], *, workers: int = 0, pool_min_bytes: int = POOL_MIN_BYTES
     ):
         self._watchlists = dict(watchlists)
-        self._matcher = matcher
+        self._matcher: Matcher | None = None  # compiled on first use inline
         self._workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
         self._pool_min_bytes = pool_min_bytes
         self._pool: ProcessPoolExecutor | None = None
@@ -153,11 +148,13 @@ class Preparer:
                     yield result
         except BrokenProcessPool as e:
             log.warning(
-                "parse pool broke after %d of %d bodies (%s); preparing the rest inline",
+                "parse pool broke after %d of %d bodies (%s); preparing the rest of the poll inline",
                 yielded,
                 len(jobs),
                 e,
             )
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._workers = None, 1  # and no new pool for the batches still to come
             for job in jobs[yielded:]:
                 yield self._inline(job)
 
