@@ -140,3 +140,16 @@ def test_a_bug_met_by_one_feed_fails_that_source_only(
     assert isinstance(results[1], ParseError) and "KeyError" in results[1].reason
     assert [len(r) for r in (results[0], results[2])] == [1, 1]  # type: ignore[arg-type]
     assert any("Traceback" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_batches_and_commit_groups_do_not_change_what_is_stored(
+    tmp_path: Path, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import pipeline
+
+    sources = serve_sources(feeds)
+    whole = poll_once(tmp_path, "whole", sources, pool_min_bytes=10**12)
+    # Batches of 3 sources sharing one pool, and a commit every other new item.
+    monkeypatch.setattr(pipeline, "POLL_BATCH", 3)
+    monkeypatch.setattr(pipeline, "GROUP_ITEMS", 2)
+    assert poll_once(tmp_path, "pieces", sources, pool_min_bytes=0) == whole
