@@ -20,7 +20,6 @@ from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
 from bot.fetch import Limits, Validators, backoff_delay, fetch_all
 from bot.model import Fetched, Source, Subscription
-from bot.normalize import url_key
 from bot.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.store import SourceState, Store
 from bot.stories import Fingerprint
@@ -337,12 +336,11 @@ def ingest(
     # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
     muted = store.channels_muting_source(source.name, fetched_at)
     known = store.items_by_guid(source.name, [p.item.guid for p in prepared])
-    keys = [url_key(p.item.url) if p.item.url else "" for p in prepared]
-    originals = store.items_by_url_key(keys)
+    originals = store.items_by_url_key([p.url_key for p in prepared])
     since = fetched_at - story_window
     index = store.story_index(since)
-    for p, key in zip(prepared, keys, strict=True):
-        item, fp, matches = p.item, p.fingerprint, p.matches
+    for p in prepared:
+        item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
         if (found := known.get(item.guid)) is not None:
             item_id, title, text = found
             if (title, text) != (item.title, item.text):

@@ -22,7 +22,7 @@ from datetime import datetime
 from bot.errors import ParseError
 from bot.failpoints import failpoint
 from bot.model import Entry, Item, Source, Span
-from bot.normalize import normalize
+from bot.normalize import normalize, url_key
 from bot.parse import parse
 from bot.query import Matcher
 from bot.stories import Fingerprint, fingerprint
@@ -40,11 +40,13 @@ CHUNKS_AHEAD = 3  # per worker: submitted but not yet stored
 
 @dataclass(frozen=True)
 class Prepared:
-    """One entry, ready to be stored: its item, its fingerprint, and the watchlists it matched."""
+    """One entry, ready to be stored: its item, its fingerprint, the watchlists it matched, and
+    the key its link is deduplicated on (normalize.url_key; "" without a link)."""
 
     item: Item
     fingerprint: Fingerprint
     matches: dict[str, list[Span]]
+    url_key: str
 
 
 def prepare_entries(
@@ -59,7 +61,7 @@ def prepare_entries(
         except Exception as e:  # one odd entry must not cost the rest of the feed, or the poll
             log.warning("entry skipped source=%r guid=%r reason=%s", source.name, entry.guid, e)
             continue
-        out.append(Prepared(item, fp, matches))
+        out.append(Prepared(item, fp, matches, url_key(item.url) if item.url else ""))
     return out
 
 

@@ -424,7 +424,11 @@ _FALLBACK_CHARS = re.compile(f"[^{_regex_class(FTS_PLAIN)}]|[{_regex_class(FTS_N
 def needs_search_fallback(title: str, text: str) -> bool:
     """True when the matcher may see words in the item that FTS5 does not (see FTS_PLAIN)."""
     words = f"{title} {text}"
-    return bool(_FALLBACK_CHARS.search(words)) or ("&" in words and ";" in words)
+    if "&" in words and ";" in words:
+        return True
+    if words.isascii():  # every ASCII character but NUL is plain: no need for the expression
+        return "\x00" in words
+    return bool(_FALLBACK_CHARS.search(words))
 
 
 CACHE_KIB = 32 * 1024  # SQLite's page cache per connection
