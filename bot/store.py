@@ -434,6 +434,7 @@ def needs_search_fallback(title: str, text: str) -> bool:
 CACHE_KIB = 32 * 1024  # SQLite's page cache per connection
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock before giving up
 _TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
+_PRUNED = "\x00pruned"  # token_df row counting the deletions of fingerprints (retention)
 
 
 def _enable_wal(db: sqlite_utils.Database) -> None:
@@ -514,6 +515,7 @@ class Store:
         self._story_index: StoryIndex | None = None
         self._story_index_version = -1
         self._story_index_since = datetime.max.replace(tzinfo=UTC)
+        self._story_index_signature = (0, 0, 0)
         self._in_transaction = False  # inside transaction(): new items are indexed at its end
         self._unindexed_from: int | None = None  # the first item id not yet in the search index
 
@@ -879,14 +881,22 @@ class Store:
     def story_index(self, since: datetime) -> StoryIndex:
         """The fingerprints seen since ``since``, and every document frequency, in memory.
 
-        Loaded once, then kept in step by add_fingerprint; loaded again when another connection
-        has committed (PRAGMA data_version: our own commits do not change it), since it may have
-        added fingerprints or pruned stories, or when asked for an earlier window than loaded.
+        Loaded once, then kept in step by add_fingerprint. When another connection has committed
+        (PRAGMA data_version: our own commits do not change it), it is loaded again only if that
+        changed the index: fingerprints added (the highest id, the total) or deleted (a counter
+        retention bumps). Delivery and Slack commands write all the time; they do not count.
+        Loaded again too when asked for an earlier window than loaded.
         """
         version = self.db.execute("PRAGMA data_version").fetchone()[0]
         index = self._story_index
-        if index is None or version != self._story_index_version or since < self._story_index_since:
+        if index is not None and version != self._story_index_version and since >= self._story_index_since:
+            if self._index_signature() != self._story_index_signature:
+                index = None
+            self._story_index_version = version
+        if index is None or since < self._story_index_since:
+            signature = self._index_signature()
             df = dict(self.db.execute("SELECT token, df FROM token_df").fetchall())
+            df.pop(_PRUNED, None)
             index = StoryIndex(df, df.pop(_TOTAL, 0))
             rows = self.db.execute(
                 "SELECT item_id, story_id, seen, title, lead FROM fingerprints WHERE seen >= ? "
@@ -897,8 +907,18 @@ class Store:
                 fp = Fingerprint(frozenset(title.split()), frozenset(lead.split()))
                 index.add(item_id, story_id, datetime.fromisoformat(seen), fp, count=False)
             self._story_index, self._story_index_since = index, since
-            self._story_index_version = version
+            self._story_index_version, self._story_index_signature = version, signature
         return index
+
+    def _index_signature(self) -> tuple[int, int, int]:
+        """(highest fingerprinted item id, fingerprints ever, deletions): what changes the index."""
+        row = self.db.execute(
+            """SELECT (SELECT coalesce(max(item_id), 0) FROM fingerprints),
+                      (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?),
+                      (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?)""",
+            [_TOTAL, _PRUNED],
+        ).fetchone()
+        return (row[0], row[1], row[2])
 
     def add_fingerprint(self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint) -> None:
         """Index an item for clustering: later items can join its story."""
@@ -912,6 +932,8 @@ class Store:
         )
         if self._story_index is not None:
             self._story_index.add(item_id, story_id, seen, fp)
+            highest, total, pruned = self._story_index_signature
+            self._story_index_signature = (max(highest, item_id), total + 1, pruned)
 
     def story_channels(self, story_id: int) -> set[str]:
         """Channels that already have an alert (queued or sent) for this story."""
@@ -1742,6 +1764,11 @@ class Store:
         ]
         self._story_index = None  # it would offer the deleted stories as candidates
         self.index_new_items()  # the delete trigger takes their text out of the index
+        # Other connections' story indexes see this counter change, and load theirs again.
+        self.db.execute(
+            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
+            [_PRUNED],
+        )
         for part in _chunks(item_ids):
             marks = ",".join("?" * len(part))
             for table in ("fingerprints", "matches", "alerts"):

@@ -200,3 +200,20 @@ def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
         store.delete_stories([story])
     assert store.story_index(since).find(COPY, since) is None
     store.close()
+
+
+def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path: Path) -> None:
+    one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    with one.transaction():
+        _, story = add(one, WIRE, T0)
+    index = one.story_index(since)
+    with two.transaction():  # delivery, Slack commands: other tables
+        two.record_audit("U1", "C1", "subscribe", "csam", T0)
+    assert one.story_index(since) is index
+    with two.transaction():  # retention, in another connection
+        two.delete_stories([story])
+    assert one.story_index(since) is not index
+    assert one.story_index(since).find(COPY, since) is None
+    one.close()
+    two.close()
