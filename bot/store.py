@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -409,6 +410,21 @@ def m012_index_new_items_in_bulk(db: sqlite_utils.Database) -> None:
     than the indexing itself) is made in Python (needs_search_fallback). Edits and deletes keep
     their triggers."""
     db.execute("DROP TRIGGER items_fts_insert")
+
+
+@migrations()
+def m013_index_matched_items_only(db: sqlite_utils.Database) -> None:
+    """Stories index only the items a watchlist matched (pipeline.ingest). Earlier versions
+    fingerprinted every item: those of unmatched items go, and the document frequencies are
+    counted again over the fingerprints left, so an upgraded bot loads a small index."""
+    db.execute("DELETE FROM fingerprints WHERE item_id NOT IN (SELECT item_id FROM matches)")
+    counts: Counter[str] = Counter()
+    total = 0
+    for title, lead in db.execute("SELECT title, lead FROM fingerprints"):
+        counts.update(set(title.split()) | set(lead.split()))
+        total += 1
+    db.execute("DELETE FROM token_df WHERE token != ?", [_PRUNED])
+    db.conn.executemany("INSERT INTO token_df (token, df) VALUES (?, ?)", [*counts.items(), (_TOTAL, total)])
 
 
 def _regex_class(ranges: tuple[tuple[int, int], ...]) -> str:

@@ -115,3 +115,47 @@ def test_the_config_file_seeds_the_catalog_and_slack_changes_win(tmp_path) -> No
     store.sync_config([Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
     assert store.realtime_subscriptions() == []
     store.close()
+
+
+def test_an_upgraded_database_keeps_only_the_matched_items_fingerprints(tmp_path) -> None:
+    import sqlite_utils
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m013_index_matched_items_only")
+    # As earlier versions left it: every item fingerprinted, and counted in token_df.
+    for item_id, tokens in ((1, "unicef deepfak"), (2, "footbal leagu"), (3, "unicef report")):
+        db["stories"].insert({"id": item_id, "first_seen": "2026-02-05T18:00:00+00:00", "last_seen": "x"})
+        db["items"].insert(
+            {
+                "id": item_id,
+                "source": "S",
+                "guid": str(item_id),
+                "title": "t",
+                "published": "x",
+                "first_seen": "2026-02-05T18:00:00+00:00",
+                "story_id": item_id,
+            }
+        )
+        db["fingerprints"].insert(
+            {
+                "item_id": item_id,
+                "story_id": item_id,
+                "seen": "2026-02-05T18:00:00+00:00",
+                "title": tokens,
+                "lead": "",
+            }
+        )
+    db["matches"].insert_all([{"item_id": 1, "watchlist": "unicef"}, {"item_id": 3, "watchlist": "unicef"}])
+    db["token_df"].insert_all(
+        [
+            {"token": t, "df": n}
+            for t, n in {"unicef": 2, "deepfak": 1, "footbal": 1, "leagu": 1, "report": 1}.items()
+        ]
+        + [{"token": "\x00total", "df": 3}]
+    )
+    db.close()
+    store = Store.open(tmp_path / "old.db")
+    assert [r["item_id"] for r in store.db["fingerprints"].rows] == [1, 3]
+    df = {r["token"]: r["df"] for r in store.db["token_df"].rows}
+    assert df == {"unicef": 2, "deepfak": 1, "report": 1, "\x00total": 2}
+    store.close()
