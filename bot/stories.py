@@ -228,60 +228,17 @@ HEADLINE_COVER = 0.55  # share of a headline-only item's words found in the stor
 NUMBER_CONFLICT = 0.6  # both cite figures, none in common: "35 years" vs "20 years" is another case
 
 
-class _Weights(dict[str, float]):
-    """Token weights given as a mapping (1.0 when unknown), and each token set's weight, computed once."""
-
-    def __init__(self, weights: Mapping[str, float] = ()):
-        super().__init__(weights)
-        self.sums: dict[frozenset[str], float] = {}
-
-    def __missing__(self, token: str) -> float:
-        return 1.0
-
-    def total(self, tokens: frozenset[str]) -> float:
-        found = self.sums.get(tokens)
-        if found is None:
-            found = self.sums[tokens] = sum(map(self.__getitem__, tokens))
-        return found
-
-
-def _weighted_dice(a: frozenset[str], b: frozenset[str], weight: _Weights) -> float:
-    if not a or not b:
-        return 0.0
-    shared = sum(map(weight.__getitem__, a & b))
-    return 2 * shared / (weight.total(a) + weight.total(b)) if shared else 0.0
-
-
-def similarity(a: Fingerprint, b: Fingerprint, weight: Mapping[str, float]) -> float:
+def similarity(a: Fingerprint, b: Fingerprint, df: Mapping[str, int], total: int) -> float:
     """How strongly two items look like the same event; 1.0 or more means they are.
 
-    ``weight``: each token's weight (1.0 for a token it does not list). best_match computes
-    the same score, with IDF weights, through _Scorer.
+    ``df`` and ``total``: the document frequencies and the N of the IDF weights (with none,
+    every word weighs the same).
     """
-    weight = weight if isinstance(weight, _Weights) else _Weights(weight)
-    if not a.tokens & b.tokens:
-        return 0.0
-    if a.lead and b.lead:
-        score = _weighted_dice(a.tokens, b.tokens, weight) / SAME_TEXT
-    else:  # a news-search headline: only headlines compare like with like
-        score = _weighted_dice(a.title, b.title, weight) / SAME_HEADLINE
-    if a.numbers and b.numbers and not a.numbers & b.numbers:
-        score *= NUMBER_CONFLICT
-    return score
-
-
-def headline_cover(
-    headline: frozenset[str], story_words: frozenset[str], weight: Mapping[str, float]
-) -> float:
-    """For a headline-only item: how much of its headline the story's items already say (1.0 = enough)."""
-    if len(headline) < 3:  # two words in common is coincidence
-        return 0.0
-    weight = weight if isinstance(weight, _Weights) else _Weights(weight)
-    return sum(map(weight.__getitem__, headline & story_words)) / weight.total(headline) / HEADLINE_COVER
+    return _Scorer(a, df, total).similarity(b)
 
 
 class _Scorer:
-    """similarity() and headline_cover() of one new item against many, with IDF weights.
+    """The similarity of one new item to many others, and a headline's cover, with IDF weights.
 
     The weights are the IDF of the new item's own tokens; any other token (a candidate's words
     the new item lacks) weighs as the rarest, which is what the thresholds were tuned with: a

@@ -55,9 +55,9 @@ def test_candidates_are_the_rarest_tokens_seen_before() -> None:
 def test_identical_and_unrelated_items() -> None:
     a = fingerprint("UNICEF urges governments to criminalise AI abuse images", "UNICEF said on Thursday ...")
     b = fingerprint("Premier League transfer deadline day: all the deals", "Every signing from the window.")
-    weights: dict[str, float] = {}
-    assert similarity(a, a, weights) == pytest.approx(1 / SAME_TEXT)  # identical: Dice 1, over the bar
-    assert similarity(a, b, weights) == 0.0
+    no_df: dict[str, int] = {}  # every word weighs the same
+    assert similarity(a, a, no_df, 0) == pytest.approx(1 / SAME_TEXT)  # identical: Dice 1, over the bar
+    assert similarity(a, b, no_df, 0) == 0.0
 
 
 def run(name: str, tmp_path: Path):
@@ -112,8 +112,8 @@ def test_different_figures_keep_look_alike_cases_apart() -> None:
         "Georgia man sentenced to 20 years for sextortion of minors",
         "A federal judge sentenced a Georgia man to 20 years in prison for sextortion of minors.",
     )
-    weights: dict[str, float] = {}
-    assert similarity(a, b, weights) > similarity(a, c, weights)  # c shares no figure with a: penalised
+    no_df: dict[str, int] = {}  # every word weighs the same
+    assert similarity(a, b, no_df, 0) > similarity(a, c, no_df, 0)  # c shares no figure with a: penalised
 
 
 # --- the in-memory index (stories.StoryIndex, kept by store.Store) ------------------------------
