@@ -165,7 +165,7 @@ def _poll_batch(
                     source,
                     outcome,
                     found,
-                    digests[source.name],
+                    digests[source.name] if source.name in to_prepare else None,
                     states[source.name],
                     subscriptions,
                     fetched_at,
@@ -226,7 +226,9 @@ def _store_source(
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
 ) -> PollReport:
-    """One source's new items, their stories and alerts, and its fetch state, all or nothing."""
+    """One source's new items, their stories and alerts, and its fetch state, all or nothing.
+
+    ``digest``: of the body just prepared, to be remembered (None when nothing was parsed)."""
     if outcome.permanent_url and outcome.permanent_url != source.url:
         log.warning(
             "source moved permanently name=%r from=%s to=%s (update the config to match)",
@@ -249,7 +251,7 @@ def _store_source(
         store.record_fetch_success(
             source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
         )
-        if digest is not None and digest != store.body_hash(source.name):
+        if digest is not None:
             store.set_body_hash(source.name, digest)
         failpoint("before-commit")
     metrics.new_items(source.name, report.new_items)
