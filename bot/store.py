@@ -796,13 +796,6 @@ class Store:
     def has_item(self, source: str, guid: str) -> bool:
         return self._one("SELECT 1 FROM items WHERE source = ? AND guid = ?", [source, guid]) is not None
 
-    def item_id_for_url(self, url: str) -> int | None:
-        """The first stored item whose link is the same page (www./m./AMP variants included)."""
-        if not url:
-            return None
-        row = self._one("SELECT id FROM items WHERE url_key = ? ORDER BY id LIMIT 1", [url_key(url)])
-        return row["id"] if row else None
-
     def add_item(
         self,
         item: Item,
@@ -847,11 +840,6 @@ class Store:
             )
         return item_id
 
-    def item_by_guid(self, source: str, guid: str) -> tuple[int, str, str] | None:
-        """(id, title, text) of a stored item."""
-        row = self._one("SELECT id, title, text FROM items WHERE source = ? AND guid = ?", [source, guid])
-        return (row["id"], row["title"], row["text"] or "") if row else None
-
     def items_by_guid(self, source: str, guids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
         """guid -> (id, title, text) of the items of ``source`` already stored, among ``guids``."""
         found: dict[str, tuple[int, str, str]] = {}
@@ -866,7 +854,8 @@ class Store:
         return found
 
     def items_by_url_key(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """url_key -> (id, story id) of the first stored item with that key, among ``keys``."""
+        """url_key -> (id, story id) of the first stored item with that key, among ``keys``: the
+        page an item links to, stored already (www./m./AMP variants included)."""
         found: dict[str, tuple[int, int]] = {}
         for part in _chunks(list(dict.fromkeys(k for k in keys if k))):
             marks = ",".join("?" * len(part))
@@ -926,6 +915,13 @@ class Store:
             self._story_index_version, self._story_index_signature = version, signature
         return index
 
+    def _count_tokens(self, tokens: Iterable[str]) -> None:
+        """One more for each of ``tokens`` in token_df (and its counter rows, _TOTAL and _PRUNED)."""
+        self.db.conn.executemany(
+            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
+            [(t,) for t in tokens],
+        )
+
     def _index_signature(self) -> tuple[int, int, int]:
         """(highest fingerprinted item id, fingerprints ever, deletions): what changes the index."""
         row = self.db.execute(
@@ -942,10 +938,7 @@ class Store:
             "INSERT INTO fingerprints (item_id, story_id, seen, title, lead) VALUES (?, ?, ?, ?, ?)",
             [item_id, story_id, iso(seen), " ".join(sorted(fp.title)), " ".join(sorted(fp.lead))],
         )
-        self.db.conn.executemany(
-            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
-            [(t,) for t in [*fp.tokens, _TOTAL]],
-        )
+        self._count_tokens([*fp.tokens, _TOTAL])
         if self._story_index is not None:
             self._story_index.add(item_id, story_id, seen, fp)
             highest, total, pruned = self._story_index_signature
@@ -1780,11 +1773,7 @@ class Store:
         ]
         self._story_index = None  # it would offer the deleted stories as candidates
         self.index_new_items()  # the delete trigger takes their text out of the index
-        # Other connections' story indexes see this counter change, and load theirs again.
-        self.db.execute(
-            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
-            [_PRUNED],
-        )
+        self._count_tokens([_PRUNED])  # other connections' story indexes see it, and load again
         for part in _chunks(item_ids):
             marks = ",".join("?" * len(part))
             for table in ("fingerprints", "matches", "alerts"):

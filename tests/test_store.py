@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.model import Item, Span, Subscription
+from bot.normalize import url_key
 from bot.store import Store, migrations, subscription_id
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
@@ -34,7 +35,8 @@ def test_schema_is_created_once_and_the_file_uses_wal(tmp_path) -> None:
 
 def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     store = Store.open(tmp_path / "t.db")
-    item_id = store.add_item(item(), story_id=store.new_story(NOW))
+    story = store.new_story(NOW)
+    item_id = store.add_item(item(), story_id=story)
     store.add_matches(item_id, {"csam": [Span("text", 11, 15, "CSAM")]})
     store.enqueue_alert(item_id, "C1", ["csam"], NOW)
     (queued,) = store.queued_alerts()
@@ -42,8 +44,9 @@ def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     assert queued.spans == (Span("text", 11, 15, "CSAM"),)
     assert queued.watchlists == ("csam",)
     assert store.has_item("S", "g1") and not store.has_item("S", "g2")
-    assert store.item_id_for_url("https://n.example/1") == item_id
-    assert store.item_id_for_url("") is None
+    key = url_key("https://n.example/1")
+    assert store.items_by_url_key([key, url_key("https://n.example/2")]) == {key: (item_id, story)}
+    assert store.items_by_url_key([""]) == {}
     store.close()
 
 
