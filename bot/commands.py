@@ -197,6 +197,14 @@ def _names(rest: str) -> list[str]:
     return [n for n in re.split(r"[\s,]+", rest.strip()) if n]
 
 
+def _unknown_watchlists(store: Store, names: Sequence[str]) -> str:
+    """What is wrong with ``names`` if some are not watchlists ("" when all are)."""
+    known = [w.name for w in store.active_watchlists()]
+    if unknown := [n for n in names if n not in known]:
+        return f"No watchlist {_code_list(unknown)}. Watchlists: {_code_list(known) or 'none yet'}."
+    return ""
+
+
 def _code_list(names: Sequence[str]) -> str:
     return ", ".join(f"`{escape(n)}`" for n in names)
 
@@ -209,12 +217,8 @@ def cmd_subscribe(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) ->
     if not names:
         return Reply(f"Which watchlists? For example `{COMMAND} subscribe csam deepfakes`.")
     with ctx.store() as store:
-        known = [w.name for w in store.active_watchlists()]
-        if unknown := [n for n in names if n not in known]:
-            return Reply(
-                f"No watchlist {_code_list(unknown)}. Watchlists: {_code_list(known) or 'none yet'}. "
-                "Nothing was subscribed."
-            )
+        if problem := _unknown_watchlists(store, names):
+            return Reply(f"{problem} Nothing was subscribed.")
         # Before subscribing: a channel the bot cannot post in would only collect dead letters.
         problem = ws.join(inv.channel)
         if problem is not None:
@@ -252,11 +256,8 @@ def _subscribe_digest(words: list[str], inv: Invocation, ctx: AppContext, ws: Wo
     except ScheduleError as e:
         return Reply(f"{escape(str(e))}. For example {example}.")
     with ctx.store() as store:
-        known = [w.name for w in store.active_watchlists()]
-        if unknown := [n for n in names if n not in known]:
-            return Reply(
-                f"No watchlist {_code_list(unknown)}. Watchlists: {_code_list(known) or 'none yet'}."
-            )
+        if problem := _unknown_watchlists(store, names):
+            return Reply(problem)
         problem = ws.join(inv.channel)
         if problem is not None:
             return Reply(
