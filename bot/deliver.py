@@ -137,13 +137,15 @@ class ConsoleSink:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream
 
-    def post(self, alert: Alert, *, plain: bool = False) -> str:
-        print(render_console(alert), file=self.stream or sys.stdout, end="\n\n", flush=True)
+    def _print(self, text: str) -> str:
+        print(text, file=self.stream or sys.stdout, end="\n\n", flush=True)
         return "console"
 
+    def post(self, alert: Alert, *, plain: bool = False) -> str:
+        return self._print(render_console(alert))
+
     def reply(self, alert: Alert, parent: Alert, thread_ts: str, *, plain: bool = False) -> str:
-        print(render_console_reply(alert, parent), file=self.stream or sys.stdout, end="\n\n", flush=True)
-        return "console"
+        return self._print(render_console_reply(alert, parent))
 
     def update(self, parent: Alert, ts: str, state: MessageState | None = None) -> None:
         pass  # printed lines cannot change; the reply line already says how many sources
@@ -160,10 +162,7 @@ class ConsoleSink:
         *,
         thread_ts: str | None = None,
     ) -> str:
-        print(
-            render_console_message(channel, message), file=self.stream or sys.stdout, end="\n\n", flush=True
-        )
-        return "console"
+        return self._print(render_console_message(channel, message))
 
     def find_message(
         self, channel: str, since: datetime, event_type: str, payload: dict, *, thread_ts: str | None = None
