@@ -87,9 +87,9 @@ def _stem(word: str) -> str:
     return _stemmer.stemWord(word)
 
 
-# Word -> its token, or "" for a word that is dropped (a stem is never empty). Snowball is pure
-# Python, and a first poll tokenizes tens of thousands of items; a plain dict is cheaper than
-# lru_cache, and clearing it when full keeps it bounded.
+# Word -> its token, or "" for a word that is dropped (a stem is never empty). A first poll
+# tokenizes tens of thousands of items, and stemming is pure Python unless PyStemmer is
+# installed; a plain dict is cheaper than lru_cache, and clearing it when full keeps it bounded.
 _TOKENS: dict[str, str] = {}
 _TOKENS_MAX = 1 << 17
 
@@ -387,10 +387,11 @@ class StoryIndex:
             shared.update(recent)
         # Most shared tokens first, then the most recent (the highest id). Most of the items
         # share one token: sorting only those that can make the cut is what keeps this cheap.
+        counted: Iterable[tuple[int, int]] = shared.items()
         if len(shared) > limit:
             cut = sorted(shared.values(), reverse=True)[limit - 1]
-            shared = Counter({i: n for i, n in shared.items() if n >= cut})
-        ranked = sorted(shared.items(), key=itemgetter(1, 0), reverse=True)[:limit]
+            counted = [(i, n) for i, n in counted if n >= cut]
+        ranked = sorted(counted, key=itemgetter(1, 0), reverse=True)[:limit]
         return [(prints[i][0], prints[i][2]) for i, _ in ranked]
 
     def find(self, fp: Fingerprint, since: datetime) -> tuple[int, float] | None:
