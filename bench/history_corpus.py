@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
 from bench.match_corpus import WATCHLISTS, items
+from bot.match.query import Matcher
 from bot.model import Item
-from bot.query import Matcher
 from bot.store import Store
 
 DAYS = 180

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
 
 from bench.match_corpus import WATCHLISTS, items
-from bot.query import And, Matcher, Near, Node, Not, Or, Phrase, Term, compile_query
+from bot.match.query import And, Matcher, Near, Node, Not, Or, Phrase, Term, compile_query
 
 Evaluate = Callable[[list[bool]], bool]
 

@@ -200,8 +200,9 @@ def run_newsalert(kind: str, port: int, sources: int, workdir: Path) -> dict[str
     import dataclasses
     from datetime import UTC, datetime
 
-    from bot import pipeline, prepare
     from bot.config import load_settings
+    from bot.ingest import poll as pipeline
+    from bot.ingest import prepare
     from bot.model import Source
     from bot.store import Store
 
@@ -316,8 +317,8 @@ def run_reader(kind: str, port: int, sources: int, workdir: Path) -> dict[str, A
 
 
 def _parse_one(job: tuple[int, bytes, str]) -> int:
+    from bot.ingest.parse import parse
     from bot.model import Source
-    from bot.parse import parse
 
     index, body, ctype = job
     source = Source(f"feed {index}", f"http://127.0.0.1/feed/{index}.xml")
@@ -326,8 +327,8 @@ def _parse_one(job: tuple[int, bytes, str]) -> int:
 
 def _fast_path_share(jobs: list[tuple[int, bytes, str]]) -> tuple[int, int]:
     """(feeds the fast path parsed, feeds it refused, which feedparser then parsed)."""
-    from bot import fastparse
-    from bot.parse import _as_utf8
+    from bot.ingest import fastparse
+    from bot.ingest.parse import _as_utf8
 
     taken = refused = 0
     for _, body, ctype in jobs:
@@ -345,8 +346,8 @@ def run_parse(sources: int, items: int, sample: int) -> dict[str, Any]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from bot.ingest.parse import parse
     from bot.model import Source
-    from bot.parse import parse
 
     jobs = [(i, feed(i, items), content_type(i)) for i in range(sources)]
     out: dict[str, Any] = {"feeds": sources}

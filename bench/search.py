@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from bench.history_corpus import build
 from bench.match_corpus import WATCHLISTS
 from bot.history import fts_match, search
-from bot.query import compile_query
+from bot.match.query import compile_query
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

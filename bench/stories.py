@@ -31,10 +31,10 @@ def peak_rss_mb() -> float:
 
 
 def run_newsalert(n: int) -> dict:
+    from bot.ingest.poll import assign_story
     from bot.model import Item
-    from bot.pipeline import assign_story
     from bot.store import Store
-    from bot.stories import fingerprint
+    from bot.stories.fingerprint import fingerprint
 
     window = timedelta(hours=72)
     items = sorted(corpus(n + 1000), key=lambda i: i.seen)
@@ -83,7 +83,7 @@ def run_newsalert(n: int) -> dict:
 def run_datasketch(n: int) -> dict:
     from datasketch import MinHash, MinHashLSH
 
-    from bot.stories import fingerprint
+    from bot.stories.fingerprint import fingerprint
 
     items = sorted(corpus(n), key=lambda i: i.seen)
     tenth = max(1, n // 10)

@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot import demo, history, logs, opml
-from bot import digest as digests
-from bot import status as health_status
-from bot.backtest import backtest, format_backtest, format_test
+from bot import demo, history, opml
+from bot.alerts import digest as digests
+from bot.alerts.digest import next_digest
+from bot.alerts.outbox import ConsoleSink
+from bot.alerts.render import format_time, render_console_message, shorten
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
-from bot.deliver import ConsoleSink
-from bot.digest import next_digest
 from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
-from bot.query import Query, compile_query
-from bot.render import format_time, render_console_message, shorten
+from bot.match.backtest import backtest, format_backtest, format_test
+from bot.match.query import Query, compile_query
+from bot.ops import health as health_status
+from bot.ops import logs
 from bot.service import Newsalert, check_run_mode, make_sink
 from bot.store import Store
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.digest import DEFAULT_TOP, ScheduleError, trigger
-from bot.digest import timezone as digest_timezone
+from bot.alerts.digest import DEFAULT_TOP, ScheduleError, trigger
+from bot.alerts.digest import timezone as digest_timezone
 from bot.errors import ConfigError, QueryError
-from bot.fetch import address_problem
+from bot.ingest.fetch import address_problem
+from bot.match.query import compile_query
 from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
-from bot.query import compile_query
 
 DEFAULT_CONFIG = "config/newsalert.toml"
 DEFAULT_DB = "newsalert.db"

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from bot.query import And, Near, Node, Not, Or, Phrase, Query, Term, compile_query
-from bot.query import _fold as fold_word  # the matcher's folding: the FTS words must be its words
-from bot.query import _word_triggers as word_triggers  # the words every occurrence of a term begins with
+from bot.match.query import And, Near, Node, Not, Or, Phrase, Query, Term, compile_query
+from bot.match.query import _fold as fold_word  # the matcher's folding: the FTS words must be its words
+from bot.match.query import (
+    _word_triggers as word_triggers,  # the words every occurrence of a term begins with
+)
 from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
 
 log = logging.getLogger("newsalert.history")

@@ -20,9 +20,9 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from bot.config import is_private_host
-from bot.fetch import address_problem
+from bot.ingest.fetch import address_problem
+from bot.ingest.normalize import url_key
 from bot.model import Source
-from bot.normalize import url_key
 from bot.store import Store
 
 MAX_OPML_BYTES = 5 * 1024 * 1024

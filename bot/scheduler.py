@@ -20,7 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
-from bot.digest import trigger
+from bot.alerts.digest import trigger
 from bot.model import Source, Subscription
 
 log = logging.getLogger("newsalert.scheduler")

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot import digest
-from bot.commands import AppContext
+from bot.alerts import digest
+from bot.alerts.outbox import ConsoleSink, DeliveryReport, RetryLater, Sink, SlackSink, deliver_pending
+from bot.app.commands import AppContext
 from bot.config import Settings
-from bot.deliver import ConsoleSink, DeliveryReport, RetryLater, Sink, SlackSink, deliver_pending
 from bot.errors import ConfigError, SlackAuthError
+from bot.ingest.poll import PollReport, poll
 from bot.model import Source, Subscription
-from bot.pipeline import PollReport, poll
 from bot.scheduler import Scheduler
 from bot.store import Store
 
@@ -160,7 +160,7 @@ class Newsalert:
                 serve_http(context, host=host, port=http_port, scheduler_alive=scheduler.alive)
             else:
                 if metrics_port is not None:
-                    from bot import metrics
+                    from bot.ops import metrics
 
                     metrics.start_metrics_server(metrics_port, self.settings.db_path, scheduler.alive)
                 if self.settings.slack_app_token:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
+from bot.ingest.normalize import normalize
+from bot.ingest.poll import assign_story
 from bot.model import Entry, Source
-from bot.normalize import normalize
-from bot.pipeline import assign_story
 from bot.store import Store
-from bot.stories import fingerprint
+from bot.stories.fingerprint import fingerprint
 
 LABELED = Path(__file__).parent / "data" / "stories" / "syndicated.toml"
 

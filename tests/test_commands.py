@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import AppContext, handle, pending_message, source_url_problem
+from bot.alerts.outbox import ConsoleSink, deliver_pending
+from bot.alerts.render import MessageState, render_plain, render_slack
+from bot.app.commands import AppContext, handle, pending_message, source_url_problem
+from bot.app.home import home_view
+from bot.app.triage import click
 from bot.config import Settings, load_settings
-from bot.deliver import ConsoleSink, deliver_pending
 from bot.errors import ConfigError, FetchError
-from bot.home import home_view
 from bot.model import Fetched, Item, Source, Subscription, Watchlist
-from bot.render import MessageState, render_plain, render_slack
 from bot.scheduler import Scheduler
 from bot.service import check_run_mode
 from bot.store import Store, StoryPost
-from bot.triage import click
 from tests.test_render import alert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.deliver import ConsoleSink, Deliverer, RateLimiter, SlackSink, deliver_pending
+from bot.alerts.outbox import ConsoleSink, Deliverer, RateLimiter, SlackSink, deliver_pending
 from bot.errors import SlackAuthError
 from bot.model import Item, Span, Subscription
 from bot.store import Store

@@ -11,9 +11,7 @@ import pytest
 import time_machine
 from slack_sdk.models.blocks import Block
 
-from bot.config import load_settings
-from bot.deliver import SlackSink
-from bot.digest import (
+from bot.alerts.digest import (
     MAX_BLOCKS,
     Digest,
     DigestStory,
@@ -25,9 +23,11 @@ from bot.digest import (
     send_digest,
     trigger,
 )
+from bot.alerts.outbox import SlackSink
+from bot.alerts.render import BLOCK_TEXT_LIMIT
+from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.model import Item, Span, Subscription, Watchlist
-from bot.render import BLOCK_TEXT_LIMIT
 from bot.store import Store, subscription_id
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 

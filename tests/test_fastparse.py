@@ -32,13 +32,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from bot import fastparse
 from bot.config import Settings
 from bot.errors import ParseError
+from bot.ingest import fastparse
+from bot.ingest.normalize import normalize
+from bot.ingest.parse import parse
+from bot.ingest.poll import poll
 from bot.model import Item, Source, Subscription, Watchlist
-from bot.normalize import normalize
-from bot.parse import parse
-from bot.pipeline import poll
 from bot.store import Store
 from tests.feed_server import FeedServer
 
@@ -618,7 +618,7 @@ def _plain_rss(*titles: str) -> str:
 def test_a_200_with_the_same_bytes_is_recorded_but_not_parsed_again(
     tmp_path: Path, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import prepare
+    from bot.ingest import prepare
 
     url = feeds.serve("/plain.rss", _plain_rss("CSAM ring broken up", "Weather"))  # no ETag, no Last-Modified
     source = Source("plain", url)

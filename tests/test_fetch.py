@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.config import Settings
 from bot.errors import FetchError
-from bot.fetch import (
+from bot.ingest.fetch import (
     MAX_RETRY_AFTER,
     Limits,
     Validators,
@@ -32,8 +32,8 @@ from bot.fetch import (
     fetch_all,
     parse_retry_after,
 )
+from bot.ingest.poll import limits_from
 from bot.model import Fetched, Source
-from bot.pipeline import limits_from
 from tests.feed_server import FeedServer
 
 PUBLIC = "93.184.215.14"  # any public address; connections to it are sent to a loopback server

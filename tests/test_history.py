@@ -18,10 +18,10 @@ import pytest
 from bench.match_corpus import WATCHLISTS, items
 from bot.errors import QueryError
 from bot.history import export_rows, fts_match, iso_z, prune, search, write_csv, write_json
+from bot.match.query import _Field, compile_query
 from bot.model import Item, Source, Subscription, Watchlist
-from bot.query import _Field, compile_query
 from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
-from bot.stories import Fingerprint
+from bot.stories.fingerprint import Fingerprint
 from tests.conftest import DATA, bot_env, run_bot
 
 ROOT = Path(__file__).resolve().parent.parent

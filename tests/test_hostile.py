@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.ingest.normalize import normalize
+from bot.ingest.parse import MAX_BODY_CHARS, MAX_ENTRIES, MAX_ID_CHARS, MAX_TITLE_CHARS, parse
+from bot.ingest.poll import PollReport, poll
 from bot.model import Entry, Source, Subscription, Watchlist
-from bot.normalize import normalize
-from bot.parse import MAX_BODY_CHARS, MAX_ENTRIES, MAX_ID_CHARS, MAX_TITLE_CHARS, parse
-from bot.pipeline import PollReport, poll
 from bot.store import Store
 from tests.feed_server import FeedServer
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics
-from bot.deliver import ConsoleSink, deliver_pending
+from bot.alerts.outbox import ConsoleSink, deliver_pending
 from bot.errors import FetchError, ParseError
+from bot.ingest.poll import poll
 from bot.model import Item, Source
-from bot.pipeline import poll
+from bot.ops import metrics
 from bot.store import Store
 from tests.feed_server import FeedServer
 from tests.test_pipeline import NOW, rss, settings_for, sync

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.ingest.normalize import canonical_url, html_to_text, normalize, strip_outlet, to_utc, url_key
+from bot.ingest.parse import parse
 from bot.model import Entry, Item, Source
-from bot.normalize import canonical_url, html_to_text, normalize, strip_outlet, to_utc, url_key
-from bot.parse import parse
 
 DATA = Path(__file__).parent / "data"
 FETCHED = datetime(2026, 2, 6, 8, 0, tzinfo=UTC)

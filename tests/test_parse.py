@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ParseError
+from bot.ingest.parse import parse
 from bot.model import Entry, Source
-from bot.parse import parse
 
 DATA = Path(__file__).parent / "data"
 FEEDS = DATA / "feeds"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.ingest.poll import flood_cutoff, plan_alerts, poll
 from bot.model import Source, Subscription, Watchlist
-from bot.pipeline import flood_cutoff, plan_alerts, poll
 from bot.store import SourceState, Store
 from tests.feed_server import FeedServer
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ParseError
+from bot.ingest.poll import poll
+from bot.ingest.prepare import Job, Preparer
 from bot.model import Source
-from bot.pipeline import poll
-from bot.prepare import Job, Preparer
 from bot.store import Store
 from tests.feed_server import FeedServer
 from tests.test_pipeline import rss, settings_for, sync
@@ -123,7 +123,7 @@ def test_when_the_workers_die_the_rest_is_prepared_inline(
 def test_a_bug_met_by_one_feed_fails_that_source_only(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot import prepare
+    from bot.ingest import prepare
 
     real_parse = prepare.parse
 
@@ -145,7 +145,7 @@ def test_a_bug_met_by_one_feed_fails_that_source_only(
 def test_batches_and_commit_groups_do_not_change_what_is_stored(
     tmp_path: Path, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import pipeline
+    from bot.ingest import poll as pipeline
 
     sources = serve_sources(feeds)
     whole = poll_once(tmp_path, "whole", sources, pool_min_bytes=10**12)

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from bot.errors import QueryError
-from bot.model import Span
-from bot.query import (  # the _private names check the prefilter and the folding fast path
+from bot.match.query import (  # the _private names check the prefilter and the folding fast path
     _FOLD,
     And,
     Matcher,
@@ -33,6 +32,7 @@ from bot.query import (  # the _private names check the prefilter and the foldin
     _Index,
     compile_query,
 )
+from bot.model import Span
 
 CASES_FILE = Path(__file__).parent / "data" / "matching_cases.toml"
 CASE_KEYS = {"query", "title", "text", "source", "padding", "highlights", "expected", "note"}

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.backtest import highlight, snippet
 from bot.cli import main
 from bot.config import load_settings
+from bot.ingest.poll import poll
+from bot.match.backtest import highlight, snippet
 from bot.model import Span
-from bot.pipeline import poll
 from bot.store import Store
 from tests.feed_server import FeedServer
 

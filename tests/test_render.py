@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from bot.alerts.render import emphasize, escape, render_console, render_slack
 from bot.model import Alert, Summary
-from bot.render import emphasize, escape, render_console, render_slack
 
 
 def alert(**changes) -> Alert:
@@ -75,7 +75,7 @@ def test_console_rendering_is_plain_text() -> None:
 
 
 def test_fit_never_cuts_inside_an_entity_or_a_link() -> None:
-    from bot.render import fit
+    from bot.alerts.render import fit
 
     assert fit("a" * 10 + "&amp;", 12) == "a" * 10 + "…"
     assert fit("see <https://x.example/a|the title> now", 20) == "see…"
@@ -85,7 +85,7 @@ def test_fit_never_cuts_inside_an_entity_or_a_link() -> None:
 def test_alert_blocks_stay_within_slack_limits_after_escaping() -> None:
     from slack_sdk.models.blocks import Block
 
-    from bot.render import BLOCK_TEXT_LIMIT
+    from bot.alerts.render import BLOCK_TEXT_LIMIT
 
     hostile = "<&>" * 2000  # every character triples when escaped
     message = render_slack(

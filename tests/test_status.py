@@ -10,9 +10,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot import logs
 from bot.model import Item, Source, Subscription, Watchlist
-from bot.status import health, healthz, print_health
+from bot.ops import logs
+from bot.ops.health import health, healthz, print_health
 from bot.store import Store
 from tests.conftest import bot_env, run_bot
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.ingest.normalize import url_key
 from bot.model import Item, Span, Subscription
-from bot.normalize import url_key
 from bot.store import Store, migrations, subscription_id
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.ingest.normalize import normalize
 from bot.model import Entry, Source
-from bot.normalize import normalize
 from bot.store import Store
-from bot.stories import (
+from bot.stories.fingerprint import (
     SAME_TEXT,
     Fingerprint,
     StoryIndex,

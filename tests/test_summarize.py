@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from bot.alerts.summarize import split_sentences, summarize
 from bot.model import Span, Summary
-from bot.summarize import split_sentences, summarize
 
 # The real lead of an APP story, with the double space after "UNICEF," that the feed carried.
 UNICEF = (

@@ -20,7 +20,7 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.commands import AppContext
+from bot.app.commands import AppContext
 from bot.errors import SlackAuthError
 from bot.slack.listeners import register_listeners
 
@@ -101,12 +101,12 @@ def make_server(
         def do_GET(self) -> None:
             path = self.path.partition("?")[0]
             if path == "/healthz":
-                from bot.status import healthz
+                from bot.ops.health import healthz
 
                 status, verdict = healthz(store_path, scheduler_alive())
                 self._send(status, "application/json", json.dumps(verdict))
             elif path == "/metrics":
-                from bot import metrics
+                from bot.ops import metrics
 
                 data, content_type = metrics.render(store_path)
                 self._send(200, content_type, data)

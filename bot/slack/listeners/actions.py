@@ -9,9 +9,9 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.commands import AppContext
+from bot.app.commands import AppContext
+from bot.app.triage import click
 from bot.slack.workspace import SlackWorkspace
-from bot.triage import click
 
 log = logging.getLogger("newsalert.slack")
 

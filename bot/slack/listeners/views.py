@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.commands import AppContext
-from bot.home import home_view
+from bot.app.commands import AppContext
+from bot.app.home import home_view
 from bot.slack.workspace import SlackWorkspace
 
 

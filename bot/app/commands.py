@@ -18,19 +18,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from bot import history, status
-from bot.backtest import Hit, backtest
+from bot import history
+from bot.alerts.digest import ScheduleError, next_digest
+from bot.alerts.digest import trigger as digest_trigger
+from bot.alerts.render import emphasize, escape, escape_url, format_time, mention, shorten
 from bot.config import Settings, format_duration, is_private_host, parse_duration
-from bot.digest import ScheduleError, next_digest
-from bot.digest import trigger as digest_trigger
 from bot.errors import FetchError, ParseError, QueryError
-from bot.fetch import fetch_all
+from bot.ingest.fetch import fetch_all
+from bot.ingest.normalize import normalize
+from bot.ingest.parse import parse
+from bot.ingest.poll import limits_from
+from bot.match.backtest import Hit, backtest
+from bot.match.query import compile_query
 from bot.model import Fetched, Source, Subscription
-from bot.normalize import normalize
-from bot.parse import parse
-from bot.pipeline import limits_from
-from bot.query import compile_query
-from bot.render import emphasize, escape, escape_url, format_time, mention, shorten
+from bot.ops import health as status
 from bot.store import Store, from_iso
 
 log = logging.getLogger("newsalert.commands")

@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.commands import COMMAND, source_health_line
-from bot.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, shorten
+from bot.alerts.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, shorten
+from bot.app.commands import COMMAND, source_health_line
 from bot.store import Store
 
 LATEST = 10

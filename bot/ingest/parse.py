@@ -35,8 +35,8 @@ from typing import Any
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
-from bot import fastparse
 from bot.errors import ParseError
+from bot.ingest import fastparse
 from bot.model import Entry, Source
 
 log = logging.getLogger("newsalert.parse")

@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.alerts.render import BLOCK_TEXT_LIMIT, SlackMessage, escape, escape_url, format_time, shorten
+from bot.alerts.summarize import summarize
 from bot.model import Subscription
-from bot.render import BLOCK_TEXT_LIMIT, SlackMessage, escape, escape_url, format_time, shorten
-from bot.summarize import summarize
 
 if TYPE_CHECKING:
-    from bot.deliver import Sink
+    from bot.alerts.outbox import Sink
     from bot.store import Store
 
 log = logging.getLogger("newsalert.digest")

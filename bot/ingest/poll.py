@@ -14,15 +14,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot import metrics
 from bot.config import Settings
 from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
-from bot.fetch import Limits, Validators, backoff_delay, fetch_all
+from bot.ingest.fetch import Limits, Validators, backoff_delay, fetch_all
+from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.model import Fetched, Source, Subscription
-from bot.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
+from bot.ops import metrics
 from bot.store import SourceState, Store
-from bot.stories import Fingerprint
+from bot.stories.fingerprint import Fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
 

@@ -21,11 +21,11 @@ from datetime import datetime
 
 from bot.errors import ParseError
 from bot.failpoints import failpoint
+from bot.ingest.normalize import normalize, url_key
+from bot.ingest.parse import parse
+from bot.match.query import Matcher
 from bot.model import Entry, Item, Source, Span
-from bot.normalize import normalize, url_key
-from bot.parse import parse
-from bot.query import Matcher
-from bot.stories import Fingerprint, fingerprint
+from bot.stories.fingerprint import Fingerprint, fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.match.query import Query
 from bot.model import Item, Span
-from bot.query import Query
 from bot.store import Store
 
 MARK_START, MARK_END = "[", "]"

@@ -31,11 +31,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import metrics
-from bot.errors import DeliveryError, SlackAuthError
-from bot.failpoints import failpoint
-from bot.model import Alert, Item, Span
-from bot.render import (
+from bot.alerts.render import (
     MessageState,
     SlackMessage,
     render_console,
@@ -45,8 +41,12 @@ from bot.render import (
     render_reply,
     render_slack,
 )
+from bot.alerts.summarize import summarize
+from bot.errors import DeliveryError, SlackAuthError
+from bot.failpoints import failpoint
+from bot.model import Alert, Item, Span
+from bot.ops import metrics
 from bot.store import QueuedAlert, Store, StoryPost
-from bot.summarize import summarize
 
 log = logging.getLogger("newsalert.deliver")
 

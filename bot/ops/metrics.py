@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 
 from bot.errors import FeedError, FetchError, ParseError
-from bot.status import healthz
+from bot.ops.health import healthz
 from bot.store import Store
 
 log = logging.getLogger("newsalert.metrics")

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.commands import AppContext, Workspace
-from bot.deliver import render_story_post
-from bot.render import FEEDBACK_BUTTONS, TRIAGE_BUTTONS, SlackMessage, escape, escape_url, mention, shorten
+from bot.alerts.outbox import render_story_post
+from bot.alerts.render import (
+    FEEDBACK_BUTTONS,
+    TRIAGE_BUTTONS,
+    SlackMessage,
+    escape,
+    escape_url,
+    mention,
+    shorten,
+)
+from bot.app.commands import AppContext, Workspace
 
 ACTIONS = (*TRIAGE_BUTTONS, *FEEDBACK_BUTTONS)
 _STATES = {"alert_claim": "claimed", "alert_done": "done", "alert_escalate": "escalated"}

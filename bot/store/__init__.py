@@ -23,9 +23,9 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from bot.errors import StoreError
+from bot.ingest.normalize import url_key
 from bot.model import Item, Source, Span, Subscription, Watchlist
-from bot.normalize import url_key
-from bot.stories import Fingerprint, StoryIndex
+from bot.stories.fingerprint import Fingerprint, StoryIndex
 
 migrations = Migrations("newsalert")
 

@@ -1,0 +1,1 @@
+"""What Slack commands, buttons and App Home do, without Slack: context, commands, triage, home."""

@@ -1,0 +1,1 @@
+"""Running it: health, metrics, the /healthz and /metrics endpoints, and logging."""

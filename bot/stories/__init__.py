@@ -1,0 +1,1 @@
+"""Stories: deciding which items report the same event (fingerprints, similarity, the window index)."""
