@@ -60,7 +60,7 @@ def fill_outbox(store, alerts: int, channels: int) -> list[str]:  # type: ignore
 
     now = datetime.now(UTC)
     names = [f"C0BENCH{c:02d}" for c in range(channels)]
-    store.sync_config(
+    store.catalog.sync_config(
         [Source("bench", "https://bench.example/feed")],
         [Watchlist(f"w{c}", f"word{c}") for c in range(channels)],
         [Subscription(name, (f"w{c}",)) for c, name in enumerate(names)],
@@ -78,9 +78,9 @@ def fill_outbox(store, alerts: int, channels: int) -> list[str]:  # type: ignore
                 published=now,
                 fetched=now,
             )
-            story = store.new_story(now)
-            item_id = store.add_item(item, story_id=story)
-            store.enqueue_alert(item_id, names[channel], [f"w{channel}"], now)
+            story = store.stories.new_story(now)
+            item_id = store.items.add_item(item, story_id=story)
+            store.outbox.enqueue_alert(item_id, names[channel], [f"w{channel}"], now)
     return names
 
 

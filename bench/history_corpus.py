@@ -47,7 +47,7 @@ def build(path: Path, count: int, *, now: datetime | None = None, progress: bool
             ):
                 seen = start + step * n
                 if n % 4 != 3 or not story:
-                    story = store.new_story(seen)
+                    story = store.stories.new_story(seen)
                 item = Item(
                     source=source,
                     guid=f"bench-{n}",
@@ -57,9 +57,9 @@ def build(path: Path, count: int, *, now: datetime | None = None, progress: bool
                     published=seen,
                     fetched=seen,
                 )
-                item_id = store.add_item(item, story_id=story)
+                item_id = store.items.add_item(item, story_id=story)
                 if matched := matcher.match(title, text, source=source):
-                    store.add_matches(item_id, matched)
+                    store.items.add_matches(item_id, matched)
         if progress:
             done = min(first + batch, count)
             rate = done / (time.perf_counter() - started)

@@ -216,7 +216,9 @@ def run_newsalert(kind: str, port: int, sources: int, workdir: Path) -> dict[str
     )
     store = Store.open(settings.db_path)
     if kind in ("first", "commits"):
-        store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC))
+        store.catalog.sync_config(
+            settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC)
+        )
     stage = {"fetch": 0.0, "prepare": 0.0, "ingest": 0.0}
 
     def timed(name: str, fn: Any) -> Any:

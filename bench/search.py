@@ -68,7 +68,9 @@ def main() -> None:
             hits = search(store, query, since=window)
             best = min(best, time.perf_counter() - started)
         match = fts_match(compile_query(query))
-        candidates = "scan" if match is None else f"{len(store.search_candidates(match, _since(window))):,}"
+        candidates = (
+            "scan" if match is None else f"{len(store.history.search_candidates(match, _since(window))):,}"
+        )
         timings.append((best, query))
         if query in SEARCHES:
             print(f"{best * 1000:8.1f}  {candidates:>10}  {len(hits):>7}  {query}")

@@ -200,7 +200,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     with Store.open(settings.db_path) as store:
-        rows = store.audit_log(args.limit)
+        rows = store.people.audit_log(args.limit)
     if not rows:
         print(f"no changes from Slack recorded in {settings.db_path}")
         return 0
@@ -236,11 +236,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_story(settings: Settings, args: argparse.Namespace) -> int:
     with Store.open(settings.db_path) as store:
-        items = store.story_items(args.story_id)
+        items = store.stories.story_items(args.story_id)
         if not items:
             print(f"newsalert: no story {args.story_id} in {settings.db_path}", file=sys.stderr)
             return 1
-        sources = store.story_sources(args.story_id)
+        sources = store.stories.story_sources(args.story_id)
     print(f"story {args.story_id}: {items[0][1].title}")
     print(f"{len(sources)} sources: {', '.join(sources)}")
     for item_id, item, duplicate_of in items:
@@ -325,7 +325,7 @@ _WIDTHS = (8, 12, 8, 16, 16, 20)
 
 def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
     with Newsalert.seeded_store(settings) as store:
-        rows = store.subscriptions()
+        rows = store.catalog.subscriptions()
     now = datetime.now(UTC)
     header = ("id", "channel", "mode", "schedule", "timezone", "next digest")
     print("  ".join(f"{h:{w}}" for h, w in zip(header, _WIDTHS, strict=True)) + "  watchlists")
@@ -341,13 +341,13 @@ def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     with Store.open(settings.db_path) as store:
         if args.outbox_action == "retry":
-            requeued = store.retry_dead_alerts(args.alert_ids)
+            requeued = store.outbox.retry_dead_alerts(args.alert_ids)
             print(
                 f"{requeued} dead letter{'s' if requeued != 1 else ''} queued again; "
                 "the next delivery round (or `newsalert poll --once`) posts them"
             )
             return 0
-        waiting, dead = store.queued_alerts(), store.dead_alerts()
+        waiting, dead = store.outbox.queued_alerts(), store.outbox.dead_alerts()
     print(f"{len(waiting)} waiting, {len(dead)} dead letter{'s' if len(dead) != 1 else ''}")
     for label, rows in (("waiting", waiting), ("dead", dead)):
         for q in rows:
@@ -480,7 +480,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def _catalog_store(settings: Settings) -> Store:
     """The database with the config file's catalog synced in, as `run` would see it."""
     store = Store.open(settings.db_path)
-    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC))
+    store.catalog.sync_config(
+        settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC)
+    )
     return store
 
 
@@ -488,7 +490,7 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     if args.sources_command == "export":
         store = _catalog_store(settings)
         try:
-            sys.stdout.write(opml.export_opml(store.active_sources()))
+            sys.stdout.write(opml.export_opml(store.catalog.active_sources()))
         finally:
             store.close()
         return 0

@@ -30,7 +30,8 @@ from bot.match.query import _fold as fold_word  # the matcher's folding: the FTS
 from bot.match.query import (
     _word_triggers as word_triggers,  # the words every occurrence of a term begins with
 )
-from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
+from bot.store import Store
+from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
 
 log = logging.getLogger("newsalert.history")
 
@@ -95,7 +96,9 @@ def search(
     """
     compiled = compile_query(query)
     now = now or datetime.now(UTC)
-    candidates = store.search_candidates(fts_match(compiled), now - since, source=source, watchlist=watchlist)
+    candidates = store.history.search_candidates(
+        fts_match(compiled), now - since, source=source, watchlist=watchlist
+    )
     found: dict[int, tuple[int, str, str, datetime]] = {}  # story -> (item, title, url, story first seen)
     position = 0
     while position < len(candidates) and len(found) < limit:
@@ -106,7 +109,7 @@ def search(
             if candidates[position][1] not in found:
                 batch.append(candidates[position])
             position += 1
-        texts = store.search_texts([item_id for item_id, _, _ in batch])
+        texts = store.history.search_texts([item_id for item_id, _, _ in batch])
         for item_id, story_id, story_first_seen in batch:
             if story_id in found:
                 continue
@@ -118,13 +121,13 @@ def search(
                 found[story_id] = (item_id, row["title"], row["url"] or "", first_seen)
                 if len(found) == limit:
                     break
-    watchlists = store.story_watchlists(list(found))
+    watchlists = store.history.story_watchlists(list(found))
     return [
         StoryHit(
             id=story_id,
             title=title,
             url=url,
-            sources=len(store.story_sources(story_id)),
+            sources=len(store.stories.story_sources(story_id)),
             first_seen=first_seen,
             watchlists=tuple(watchlists.get(story_id, ())),
         )
@@ -224,7 +227,7 @@ def export_rows(
     the last ``since``, newest first. Values are JSON-ready; see write_csv for the flat form."""
     now = now or datetime.now(UTC)
     stories: dict[int, dict] = {}
-    for r in store.matched_items_since(now - since, watchlist):
+    for r in store.history.matched_items_since(now - since, watchlist):
         if r["story_id"] in stories:
             continue  # the story's earliest matched item in the window names it
         stories[r["story_id"]] = {
@@ -234,12 +237,12 @@ def export_rows(
             "url": r["url"] or "",
         }
     ids = list(stories)
-    watchlists = store.story_watchlists(ids)
-    channels = store.story_channels_sent(ids)
-    feedback = store.story_feedback(ids)
-    triage = store.story_triage(ids)
+    watchlists = store.history.story_watchlists(ids)
+    channels = store.history.story_channels_sent(ids)
+    feedback = store.history.story_feedback(ids)
+    triage = store.history.story_triage(ids)
     for story_id, row in stories.items():
-        row["sources"] = len(store.story_sources(story_id))
+        row["sources"] = len(store.stories.story_sources(story_id))
         row["watchlists"] = watchlists.get(story_id, [])
         row["channels"] = channels.get(story_id, [])
         row["feedback"] = feedback.get(story_id, {})  # kind -> votes, e.g. {"not_relevant": 2}
@@ -290,7 +293,7 @@ def prune(store: Store, *, retention_days: int, now: datetime | None = None) -> 
         raise ValueError(f"retention_days must be at least 1, got {retention_days}")
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
-    hold = store.digest_hold()
+    hold = store.digests.digest_hold()
     if hold is not None and hold < cutoff:
         log.warning(
             "retention held back to %s by an open digest window (a digest not sent for %d days)",
@@ -301,10 +304,10 @@ def prune(store: Store, *, retention_days: int, now: datetime | None = None) -> 
     removed, after = 0, 0
     while True:
         with store.transaction():
-            stories = store.prunable_stories(cutoff, after=after)
+            stories = store.history.prunable_stories(cutoff, after=after)
             if not stories:
                 break
-            removed += store.delete_stories(stories)
+            removed += store.history.delete_stories(stories)
         after = stories[-1]
     log.info("retention pruned items=%d older_than=%s", removed, iso_z(cutoff))
     return removed

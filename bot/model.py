@@ -123,3 +123,42 @@ class Alert:
     # Everyone who reported the story so far (outlets for aggregator items), first first.
     reporters: tuple[str, ...] = ()
     story_id: int = 0
+
+
+@dataclass(frozen=True)
+class SourceState:
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_success: datetime | None = None
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class QueuedAlert:
+    """An outbox row joined with its item: what delivery needs to render and post."""
+
+    id: int
+    channel: str
+    watchlists: tuple[str, ...]
+    attempts: int
+    item: Item
+    spans: tuple[Span, ...]
+    story_id: int
+    item_id: int
+    in_flight: bool = False
+    plain_text: bool = False
+    created_at: datetime | None = None
+    last_error: str = ""
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoryPost:
+    """The top-level Slack message of a story in one channel."""
+
+    story_id: int
+    channel: str
+    item_id: int
+    ts: str
+    watchlists: tuple[str, ...]

@@ -133,7 +133,7 @@ def import_feeds(
     now = now or datetime.now(UTC)
     report = ImportReport()
     with store.transaction():
-        rows = store.source_catalog()
+        rows = store.catalog.source_catalog()
         names = {r["name"] for r in rows}
         active = {key for r in rows if not r["removed_at"] for key in (r["url"], url_key(r["url"]))}
         removed = {r["url"]: r["name"] for r in rows if r["removed_at"]}
@@ -153,7 +153,7 @@ def import_feeds(
                 report.added.append(source)
             names.add(source.name)
             active.update((feed.url, url_key(feed.url)))
-            store.import_source(source, now)
+            store.catalog.import_source(source, now)
     return report
 
 

@@ -65,7 +65,7 @@ class Newsalert:
         store = Store.open(settings.db_path)
         try:
             now = datetime.now(UTC)
-            store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, now)
+            store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, now)
         finally:
             store.close()
 
@@ -73,7 +73,9 @@ class Newsalert:
     def seeded_store(settings: Settings) -> Store:
         """The database, opened and brought in line with the config file (the caller closes it)."""
         store = Store.open(settings.db_path)
-        store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC))
+        store.catalog.sync_config(
+            settings.sources, settings.watchlists, settings.subscriptions, datetime.now(UTC)
+        )
         return store
 
     def poll_once(self, sources: Sequence[Source] | None = None, *, due_only: bool = False) -> PollOutcome:
@@ -149,8 +151,8 @@ class Newsalert:
         with self._store() as store:
             log.info(
                 "running sources=%d watchlists=%d",
-                len(store.active_sources()),
-                len(store.active_watchlists()),
+                len(store.catalog.active_sources()),
+                len(store.catalog.active_watchlists()),
             )
         context = AppContext(self.settings, catalog_changed=scheduler.sync)
         try:
@@ -177,11 +179,11 @@ class Newsalert:
 
     def _digest_subscriptions(self) -> list[tuple[str, Subscription]]:
         with self._store() as store:
-            return [(sid, sub) for sid, sub, _, _ in store.subscriptions() if sub.mode == "digest"]
+            return [(sid, sub) for sid, sub, _, _ in store.catalog.subscriptions() if sub.mode == "digest"]
 
     def _active_sources(self) -> list[Source]:
         with self._store() as store:
-            return store.active_sources()
+            return store.catalog.active_sources()
 
     def _store(self) -> Store:
         return Store.open(self.settings.db_path)  # a context manager: closed at the end of `with`

@@ -61,8 +61,8 @@ def evaluate(store: Store, path: Path = LABELED, window: timedelta = timedelta(h
         item = normalize(entry, source, seen)
         fp = fingerprint(item.title, item.text)
         predicted = assign_story(store, fp, seen, window)
-        item_id = store.add_item(item, story_id=predicted)
-        store.add_fingerprint(item_id, predicted, seen, fp)
+        item_id = store.items.add_item(item, story_id=predicted)
+        store.stories.add_fingerprint(item_id, predicted, seen, fp)
         truth.append((story_id, predicted, item.title))
     true_pairs = predicted_pairs = both = 0
     false_merges, missed = [], []

@@ -23,10 +23,10 @@ from bot.app.home import home_view
 from bot.app.triage import click
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, FetchError
-from bot.model import Fetched, Item, Source, Subscription, Watchlist
+from bot.model import Fetched, Item, Source, StoryPost, Subscription, Watchlist
 from bot.scheduler import Scheduler
 from bot.service import check_run_mode
-from bot.store import Store, StoryPost
+from bot.store import Store
 from tests.test_render import alert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
@@ -66,7 +66,7 @@ def ctx(tmp_path: Path) -> AppContext:
         escalation_channel="C0ESC",
     )
     store = Store.open(settings.db_path)
-    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+    store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
     store.close()
     fetched: list[str] = []
 
@@ -115,8 +115,11 @@ def test_source_add_fetches_once_and_notifies_the_scheduler(ctx: AppContext) -> 
     assert "Sextortion &amp; grooming ring dismantled" in reply.text  # feed text is escaped
     assert changed == [True]
     with ctx.store() as store:
-        assert Source("Police news", "https://police.example/feed.xml", "feed", 900) in store.active_sources()
-        assert store.audit_log()[0]["action"] == "source add"
+        assert (
+            Source("Police news", "https://police.example/feed.xml", "feed", 900)
+            in store.catalog.active_sources()
+        )
+        assert store.people.audit_log()[0]["action"] == "source add"
     assert (
         "already a source named"
         in run(ctx, "source add https://x.example/f police NEWS", user="U0ADMIN").text
@@ -159,21 +162,21 @@ def test_subscribe_asks_to_be_invited_where_the_bot_cannot_post(ctx: AppContext)
     reply = run(ctx, "subscribe csam", channel="G1", ws=ws)
     assert "/invite @newsalert" in reply.text and not reply.in_channel
     with ctx.store() as store:
-        assert store.channel_subscriptions("G1") == []
+        assert store.catalog.channel_subscriptions("G1") == []
 
 
 def test_unsubscribing_part_of_a_config_entry_keeps_the_rest_and_survives_a_resync(ctx: AppContext) -> None:
     reply = run(ctx, "unsubscribe csam")
     assert reply.in_channel and "It still gets `unicef`" in reply.text
     with ctx.store() as store:
-        assert [s.watchlists for s in store.realtime_subscriptions()] == [("unicef",)]
+        assert [s.watchlists for s in store.catalog.realtime_subscriptions()] == [("unicef",)]
         # The next start reads the same config file, which still lists csam for C1.
         s = ctx.settings
-        store.sync_config(s.sources, s.watchlists, s.subscriptions, NOW + timedelta(hours=1))
-        assert [w for w, _, _ in store.channel_subscriptions("C1")] == ["unicef"]
+        store.catalog.sync_config(s.sources, s.watchlists, s.subscriptions, NOW + timedelta(hours=1))
+        assert [w for w, _, _ in store.catalog.channel_subscriptions("C1")] == ["unicef"]
     assert "subscribed" in run(ctx, "subscribe csam").text
     with ctx.store() as store:
-        assert sorted(w for w, _, _ in store.channel_subscriptions("C1")) == ["csam", "unicef"]
+        assert sorted(w for w, _, _ in store.catalog.channel_subscriptions("C1")) == ["csam", "unicef"]
 
 
 def test_mute_durations_and_names(ctx: AppContext) -> None:
@@ -184,8 +187,8 @@ def test_mute_durations_and_names(ctx: AppContext) -> None:
     )
     assert "expected a duration" in run(ctx, "mute source UN News for ever").text
     with ctx.store() as store:
-        assert store.channels_muting_source("UN News", NOW) == {"C1"}
-        assert store.channels_muting_source("UN News", NOW + timedelta(weeks=3)) == set()  # expired
+        assert store.people.channels_muting_source("UN News", NOW) == {"C1"}
+        assert store.people.channels_muting_source("UN News", NOW + timedelta(weeks=3)) == set()  # expired
 
 
 def test_pending_message_for_slow_commands_only() -> None:
@@ -196,10 +199,10 @@ def test_pending_message_for_slow_commands_only() -> None:
 
 def add_alerted_story(store: Store, *, source: str = "UN News", channel: str = "C1") -> StoryPost:
     item = Item(source, "g1", "https://n.example/1", "UNICEF warns on CSAM", "Text", NOW, NOW)
-    story = store.new_story(NOW)
-    item_id = store.add_item(item, story_id=story)
+    story = store.stories.new_story(NOW)
+    item_id = store.items.add_item(item, story_id=story)
     post = StoryPost(story, channel, item_id, "100.000001", ("csam", "unicef"))
-    store.save_story_post(post, NOW)
+    store.stories.save_story_post(post, NOW)
     return post
 
 
@@ -224,8 +227,8 @@ def test_buttons_record_and_render_who_did_what(ctx: AppContext) -> None:
     assert "Escalated by <@U2>" in blocks and "Source UN News muted here by <@U3>" in blocks
     assert "Not relevant: <@U1>" in blocks
     with ctx.store() as store:
-        assert store.not_relevant_rates() == {"csam": (1, 1), "unicef": (1, 1)}
-        assert [r["action"] for r in reversed(store.audit_log())] == [
+        assert store.people.not_relevant_rates() == {"csam": (1, 1), "unicef": (1, 1)}
+        assert [r["action"] for r in reversed(store.people.audit_log())] == [
             "claim",
             "escalate",
             "not relevant",
@@ -246,8 +249,8 @@ def test_muted_source_and_story_are_not_delivered(ctx: AppContext) -> None:
     out = io.StringIO()
     with ctx.store() as store:
         post = add_alerted_story(store)
-        store.enqueue_alert(post.item_id, "C1", ["csam"], NOW)
-        store.mute("C1", "source", "UN News", "U1", NOW)
+        store.outbox.enqueue_alert(post.item_id, "C1", ["csam"], NOW)
+        store.people.mute("C1", "source", "UN News", "U1", NOW)
         report = deliver_pending(store, ConsoleSink(out))
         assert (report.sent, report.muted) == (0, 1)
         assert store.db.execute("SELECT status, last_error FROM alerts").fetchall() == [
@@ -269,7 +272,7 @@ def test_alert_rendering_with_buttons_and_state() -> None:
 
 def test_home_view_hides_channels_the_user_cannot_see(ctx: AppContext) -> None:
     with ctx.store() as store:
-        store.subscribe("G1", ["csam"], "U1", NOW)
+        store.catalog.subscribe("G1", ["csam"], "U1", NOW)
         add_alerted_story(store, channel="G1")
         view = home_view(store, "U1", lambda channel: channel != "G1", NOW)
     text = json.dumps(view)
@@ -346,16 +349,18 @@ def test_subscribe_to_a_digest_from_slack_then_list_and_stop_it(ctx: AppContext)
     assert reply.in_channel and "daily 09:00 (Europe/Berlin)" in reply.text
     assert "first on 2026-02-06 08:00 UTC" in reply.text
     with ctx.store() as store:
-        ((sid, sub),) = [(i, s) for i, s, _, _ in store.subscriptions() if s.mode == "digest"]
+        ((sid, sub),) = [(i, s) for i, s, _, _ in store.catalog.subscriptions() if s.mode == "digest"]
         assert (sub.channel, sub.watchlists, sub.timezone) == ("C2", ("csam",), "Europe/Berlin")
-        assert store.realtime_subscriptions() == [Subscription("C1", ("csam", "unicef"))]  # no pings for C2
+        assert store.catalog.realtime_subscriptions() == [
+            Subscription("C1", ("csam", "unicef"))
+        ]  # no pings for C2
     listed = run(ctx, "list", channel="C2").text
     assert f"`{sid}`" in listed and "daily 09:00 (Europe/Berlin)" in listed
     assert "This channel has no subscriptions" not in listed
     stopped = run(ctx, f"unsubscribe digest {sid}", channel="C2")
     assert stopped.in_channel and sid in stopped.text
     with ctx.store() as store:
-        assert not [s for _, s, _, _ in store.subscriptions() if s.mode == "digest"]
+        assert not [s for _, s, _, _ in store.catalog.subscriptions() if s.mode == "digest"]
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,9 @@ def queue(store: Store, n: int, channel: str = "C1", prefix: str = "g") -> list[
             published=NOW,
             fetched=NOW,
         )
-        item_id = store.add_item(item, story_id=store.new_story(NOW))
-        store.add_matches(item_id, {"csam": [Span("text", 13, 17, "csam")]})
-        store.enqueue_alert(item_id, channel, ["csam"], NOW)
+        item_id = store.items.add_item(item, story_id=store.stories.new_story(NOW))
+        store.items.add_matches(item_id, {"csam": [Span("text", 13, 17, "csam")]})
+        store.outbox.enqueue_alert(item_id, channel, ["csam"], NOW)
         ids.append(item_id)
     return ids
 
@@ -73,7 +73,7 @@ def test_alerts_are_posted_once_with_ts_and_metadata(store, slack) -> None:
 
 def test_enqueueing_twice_is_ignored(store) -> None:
     queue(store, 1)
-    assert store.enqueue_alert(1, "C1", ["csam"], NOW) is False
+    assert store.outbox.enqueue_alert(1, "C1", ["csam"], NOW) is False
     assert store.count("alerts") == 1
 
 
@@ -136,17 +136,17 @@ def test_a_post_whose_answer_was_lost_is_adopted_not_posted_again(store, slack) 
 
 
 def test_channel_errors_dead_letter_and_mark_the_subscription_broken(store, slack) -> None:
-    store.sync_config_subscriptions([Subscription("C1", ("csam",))], NOW)
+    store.catalog.sync_config_subscriptions([Subscription("C1", ("csam",))], NOW)
     queue(store, 2)
     slack.not_member.add("C1")
     report = deliver_pending(store, sink(slack))
     assert report.failed == 1 and report.queued == 1  # the rest of the channel waits; no endless retries
-    assert store.broken_subscriptions() == [("C1", "not_in_channel")]
+    assert store.catalog.broken_subscriptions() == [("C1", "not_in_channel")]
     assert deliver_pending(store, sink(slack), now=later(60)).failed == 1
     assert status(store) == ["dead", "dead"]
     slack.not_member.clear()  # someone invited the bot
-    assert store.retry_dead_alerts() == 2
-    assert store.broken_subscriptions() == []
+    assert store.outbox.retry_dead_alerts() == 2
+    assert store.catalog.broken_subscriptions() == []
     assert deliver_pending(store, sink(slack)).sent == 2
 
 
@@ -183,7 +183,7 @@ def test_auth_failure_stops_delivery_and_keeps_alerts(store, slack) -> None:
 
 def test_a_channel_claimed_by_a_live_worker_is_left_alone(store, slack) -> None:
     queue(store, 1)
-    assert store.claim_channel("C1", "other-host:1:abc", datetime.now(UTC), stale_before=NOW)
+    assert store.outbox.claim_channel("C1", "other-host:1:abc", datetime.now(UTC), stale_before=NOW)
     report = deliver_pending(store, sink(slack))
     assert report.sent == 0 and "C1" in report.waiting_channels
     assert not slack.posts()
@@ -199,7 +199,7 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(store, slack) -> None:
     )
     holder = f"{socket.gethostname()}:{gone.stdout.strip()}:abc"
     queue(store, 1)
-    assert store.claim_channel("C1", holder, datetime.now(UTC), stale_before=NOW)
+    assert store.outbox.claim_channel("C1", holder, datetime.now(UTC), stale_before=NOW)
     assert deliver_pending(store, sink(slack)).sent == 1
 
 
@@ -226,7 +226,7 @@ def test_rate_limiter_allows_a_burst_then_one_per_second() -> None:
 
 
 def test_deliverer_renders_replies_in_the_story_thread(store, slack) -> None:
-    story = store.new_story(NOW)
+    story = store.stories.new_story(NOW)
     for n, outlet in enumerate(["Reuters", "AP"]):
         item = Item(
             source=outlet,
@@ -237,7 +237,7 @@ def test_deliverer_renders_replies_in_the_story_thread(store, slack) -> None:
             published=NOW,
             fetched=NOW,
         )
-        store.enqueue_alert(store.add_item(item, story_id=story), "C1", ["unicef"], NOW)
+        store.outbox.enqueue_alert(store.items.add_item(item, story_id=story), "C1", ["unicef"], NOW)
     assert Deliverer(store, sink(slack)).run().sent == 2
     (parent,) = slack.top_level("C1")
     (reply,) = slack.replies("C1", parent["ts"])

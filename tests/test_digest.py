@@ -28,7 +28,8 @@ from bot.alerts.render import BLOCK_TEXT_LIMIT
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.model import Item, Span, Subscription, Watchlist
-from bot.store import Store, subscription_id
+from bot.store import Store
+from bot.store.rows import subscription_id
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 
 DAY1 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
@@ -111,7 +112,7 @@ SUB = Subscription("C1", ("csam", "deepfakes"), "digest", "daily 09:00", "UTC")
 @pytest.fixture
 def store(tmp_path):
     s = Store.open(tmp_path / "d.db")
-    s.sync_config([], [Watchlist("csam", "CSAM"), Watchlist("deepfakes", "deepfake")], [SUB], DAY1)
+    s.catalog.sync_config([], [Watchlist("csam", "CSAM"), Watchlist("deepfakes", "deepfake")], [SUB], DAY1)
     yield s
     s.close()
 
@@ -139,9 +140,9 @@ def add(
         published=published or seen,
         fetched=seen,
     )
-    item_id = store.add_item(item, story_id=story or store.new_story(seen))
-    store.add_matches(item_id, {watchlist: [Span("title", 0, 4, watchlist)]})
-    return store.story_of(item_id)
+    item_id = store.items.add_item(item, story_id=story or store.stories.new_story(seen))
+    store.items.add_matches(item_id, {watchlist: [Span("title", 0, 4, watchlist)]})
+    return store.items.story_of(item_id)
 
 
 def test_consecutive_digests_neither_lose_nor_repeat_a_story(store) -> None:
@@ -228,7 +229,9 @@ def test_an_empty_period_says_so_unless_skip_empty(store) -> None:
     send_digest(store, printer, SID, DAY1 + timedelta(days=1))
     assert printer.messages and "No new stories for csam, deepfakes since" in printer.messages[0].text
     quiet = Subscription("C2", ("csam",), "digest", "daily 09:00", "UTC", skip_empty=True)
-    store.sync_config([], [Watchlist("csam", "CSAM"), Watchlist("deepfakes", "deepfake")], [SUB, quiet], DAY1)
+    store.catalog.sync_config(
+        [], [Watchlist("csam", "CSAM"), Watchlist("deepfakes", "deepfake")], [SUB, quiet], DAY1
+    )
     printer = _Printer()
     send_digest(store, printer, subscription_id(quiet), DAY1 + timedelta(days=1))
     assert printer.messages == []
@@ -241,7 +244,7 @@ def test_digests_reach_the_fake_slack_and_an_interrupted_one_is_finished_not_rep
     sink = SlackSink(VALID_TOKEN, slack.url, timeout=5)
     now = datetime.now(UTC)
     # A previous attempt recorded its window and posted, then died before marking it sent.
-    digest_id = store.begin_digest(SID, DAY1, now, now)
+    digest_id = store.digests.begin_digest(SID, DAY1, now, now)
     (message,) = render_digest(build_digest(store, SID, now))
     sink.post_message(
         "C1", message, "newsalert_digest", {"digest_id": digest_id, "subscription": SID, "part": 0}

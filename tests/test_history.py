@@ -20,7 +20,8 @@ from bot.errors import QueryError
 from bot.history import export_rows, fts_match, iso_z, prune, search, write_csv, write_json
 from bot.match.query import _Field, compile_query
 from bot.model import Item, Source, Subscription, Watchlist
-from bot.store import FTS_NOT_PLAIN, FTS_PLAIN, Store
+from bot.store import Store
+from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
 from bot.stories.fingerprint import Fingerprint
 from tests.conftest import DATA, bot_env, run_bot
 
@@ -42,7 +43,7 @@ def add(
 ) -> tuple[int, int]:
     """Store one item (in a new story unless ``story``); returns (item id, story id)."""
     n = next(_guids)
-    story = story if story is not None else store.new_story(seen)
+    story = story if story is not None else store.stories.new_story(seen)
     item = Item(
         source=source,
         guid=f"g{n}",
@@ -53,7 +54,7 @@ def add(
         fetched=seen,
         outlet=outlet,
     )
-    return store.add_item(item, story_id=story), story
+    return store.items.add_item(item, story_id=story), story
 
 
 def story_order(store: Store, stories: set[int]) -> list[int]:
@@ -76,7 +77,7 @@ def reference(store: Store, query: str, since: timedelta, **filters: str) -> lis
         )
         allowed = {r[0] for r in rows}
     found = set()
-    for _, story, item in store.items_first_seen_since(NOW - since):
+    for _, story, item in store.items.items_first_seen_since(NOW - since):
         if source and source.lower() not in (item.source.lower(), item.outlet.lower()):
             continue
         if allowed is not None and story not in allowed:
@@ -191,7 +192,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Store:
                 store, title, text, source=source, seen=NOW - timedelta(hours=3 * n + 2), outlet=outlet
             )
             if n % 3 == 0:  # as if watchlist w1 had matched these when they arrived
-                store.add_matches(item_id, {"w1": []})
+                store.items.add_matches(item_id, {"w1": []})
     yield store
     store.close()
 
@@ -226,7 +227,10 @@ def test_search_agrees_with_the_matcher_on_every_query(corpus: Store) -> None:
             if got != expected:
                 disagree.append((query, since.days, len(expected), len(got)))
         match = fts_match(compile_query(query))
-        if match is not None and len(corpus.search_candidates(match, NOW - timedelta(days=60))) < total / 2:
+        if (
+            match is not None
+            and len(corpus.history.search_candidates(match, NOW - timedelta(days=60))) < total / 2
+        ):
             narrowed += 1
     assert len(QUERIES) > 150
     assert disagree == []
@@ -262,7 +266,7 @@ def test_a_hit_names_its_story_by_the_earliest_matching_item(tmp_path: Path) -> 
         url="https://bbc.example/x",
     )
     item_id, newer = add(store, "UNICEF again", "", seen=NOW - timedelta(hours=1))
-    store.add_matches(item_id, {"unicef": []})
+    store.items.add_matches(item_id, {"unicef": []})
     hits = search(store, "unicef", now=NOW)
     assert [(h.id, h.title, h.sources) for h in hits] == [
         (newer, "UNICEF again", 1),
@@ -303,12 +307,12 @@ def test_fts_expression_drops_only_what_cannot_narrow() -> None:
 def test_edited_and_deleted_items_leave_the_index_consistent(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     item_id, _ = add(store, "Old headline about ponies", "text")
-    store.update_item_text(item_id, "New headline about UNICEF", "text")
+    store.items.update_item_text(item_id, "New headline about UNICEF", "text")
     assert [h.title for h in search(store, "unicef", now=NOW)] == ["New headline about UNICEF"]
     assert search(store, "ponies", now=NOW) == []
-    store.update_item_text(item_id, "ＵＮＩＣＥＦ in fullwidth", "text")
+    store.items.update_item_text(item_id, "ＵＮＩＣＥＦ in fullwidth", "text")
     assert [row[0] for row in store.db.execute("SELECT item_id FROM items_fts_fallback")] == [item_id]
-    assert store.fts_consistent()
+    assert store.history.fts_consistent()
     store.close()
 
 
@@ -319,7 +323,7 @@ def test_edited_and_deleted_items_leave_the_index_consistent(tmp_path: Path) -> 
 @pytest.fixture
 def alerted(tmp_path: Path):
     store = Store.open(tmp_path / "t.db")
-    store.sync_config(
+    store.catalog.sync_config(
         [Source("UN News", "https://news.un.org/rss")],
         [Watchlist("csam", "csam"), Watchlist("deepfakes", "deepfake")],
         [Subscription("C1", ("csam", "deepfakes")), Subscription("C2", ("deepfakes",))],
@@ -327,19 +331,21 @@ def alerted(tmp_path: Path):
     )
     first, a = add(store, "CSAM report", "", seen=NOW - timedelta(days=2), url="https://un.example/a")
     add(store, "CSAM report, copy", "", seen=NOW - timedelta(days=1), story=a, source="BBC")
-    store.add_matches(first, {"csam": []})
-    store.enqueue_alert(first, "C1", ["csam"], NOW - timedelta(days=2))
-    alert = store.queued_alerts()[0]
-    store.mark_alert_sent(alert.id, "1.1", NOW - timedelta(days=2))
-    store.add_feedback(first, "C1", ["csam", "unicef"], "U1", "not_relevant", NOW)  # one vote, two rows
-    store.add_feedback(first, "C1", ["csam"], "U2", "not_relevant", NOW)
-    store.set_triage(first, "C1", "done", "U3", NOW)
+    store.items.add_matches(first, {"csam": []})
+    store.outbox.enqueue_alert(first, "C1", ["csam"], NOW - timedelta(days=2))
+    alert = store.outbox.queued_alerts()[0]
+    store.outbox.mark_alert_sent(alert.id, "1.1", NOW - timedelta(days=2))
+    store.people.add_feedback(
+        first, "C1", ["csam", "unicef"], "U1", "not_relevant", NOW
+    )  # one vote, two rows
+    store.people.add_feedback(first, "C1", ["csam"], "U2", "not_relevant", NOW)
+    store.people.set_triage(first, "C1", "done", "U3", NOW)
     second, b = add(store, '=HYPERLINK("http://evil") deepfake', "", seen=NOW - timedelta(hours=5), url="")
-    store.add_matches(second, {"deepfakes": []})
-    store.enqueue_alert(second, "C2", ["deepfakes"], NOW)  # queued, not sent: no channel yet
+    store.items.add_matches(second, {"deepfakes": []})
+    store.outbox.enqueue_alert(second, "C2", ["deepfakes"], NOW)  # queued, not sent: no channel yet
     add(store, "Not matched by anything", "", seen=NOW - timedelta(hours=4))
     old, _ = add(store, "Old CSAM story", "", seen=NOW - timedelta(days=90))
-    store.add_matches(old, {"csam": []})
+    store.items.add_matches(old, {"csam": []})
     yield store, a, b
     store.close()
 
@@ -402,7 +408,7 @@ def test_export_csv_parses_and_cannot_smuggle_a_formula(alerted) -> None:
 def test_export_without_the_slack_tables_leaves_their_columns_empty(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     item_id, _ = add(store, "CSAM", "")
-    store.add_matches(item_id, {"csam": []})
+    store.items.add_matches(item_id, {"csam": []})
     store.db.execute("DROP TABLE feedback")
     store.db.execute("DROP TABLE triage")
     [row] = export_rows(store, since=timedelta(days=30), now=NOW)
@@ -424,19 +430,19 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     old_seen = NOW - timedelta(days=200)
     old, old_story = add(store, "Ancient UNICEF story", "", seen=old_seen)
     copy, _ = add(store, "ＵＮＩＣＥＦ copy", "", seen=old_seen, story=old_story)
-    store.add_fingerprint(
+    store.stories.add_fingerprint(
         old, old_story, old_seen, Fingerprint(frozenset({"ancient", "unicef"}), frozenset({"stori"}))
     )
-    store.add_matches(old, {"unicef": []})
-    store.enqueue_alert(old, "C1", ["unicef"], old_seen)
-    store.mark_alert_sent(store.queued_alerts()[0].id, "1.1", old_seen)
-    store.add_feedback(old, "C1", ["unicef"], "U1", "not_relevant", old_seen)
-    store.set_triage(old, "C1", "done", "U1", old_seen)
+    store.items.add_matches(old, {"unicef": []})
+    store.outbox.enqueue_alert(old, "C1", ["unicef"], old_seen)
+    store.outbox.mark_alert_sent(store.outbox.queued_alerts()[0].id, "1.1", old_seen)
+    store.people.add_feedback(old, "C1", ["unicef"], "U1", "not_relevant", old_seen)
+    store.people.set_triage(old, "C1", "done", "U1", old_seen)
     # Kept: a story still being reported, one with a queued alert, and a recent one.
     alive, alive_story = add(store, "UNICEF story still running", "", seen=old_seen)
     add(store, "UNICEF follow-up", "", seen=NOW - timedelta(days=2), story=alive_story)
     waiting, _ = add(store, "UNICEF alert stuck in the outbox", "", seen=old_seen)
-    store.enqueue_alert(waiting, "C2", ["unicef"], old_seen)
+    store.outbox.enqueue_alert(waiting, "C2", ["unicef"], old_seen)
     recent, _ = add(store, "UNICEF today", "", seen=NOW - timedelta(hours=1))
 
     assert prune(store, retention_days=180, now=NOW) == 2
@@ -449,7 +455,7 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     for table in ("matches", "fingerprints", "feedback", "triage"):
         assert store.db.execute(f"SELECT count(*) FROM {table} WHERE item_id = ?", [old]).fetchone()[0] == 0
     assert store.db.execute("SELECT count(*) FROM stories WHERE id = ?", [old_story]).fetchone()[0] == 0
-    assert store.fts_consistent()
+    assert store.history.fts_consistent()
     assert search(store, "ancient", since=timedelta(days=365), now=NOW) == []
     assert prune(store, retention_days=180, now=NOW) == 0
 
@@ -484,7 +490,7 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
     store = Store.open(db)
     now = datetime.now(UTC)
     item_id, story = add(store, "UNICEF warns about deepfakes", "", seen=now - timedelta(hours=2))
-    store.add_matches(item_id, {"unicef": []})
+    store.items.add_matches(item_id, {"unicef": []})
     add(store, "Weather", "", seen=now - timedelta(hours=1))
     store.close()
 
@@ -515,7 +521,7 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
 
 def test_the_python_fallback_test_agrees_with_the_sql_one_on_every_boundary(tmp_path: Path) -> None:
     # Inserts decide in Python (needs_search_fallback); edits, in the update trigger's SQL.
-    from bot.store import FTS_NOT_PLAIN, _fts_fallback_sql, needs_search_fallback
+    from bot.store.schema import FTS_NOT_PLAIN, _fts_fallback_sql, needs_search_fallback
 
     store = Store.open(tmp_path / "t.db")
     codes = {0x7F, 0x10FFFF, 0x1F600}  # (no NUL: SQL strings end there)

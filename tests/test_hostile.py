@@ -173,10 +173,10 @@ def run_polls(settings: Settings, polls: int = 2) -> Run:
         try:
             store = Store.open(settings.db_path)  # SQLite connections stay in their own thread
             try:
-                store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+                store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
                 for _ in range(polls):
                     run.reports.append(poll(settings, store))
-                run.alerted = [(q.item.source, q.item.title) for q in store.queued_alerts()]
+                run.alerted = [(q.item.source, q.item.title) for q in store.outbox.queued_alerts()]
                 run.items = list(store.db["items"].rows_where("source = ?", ["hostile"]))
                 state = next(store.db["sources"].rows_where("name = ?", ["hostile"]), None)
                 run.failure = state["last_error"] if state else None

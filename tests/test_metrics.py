@@ -109,9 +109,9 @@ def test_render_reads_the_outbox_gauges_from_the_database(tmp_path: Path) -> Non
     store = Store.open(db)
     queued_at = datetime.now(UTC) - timedelta(minutes=10)
     for n in range(3):
-        story = store.new_story(queued_at)
-        item_id = store.add_item(Item("S", f"g{n}", "", "t", "", queued_at, queued_at), story_id=story)
-        store.enqueue_alert(item_id, "C1", ["w"], queued_at)
+        story = store.stories.new_story(queued_at)
+        item_id = store.items.add_item(Item("S", f"g{n}", "", "t", "", queued_at, queued_at), story_id=story)
+        store.outbox.enqueue_alert(item_id, "C1", ["w"], queued_at)
     store.close()
     metrics.render(str(db))
     assert value("newsalert_outbox_depth") == 3

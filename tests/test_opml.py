@@ -35,7 +35,7 @@ EXPECTED = [
 
 
 def active(store: Store) -> list[tuple[str, str, str]]:
-    return [(s.name, s.url, s.type) for s in store.active_sources()]
+    return [(s.name, s.url, s.type) for s in store.catalog.active_sources()]
 
 
 def test_a_feedly_export_imports_every_feed_once(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_a_feedly_export_imports_every_feed_once(tmp_path: Path) -> None:
         ("Old gopher", "not an http:// or https:// URL"),
     ]
     assert sorted(active(store)) == sorted(EXPECTED)
-    assert {r["origin"] for r in store.source_rows()} == {"opml"}
+    assert {r["origin"] for r in store.catalog.source_rows()} == {"opml"}
 
     again = import_feeds(store, parse_opml(FEEDLY.read_bytes()), interval=900, allow_private=False, now=NOW)
     assert (len(again.added), len(again.present), len(again.refused)) == (0, 9, 2)
@@ -58,7 +58,7 @@ def test_a_feedly_export_imports_every_feed_once(tmp_path: Path) -> None:
 def test_export_then_import_round_trips(tmp_path: Path) -> None:
     first = Store.open(tmp_path / "a.db")
     import_feeds(first, parse_opml(FEEDLY.read_bytes()), interval=900, allow_private=False, now=NOW)
-    text = export_opml(first.active_sources(), now=NOW)
+    text = export_opml(first.catalog.active_sources(), now=NOW)
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<opml version="2.0">')
     second = Store.open(tmp_path / "b.db")
     report = import_feeds(second, parse_opml(text.encode()), interval=900, allow_private=False, now=NOW)
@@ -68,16 +68,16 @@ def test_export_then_import_round_trips(tmp_path: Path) -> None:
 def test_config_sources_are_present_and_sync_leaves_imports_alone(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     config = [Source("UN News feed", "https://news.un.org/feed/subscribe/en/news/all/rss.xml")]
-    store.sync_config(config, [Watchlist("w", "x")], [Subscription("C1", ("w",))], NOW)
+    store.catalog.sync_config(config, [Watchlist("w", "x")], [Subscription("C1", ("w",))], NOW)
     report = import_feeds(store, parse_opml(FEEDLY.read_bytes()), interval=900, allow_private=False, now=NOW)
     assert [f.name for f in report.present] == ["UN News"]  # same URL as a config source
-    store.sync_config(config, [Watchlist("w", "x")], [Subscription("C1", ("w",))], NOW)  # a restart
-    assert len(store.active_sources()) == 1 + len(EXPECTED) - 1
+    store.catalog.sync_config(config, [Watchlist("w", "x")], [Subscription("C1", ("w",))], NOW)  # a restart
+    assert len(store.catalog.active_sources()) == 1 + len(EXPECTED) - 1
 
 
 def test_names_stay_unique_and_removed_sources_come_back(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
-    store.sync_config([Source("News", "https://a.example/rss")], [], [], NOW)
+    store.catalog.sync_config([Source("News", "https://a.example/rss")], [], [], NOW)
     report = import_feeds(
         store,
         [Feed("News", "https://b.example/rss"), Feed("News", "https://c.example/rss")],
@@ -85,12 +85,12 @@ def test_names_stay_unique_and_removed_sources_come_back(tmp_path: Path) -> None
         allow_private=False,
     )
     assert [s.name for s in report.added] == ["News (b.example)", "News (c.example)"]
-    store.remove_source("News (b.example)", "U1", NOW)
+    store.catalog.remove_source("News (b.example)", "U1", NOW)
     report = import_feeds(
         store, [Feed("Renamed", "https://b.example/rss")], interval=600, allow_private=False
     )
     assert [s.name for s in report.restored] == ["News (b.example)"]
-    assert "News (b.example)" in {s.name for s in store.active_sources()}
+    assert "News (b.example)" in {s.name for s in store.catalog.active_sources()}
 
 
 def test_private_addresses_need_allow_private_sources(tmp_path: Path) -> None:

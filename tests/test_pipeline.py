@@ -11,8 +11,8 @@ import pytest
 
 from bot.config import Settings
 from bot.ingest.poll import flood_cutoff, plan_alerts, poll
-from bot.model import Source, Subscription, Watchlist
-from bot.store import SourceState, Store
+from bot.model import Source, SourceState, Subscription, Watchlist
+from bot.store import Store
 from tests.feed_server import FeedServer
 
 NOW = datetime.now(UTC)
@@ -55,7 +55,7 @@ def store(tmp_path: Path):
 
 
 def sync(store: Store, settings: Settings) -> None:
-    store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+    store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
 
 
 def test_matching_items_are_queued_per_channel(tmp_path, feeds: FeedServer, store: Store) -> None:
@@ -71,7 +71,7 @@ def test_matching_items_are_queued_per_channel(tmp_path, feeds: FeedServer, stor
     sync(store, settings)
     report = poll(settings, store)
     assert (report.polled, report.failed, report.new_items, report.matches) == (1, 0, 3, 2)
-    queued = {(q.item.title, q.channel, q.watchlists) for q in store.queued_alerts()}
+    queued = {(q.item.title, q.channel, q.watchlists) for q in store.outbox.queued_alerts()}
     assert queued == {
         ("Police find CSAM on servers", "C1", ("csam",)),
         ("Nudify apps banned", "C1", ("deepfakes",)),
@@ -93,7 +93,7 @@ def test_first_poll_alerts_only_recent_items_but_stores_all(tmp_path, feeds, sto
     report = poll(settings, store)
     assert report.new_items == 3
     assert report.held_back == 1
-    assert {q.item.title for q in store.queued_alerts()} == {"New CSAM story", "Undated CSAM story"}
+    assert {q.item.title for q in store.outbox.queued_alerts()} == {"New CSAM story", "Undated CSAM story"}
 
 
 def test_after_the_first_poll_late_items_still_alert(tmp_path, feeds, store) -> None:
@@ -109,7 +109,7 @@ def test_after_the_first_poll_late_items_still_alert(tmp_path, feeds, store) -> 
         ),
     )
     poll(settings, store)
-    assert "Late CSAM story from last month" in {q.item.title for q in store.queued_alerts()}
+    assert "Late CSAM story from last month" in {q.item.title for q in store.outbox.queued_alerts()}
 
 
 def test_flood_cutoff_rules() -> None:
@@ -128,7 +128,7 @@ def test_same_url_from_two_sources_is_one_alert(tmp_path, feeds, store) -> None:
     sync(store, settings)
     report = poll(settings, store)
     assert report.new_items == 2
-    assert [q.channel for q in store.queued_alerts()] == ["C1"]
+    assert [q.channel for q in store.outbox.queued_alerts()] == ["C1"]
 
 
 def test_seen_items_never_alert_again_across_restarts(tmp_path, feeds) -> None:
@@ -177,7 +177,7 @@ def test_failures_are_isolated_and_recorded(tmp_path, feeds, store) -> None:
     assert report.polled == 6
     assert report.failed == 5
     assert report.new_items == 1
-    errors = {name: store.source_state(name) for name in ("missing", "html", "huge", "slow")}
+    errors = {name: store.sources.source_state(name) for name in ("missing", "html", "huge", "slow")}
     assert all(state.consecutive_failures == 1 for state in errors.values())
     rows = {r["name"]: r["last_error"] for r in store.db["sources"].rows}
     assert "404" in rows["missing"]
@@ -194,7 +194,7 @@ def test_conditional_get_uses_the_etag(tmp_path, feeds, store) -> None:
     report = poll(settings, store)
     assert feeds.requests[-1][1].get("If-None-Match") == '"abc"'
     assert report.failed == 0 and report.new_items == 0
-    assert store.source_state("A").consecutive_failures == 0
+    assert store.sources.source_state("A").consecutive_failures == 0
 
 
 def test_user_agent_names_the_bot(tmp_path, feeds, store) -> None:
@@ -221,7 +221,7 @@ def test_amp_and_mobile_copies_of_one_page_are_one_alert(tmp_path, feeds, store)
     settings = settings_for(tmp_path, Source("A", a), Source("B", b))
     sync(store, settings)
     poll(settings, store)
-    assert [q.channel for q in store.queued_alerts()] == ["C1"]
+    assert [q.channel for q in store.outbox.queued_alerts()] == ["C1"]
     assert store.db["items"].get(2)["duplicate_of"] == 1
 
 
@@ -234,8 +234,8 @@ def test_a_failing_source_backs_off_and_a_gone_one_is_disabled(tmp_path, feeds, 
     row = store.db["sources"].get("flaky")
     retry_at = datetime.fromisoformat(row["next_poll_at"])
     assert timedelta(seconds=110) < retry_at - datetime.now(UTC) <= timedelta(seconds=120)
-    assert not store.source_due("flaky", datetime.now(UTC))
-    assert [s.name for s in store.active_sources()] == ["flaky"]  # "gone" is disabled
+    assert not store.sources.source_due("flaky", datetime.now(UTC))
+    assert [s.name for s in store.catalog.active_sources()] == ["flaky"]  # "gone" is disabled
     assert "410" in store.db["sources"].get("gone")["disabled_reason"]
     before = len(feeds.requests)
     assert poll(settings, store, due_only=True).polled == 0  # backing off: not even fetched
@@ -249,4 +249,4 @@ def test_a_permanent_redirect_moves_the_source(tmp_path, feeds, store) -> None:
     settings = settings_for(tmp_path, Source("A", old))
     sync(store, settings)
     assert poll(settings, store).new_items == 1
-    assert store.active_sources()[0].url == new
+    assert store.catalog.active_sources()[0].url == new

@@ -75,7 +75,7 @@ def poll_once(tmp_path: Path, name: str, sources: list[Source], pool_min_bytes: 
         sync(store, settings)
         report = poll(settings, store, pool_min_bytes=pool_min_bytes, now=lambda: NOW)
         assert report.polled == len(sources) and report.failed == 1
-        assert store.fts_consistent()
+        assert store.history.fts_consistent()
         return snapshot(store)
 
 

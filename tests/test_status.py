@@ -21,7 +21,7 @@ NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
 
 
 def catalog(store: Store, *sources: str, at: datetime = NOW - timedelta(days=10)) -> None:
-    store.sync_config(
+    store.catalog.sync_config(
         [Source(name, f"https://{name.lower().replace(' ', '')}.example/rss") for name in sources],
         [Watchlist("csam", "csam")],
         [Subscription("C1", ("csam",))],
@@ -30,23 +30,23 @@ def catalog(store: Store, *sources: str, at: datetime = NOW - timedelta(days=10)
 
 
 def queue_alert(store: Store, queued_at: datetime, channel: str = "C1") -> None:
-    story = store.new_story(queued_at)
+    story = store.stories.new_story(queued_at)
     item = Item("UN News", f"g{queued_at.timestamp()}", "", "CSAM", "", queued_at, queued_at)
-    item_id = store.add_item(item, story_id=story)
-    store.enqueue_alert(item_id, channel, ["csam"], queued_at)
+    item_id = store.items.add_item(item, story_id=story)
+    store.outbox.enqueue_alert(item_id, channel, ["csam"], queued_at)
 
 
 def test_a_healthy_bot_needs_no_one(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     catalog(store, "UN News", "ECPAT")
-    store.record_fetch_success(
+    store.sources.record_fetch_success(
         "UN News", "https://un/rss", NOW - timedelta(minutes=5), etag=None, last_modified=None
     )
     # Failing, but only for two hours: the bot retries on its own.
-    store.record_fetch_success(
+    store.sources.record_fetch_success(
         "ECPAT", "https://ecpat/rss", NOW - timedelta(hours=2), etag=None, last_modified=None
     )
-    store.record_fetch_failure("ECPAT", "https://ecpat/rss", NOW - timedelta(minutes=3), "HTTP 503")
+    store.sources.record_fetch_failure("ECPAT", "https://ecpat/rss", NOW - timedelta(minutes=3), "HTTP 503")
     queue_alert(store, NOW - timedelta(minutes=30))
     report = health(store, NOW)
     assert (report.needs_human, report.problems) == (False, ())
@@ -62,19 +62,21 @@ def test_a_healthy_bot_needs_no_one(tmp_path: Path) -> None:
 def test_what_needs_a_human(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     catalog(store, "UN News", "Never worked", "Gone")
-    store.record_fetch_success(
+    store.sources.record_fetch_success(
         "UN News", "https://un/rss", NOW - timedelta(hours=27), etag=None, last_modified=None
     )
     for hours in (26, 10, 1):
-        store.record_fetch_failure("UN News", "https://un/rss", NOW - timedelta(hours=hours), "HTTP 503")
-    store.record_fetch_failure(
+        store.sources.record_fetch_failure(
+            "UN News", "https://un/rss", NOW - timedelta(hours=hours), "HTTP 503"
+        )
+    store.sources.record_fetch_failure(
         "Never worked", "https://x/rss", NOW - timedelta(hours=1), "timed out after 30s"
     )
-    store.record_fetch_failure(
+    store.sources.record_fetch_failure(
         "Gone", "https://g/rss", NOW - timedelta(hours=1), "HTTP 410 Gone", disable=True
     )
     queue_alert(store, NOW - timedelta(hours=3), channel="C7")
-    store.set_channel_broken("C1", "channel_not_found")
+    store.catalog.set_channel_broken("C1", "channel_not_found")
     report = health(store, NOW)
     assert report.needs_human
     assert report.problems == (
@@ -93,13 +95,15 @@ def test_healthz_stays_200_while_the_scheduler_lives(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
     catalog(store, "UN News")
-    store.record_fetch_success("UN News", "https://un/rss", datetime.now(UTC), etag=None, last_modified=None)
+    store.sources.record_fetch_success(
+        "UN News", "https://un/rss", datetime.now(UTC), etag=None, last_modified=None
+    )
     store.close()
     status, body = healthz(str(db), scheduler_alive=True)
     assert (status, body["status"], body["problems"]) == (200, "ok", [])
 
     store = Store.open(db)
-    store.set_channel_broken("C1", "is_archived")
+    store.catalog.set_channel_broken("C1", "is_archived")
     store.close()
     status, body = healthz(str(db), scheduler_alive=True)
     assert (status, body["status"]) == (200, "degraded")  # a human is needed; the process is fine
@@ -118,7 +122,7 @@ def test_healthz_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     store = Store.open(db)
     catalog(store, "UN News")
     with store.transaction():  # a long poll holds the write lock
-        store.record_fetch_failure("UN News", "https://un/rss", NOW, "HTTP 500")
+        store.sources.record_fetch_failure("UN News", "https://un/rss", NOW, "HTTP 500")
         started = datetime.now(UTC)
         status, body = healthz(str(db), scheduler_alive=True)
         assert datetime.now(UTC) - started < timedelta(seconds=2)
@@ -137,7 +141,9 @@ def test_status_exit_codes(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
     catalog(store, "UN News")
-    store.record_fetch_success("UN News", "https://un/rss", datetime.now(UTC), etag=None, last_modified=None)
+    store.sources.record_fetch_success(
+        "UN News", "https://un/rss", datetime.now(UTC), etag=None, last_modified=None
+    )
     store.close()
     result = newsalert("status", db=db)
     assert result.returncode == 0, result.stdout + result.stderr

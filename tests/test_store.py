@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 
 from bot.ingest.normalize import url_key
 from bot.model import Item, Span, Subscription
-from bot.store import Store, migrations, subscription_id
+from bot.store import Store
+from bot.store.rows import subscription_id
+from bot.store.schema import migrations
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 
@@ -35,27 +37,27 @@ def test_schema_is_created_once_and_the_file_uses_wal(tmp_path) -> None:
 
 def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     store = Store.open(tmp_path / "t.db")
-    story = store.new_story(NOW)
-    item_id = store.add_item(item(), story_id=story)
-    store.add_matches(item_id, {"csam": [Span("text", 11, 15, "CSAM")]})
-    store.enqueue_alert(item_id, "C1", ["csam"], NOW)
-    (queued,) = store.queued_alerts()
+    story = store.stories.new_story(NOW)
+    item_id = store.items.add_item(item(), story_id=story)
+    store.items.add_matches(item_id, {"csam": [Span("text", 11, 15, "CSAM")]})
+    store.outbox.enqueue_alert(item_id, "C1", ["csam"], NOW)
+    (queued,) = store.outbox.queued_alerts()
     assert queued.item == item()
     assert queued.spans == (Span("text", 11, 15, "CSAM"),)
     assert queued.watchlists == ("csam",)
-    assert store.has_item("S", "g1") and not store.has_item("S", "g2")
+    assert store.items.has_item("S", "g1") and not store.items.has_item("S", "g2")
     key = url_key("https://n.example/1")
-    assert store.items_by_url_key([key, url_key("https://n.example/2")]) == {key: (item_id, story)}
-    assert store.items_by_url_key([""]) == {}
+    assert store.items.items_by_url_key([key, url_key("https://n.example/2")]) == {key: (item_id, story)}
+    assert store.items.items_by_url_key([""]) == {}
     store.close()
 
 
 def test_config_subscriptions_are_synced_with_stable_ids(tmp_path) -> None:
     store = Store.open(tmp_path / "t.db")
     a, b = Subscription("C1", ("csam",)), Subscription("C2", ("deepfakes", "csam"))
-    store.sync_config_subscriptions([a, b], NOW)
-    store.sync_config_subscriptions([b], NOW)
-    assert store.realtime_subscriptions() == [b]
+    store.catalog.sync_config_subscriptions([a, b], NOW)
+    store.catalog.sync_config_subscriptions([b], NOW)
+    assert store.catalog.realtime_subscriptions() == [b]
     active = [r["id"] for r in store.db["subscriptions"].rows if r["removed_at"] is None]
     assert active == [subscription_id(b)] and len(active[0]) == 8
     assert subscription_id(Subscription("C2", ("csam", "deepfakes"))) == subscription_id(b)
@@ -100,23 +102,32 @@ def test_the_config_file_seeds_the_catalog_and_slack_changes_win(tmp_path) -> No
 
     store = Store.open(tmp_path / "t.db")
     sub = Subscription("C1", ("csam",))
-    store.sync_config([Source("A", "https://a.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
-    assert [s.url for s in store.active_sources()] == ["https://a.example/feed"]
+    store.catalog.sync_config(
+        [Source("A", "https://a.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW
+    )
+    assert [s.url for s in store.catalog.active_sources()] == ["https://a.example/feed"]
     # a config edit applies on the next start; an entry gone from the file is removed
-    store.sync_config(
+    store.catalog.sync_config(
         [Source("A", "https://a.example/new"), Source("B", "https://b.example/feed")],
         [Watchlist("csam", "CSAM OR CSEM")],
         [sub],
         NOW,
     )
-    assert [s.url for s in store.active_sources()] == ["https://a.example/new", "https://b.example/feed"]
-    assert store.active_watchlists()[0].query == "CSAM OR CSEM"
-    store.sync_config([Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
-    assert [s.name for s in store.active_sources()] == ["B"]
+    assert [s.url for s in store.catalog.active_sources()] == [
+        "https://a.example/new",
+        "https://b.example/feed",
+    ]
+    assert store.catalog.active_watchlists()[0].query == "CSAM OR CSEM"
+    store.catalog.sync_config(
+        [Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW
+    )
+    assert [s.name for s in store.catalog.active_sources()] == ["B"]
     # someone unsubscribes the channel from Slack: the file still lists it, the removal stands
     store.db.execute("UPDATE subscriptions SET removed_at = ?, changed_by = 'U1'", [NOW.isoformat()])
-    store.sync_config([Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW)
-    assert store.realtime_subscriptions() == []
+    store.catalog.sync_config(
+        [Source("B", "https://b.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW
+    )
+    assert store.catalog.realtime_subscriptions() == []
     store.close()
 
 

@@ -154,19 +154,21 @@ def test_items_that_left_the_window_are_dropped_from_memory() -> None:
 
 def add(store: Store, fp: Fingerprint, seen: datetime) -> tuple[int, int]:
     entry = Entry(guid=f"g{seen.isoformat()}{len(fp.tokens)}", link="", title="t", summary="", published=seen)
-    story = store.new_story(seen)
-    item_id = store.add_item(normalize(entry, Source("s", "https://s.example/feed"), seen), story_id=story)
-    store.add_fingerprint(item_id, story, seen, fp)
+    story = store.stories.new_story(seen)
+    item_id = store.items.add_item(
+        normalize(entry, Source("s", "https://s.example/feed"), seen), story_id=story
+    )
+    store.stories.add_fingerprint(item_id, story, seen, fp)
     return item_id, story
 
 
 def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
     one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
     since = T0 - timedelta(hours=72)
-    assert one.story_index(since).find(COPY, since) is None  # loaded, empty
+    assert one.stories.story_index(since).find(COPY, since) is None  # loaded, empty
     with two.transaction():
         _, story = add(two, WIRE, T0)
-    found = one.story_index(since).find(COPY, since)
+    found = one.stories.story_index(since).find(COPY, since)
     assert found is not None and found[0] == story
     one.close()
     two.close()
@@ -175,18 +177,18 @@ def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
 def test_a_rolled_back_fingerprint_is_not_offered(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     since = T0 - timedelta(hours=72)
-    store.story_index(since)
+    store.stories.story_index(since)
     with pytest.raises(RuntimeError), store.transaction():
         add(store, WIRE, T0)
-        assert store.story_index(since).find(COPY, since) is not None
+        assert store.stories.story_index(since).find(COPY, since) is not None
         raise RuntimeError("a source failed half way")
-    assert store.story_index(since).find(COPY, since) is None
+    assert store.stories.story_index(since).find(COPY, since) is None
     # Nor when only a savepoint inside a larger transaction is rolled back.
     with store.transaction():
         with pytest.raises(RuntimeError), store.transaction():
             add(store, WIRE, T0)
             raise RuntimeError("one source of a commit group")
-        assert store.story_index(since).find(COPY, since) is None
+        assert store.stories.story_index(since).find(COPY, since) is None
     store.close()
 
 
@@ -195,10 +197,10 @@ def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
     since = T0 - timedelta(hours=72)
     with store.transaction():
         _, story = add(store, WIRE, T0)
-    assert store.story_index(since).find(COPY, since) is not None
+    assert store.stories.story_index(since).find(COPY, since) is not None
     with store.transaction():
-        store.delete_stories([story])
-    assert store.story_index(since).find(COPY, since) is None
+        store.history.delete_stories([story])
+    assert store.stories.story_index(since).find(COPY, since) is None
     store.close()
 
 
@@ -207,13 +209,13 @@ def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path
     since = T0 - timedelta(hours=72)
     with one.transaction():
         _, story = add(one, WIRE, T0)
-    index = one.story_index(since)
+    index = one.stories.story_index(since)
     with two.transaction():  # delivery, Slack commands: other tables
-        two.record_audit("U1", "C1", "subscribe", "csam", T0)
-    assert one.story_index(since) is index
+        two.people.record_audit("U1", "C1", "subscribe", "csam", T0)
+    assert one.stories.story_index(since) is index
     with two.transaction():  # retention, in another connection
-        two.delete_stories([story])
-    assert one.story_index(since) is not index
-    assert one.story_index(since).find(COPY, since) is None
+        two.history.delete_stories([story])
+    assert one.stories.story_index(since) is not index
+    assert one.stories.story_index(since).find(COPY, since) is None
     one.close()
     two.close()

@@ -222,7 +222,7 @@ DIGEST_EVENT = "newsalert_digest"
 
 
 def find_subscription(store: Store, subscription_id: str) -> tuple[Subscription, datetime, datetime | None]:
-    for sid, sub, created, covered in store.subscriptions():
+    for sid, sub, created, covered in store.catalog.subscriptions():
         if sid == subscription_id:
             if sub.mode != "digest":
                 raise ScheduleError(f"subscription {subscription_id} is realtime, not a digest")
@@ -233,18 +233,18 @@ def find_subscription(store: Store, subscription_id: str) -> tuple[Subscription,
 def build_digest(store: Store, subscription_id: str, until: datetime) -> Digest:
     """The digest that would be sent now: everything since the last one (or the subscription's start)."""
     sub, created, covered = find_subscription(store, subscription_id)
-    unfinished = store.unfinished_digest(subscription_id)
+    unfinished = store.digests.unfinished_digest(subscription_id)
     since = unfinished[1] if unfinished else (covered or created)
     stories = []
-    for story_id, watchlist, first_seen in store.digest_stories(sub.watchlists, since, until):
-        items = store.story_items(story_id)
+    for story_id, watchlist, first_seen in store.digests.digest_stories(sub.watchlists, since, until):
+        items = store.stories.story_items(story_id)
         lead = next((item for _, item, dup in items if dup is None), items[0][1])
         stories.append(
             DigestStory(
                 story_id,
                 lead.title,
                 lead.url,
-                len(store.story_sources(story_id)),
+                len(store.stories.story_sources(story_id)),
                 first_seen,
                 watchlist,
                 lead.text,
@@ -260,11 +260,11 @@ def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -
     the next attempt by the metadata they carry, and that window is completed, not re-sent.
     """
     sub, created, covered = find_subscription(store, subscription_id)
-    unfinished = store.unfinished_digest(subscription_id)
+    unfinished = store.digests.unfinished_digest(subscription_id)
     if unfinished:
         digest_id, _, until = unfinished  # finish that window first; the next one starts after it
     else:
-        digest_id, until = store.begin_digest(subscription_id, covered or created, now, now), now
+        digest_id, until = store.digests.begin_digest(subscription_id, covered or created, now, now), now
     digest = build_digest(store, subscription_id, until)
     messages = [] if (sub.skip_empty and not digest.stories) else render_digest(digest)
     sent: list[str] = []
@@ -274,7 +274,7 @@ def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -
         if unfinished:
             ts = sink.find_message(sub.channel, until - timedelta(minutes=10), DIGEST_EVENT, payload)
         sent.append(ts or sink.post_message(sub.channel, message, DIGEST_EVENT, payload))
-    store.finish_digest(digest_id, subscription_id, until, sent)
+    store.digests.finish_digest(digest_id, subscription_id, until, sent)
     log.info(
         "digest sent subscription=%s channel=%s stories=%d messages=%d",
         subscription_id,
@@ -292,11 +292,11 @@ def missed_digests(store: Store, now: datetime, grace: timedelta) -> list[str]:
     nothing is lost: the next digest's window starts where the last sent one ended.
     """
     due = []
-    for sid, sub, created, covered in store.subscriptions():
+    for sid, sub, created, covered in store.catalog.subscriptions():
         if sub.mode != "digest":
             continue
         last_sent = covered or created
         missed = previous_digest(sub, now, since=last_sent + timedelta(microseconds=1))
-        if store.unfinished_digest(sid) or (missed is not None and now - missed <= grace):
+        if store.digests.unfinished_digest(sid) or (missed is not None and now - missed <= grace):
             due.append(sid)
     return due

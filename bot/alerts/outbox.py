@@ -44,9 +44,9 @@ from bot.alerts.render import (
 from bot.alerts.summarize import summarize
 from bot.errors import DeliveryError, SlackAuthError
 from bot.failpoints import failpoint
-from bot.model import Alert, Item, Span
+from bot.model import Alert, Item, QueuedAlert, Span, StoryPost
 from bot.ops import metrics
-from bot.store import QueuedAlert, Store, StoryPost
+from bot.store import Store
 
 log = logging.getLogger("newsalert.deliver")
 
@@ -405,7 +405,7 @@ class Deliverer:
     def run(self) -> DeliveryReport:
         """Every channel with due alerts, in parallel: Slack's limit is per channel, so ten
         channels of twenty alerts take about twenty seconds rather than two hundred."""
-        channels = self.store.channels_with_pending_alerts(self.now())
+        channels = self.store.outbox.channels_with_pending_alerts(self.now())
         reports: list[DeliveryReport] = []
         if len(channels) <= 1 or self.store.path is None:
             reports = [self._channel_rounds(channel, self) for channel in channels]
@@ -441,18 +441,18 @@ class Deliverer:
     def _channel(self, channel: str, report: DeliveryReport) -> float | None:
         """Deliver one channel's due alerts; returns seconds to wait when Slack rate-limits it."""
         now = self.now()
-        if not self.store.claim_channel(
+        if not self.store.outbox.claim_channel(
             channel,
             self.worker,
             now,
             stale_before=now - CLAIM_STALE,
-            dead_workers=_dead_workers(self.store.claim_holders()),
+            dead_workers=_dead_workers(self.store.outbox.claim_holders()),
         ):
             log.info("channel busy channel=%s (another worker is delivering it)", channel)
             report.waiting_channels.add(channel)
             return None
         try:
-            for queued in self.store.pending_alerts(channel, now):
+            for queued in self.store.outbox.pending_alerts(channel, now):
                 try:
                     try:
                         self._one(queued, report)
@@ -466,7 +466,7 @@ class Deliverer:
                             channel,
                             e.error,
                         )
-                        self.store.mark_alert_plain_text(queued.id, e.error)
+                        self.store.outbox.mark_alert_plain_text(queued.id, e.error)
                         try:
                             self._one(replace(queued, plain_text=True, in_flight=False), report)
                         except Rejected as again:
@@ -478,7 +478,7 @@ class Deliverer:
                         if e.retry_after is not None
                         else retry_delay(queued.attempts)
                     )
-                    self.store.mark_alert_retry(
+                    self.store.outbox.mark_alert_retry(
                         queued.id,
                         str(e),
                         not_before=self.now() + delay,
@@ -491,22 +491,22 @@ class Deliverer:
                     if e.error in CHANNEL_ERRORS:
                         return None
                 # Renew the claim as we go, so a long channel is not taken over mid-way.
-                self.store.claim_channel(
+                self.store.outbox.claim_channel(
                     channel, self.worker, self.now(), stale_before=self.now() - CLAIM_STALE
                 )
         finally:
-            self.store.release_channel(channel, self.worker)
+            self.store.outbox.release_channel(channel, self.worker)
         return None
 
     def _one(self, queued: QueuedAlert, report: DeliveryReport) -> None:
         store, now = self.store, self.now()
         # Checked here, not only when the alert is queued: a mute clicked while it waited counts too.
-        if muted := store.alert_muted(queued.channel, queued.story_id, queued.item.source, now):
+        if muted := store.people.alert_muted(queued.channel, queued.story_id, queued.item.source, now):
             log.info("alert muted alert=%d channel=%s (%s)", queued.id, queued.channel, muted)
-            store.mark_alert_muted(queued.id, muted)
+            store.outbox.mark_alert_muted(queued.id, muted)
             report.muted += 1
             return
-        reporters = store.story_sources(queued.story_id)
+        reporters = store.stories.story_sources(queued.story_id)
         alert = build_alert(
             queued.id,
             queued.channel,
@@ -516,7 +516,7 @@ class Deliverer:
             reporters,
             queued.story_id,
         )
-        parent_post = store.story_post(queued.story_id, queued.channel)
+        parent_post = store.stories.story_post(queued.story_id, queued.channel)
         thread_ts = parent_post.ts if parent_post else None
         ts = None
         if queued.in_flight:
@@ -527,16 +527,16 @@ class Deliverer:
                     "alert already posted alert=%d channel=%s ts=%s (adopted)", queued.id, queued.channel, ts
                 )
                 report.adopted += 1
-        store.mark_alert_in_flight(queued.id)
+        store.outbox.mark_alert_in_flight(queued.id)
         if parent_post is None:
             if ts is None:
                 self.limiter.wait(queued.channel)
                 ts = self.sink.post(alert, plain=queued.plain_text)
-            store.save_story_post(
+            store.stories.save_story_post(
                 StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
             )
         else:
-            parent_item, parent_spans = store.item(parent_post.item_id)
+            parent_item, parent_spans = store.items.item(parent_post.item_id)
             watchlists = (
                 *parent_post.watchlists,
                 *(w for w in queued.watchlists if w not in parent_post.watchlists),
@@ -556,20 +556,20 @@ class Deliverer:
                 log.warning(
                     "story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e
                 )
-            store.save_story_post(
+            store.stories.save_story_post(
                 StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, watchlists),
                 now,
             )
         failpoint("after-post")
-        store.mark_alert_sent(queued.id, ts, self.now())
+        store.outbox.mark_alert_sent(queued.id, ts, self.now())
         metrics.alert_sent(queued.created_at, self.now())
-        store.set_channel_broken(queued.channel, None)
+        store.catalog.set_channel_broken(queued.channel, None)
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
 
     def _rejected(self, queued: QueuedAlert, e: Rejected, report: DeliveryReport) -> None:
         if e.error in CHANNEL_ERRORS:
-            self.store.set_channel_broken(queued.channel, e.error)
+            self.store.catalog.set_channel_broken(queued.channel, e.error)
             self._dead(queued, e.error, report, why="subscription marked broken")
         elif e.error in BLOCK_ERRORS or queued.attempts + 1 >= MAX_REJECTED_ATTEMPTS:
             self._dead(queued, e.error, report)
@@ -580,7 +580,7 @@ class Deliverer:
                 queued.channel,
                 e.error,
             )
-            self.store.mark_alert_retry(
+            self.store.outbox.mark_alert_retry(
                 queued.id, e.error, not_before=self.now() + retry_delay(queued.attempts), in_flight=False
             )
 
@@ -592,21 +592,29 @@ class Deliverer:
             error,
             f"{why}; " if why else "",
         )
-        self.store.mark_alert_dead(queued.id, error)
+        self.store.outbox.mark_alert_dead(queued.id, error)
         report.failed += 1
 
 
 def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> MessageState:
     """Triage and feedback on a story's message in its channel, to show under the alert."""
-    return MessageState(source=source, **store.message_state(post.channel, post.story_id, post.item_id, now))
+    return MessageState(
+        source=source, **store.people.message_state(post.channel, post.story_id, post.item_id, now)
+    )
 
 
 def render_story_post(store: Store, post: StoryPost, now: datetime) -> SlackMessage:
     """The story's top-level message as it should now read, buttons and triage state included:
     what the Slack app puts in place after a button click (the deliverer renders the same)."""
-    item, spans = store.item(post.item_id)
+    item, spans = store.items.item(post.item_id)
     parent = build_alert(
-        0, post.channel, item, spans, post.watchlists, store.story_sources(post.story_id), post.story_id
+        0,
+        post.channel,
+        item,
+        spans,
+        post.watchlists,
+        store.stories.story_sources(post.story_id),
+        post.story_id,
     )
     return render_slack(parent, story_state(store, post, item.source, now), actions=True)
 

@@ -32,7 +32,8 @@ from bot.match.backtest import Hit, backtest
 from bot.match.query import compile_query
 from bot.model import Fetched, Source, Subscription
 from bot.ops import health as status
-from bot.store import Store, from_iso
+from bot.store import Store
+from bot.store.db import from_iso
 
 log = logging.getLogger("newsalert.commands")
 
@@ -200,7 +201,7 @@ def _names(rest: str) -> list[str]:
 
 def _unknown_watchlists(store: Store, names: Sequence[str]) -> str:
     """What is wrong with ``names`` if some are not watchlists ("" when all are)."""
-    known = [w.name for w in store.active_watchlists()]
+    known = [w.name for w in store.catalog.active_watchlists()]
     if unknown := [n for n in names if n not in known]:
         return f"No watchlist {_code_list(unknown)}. Watchlists: {_code_list(known) or 'none yet'}."
     return ""
@@ -229,9 +230,9 @@ def cmd_subscribe(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) ->
                 f"{escape(' '.join(names))}` again."
             )
         with store.transaction():
-            added = store.subscribe(inv.channel, names, inv.user, ctx.now())
+            added = store.catalog.subscribe(inv.channel, names, inv.user, ctx.now())
             if added:
-                store.record_audit(inv.user, inv.channel, "subscribe", ", ".join(added), ctx.now())
+                store.people.record_audit(inv.user, inv.channel, "subscribe", ", ".join(added), ctx.now())
     already = [n for n in dict.fromkeys(names) if n not in added]
     if not added:
         return Reply(f"This channel already gets alerts for {_code_list(already)}.")
@@ -265,8 +266,8 @@ def _subscribe_digest(words: list[str], inv: Invocation, ctx: AppContext, ws: Wo
                 f"I'm not in this channel ({escape(problem)}). Invite me first (`/invite @newsalert`)."
             )
         with store.transaction():
-            sid = store.subscribe_digest(sub, inv.user, ctx.now())
-            store.record_audit(
+            sid = store.catalog.subscribe_digest(sub, inv.user, ctx.now())
+            store.people.record_audit(
                 inv.user,
                 inv.channel,
                 "subscribe digest",
@@ -287,9 +288,9 @@ def cmd_unsubscribe(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) 
     words = rest.split()
     if len(words) == 2 and words[0] == "digest":
         with ctx.store() as store, store.transaction():
-            removed = store.unsubscribe_digest(inv.channel, words[1], inv.user, ctx.now())
+            removed = store.catalog.unsubscribe_digest(inv.channel, words[1], inv.user, ctx.now())
             if removed:
-                store.record_audit(inv.user, inv.channel, "unsubscribe digest", words[1], ctx.now())
+                store.people.record_audit(inv.user, inv.channel, "unsubscribe digest", words[1], ctx.now())
         if not removed:
             return Reply(f"This channel has no digest `{escape(words[1])}` (see `{COMMAND} list`).")
         ctx.catalog_changed()
@@ -300,10 +301,10 @@ def cmd_unsubscribe(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) 
     if not names:
         return Reply(f"Which watchlists? For example `{COMMAND} unsubscribe deepfakes`.")
     with ctx.store() as store, store.transaction():
-        removed = store.unsubscribe(inv.channel, names, inv.user, ctx.now())
+        removed = store.catalog.unsubscribe(inv.channel, names, inv.user, ctx.now())
         if removed:
-            store.record_audit(inv.user, inv.channel, "unsubscribe", ", ".join(removed), ctx.now())
-        left = [name for name, _, _ in store.channel_subscriptions(inv.channel)]
+            store.people.record_audit(inv.user, inv.channel, "unsubscribe", ", ".join(removed), ctx.now())
+        left = [name for name, _, _ in store.catalog.channel_subscriptions(inv.channel)]
     if not removed:
         return Reply(
             f"This channel is not subscribed to {_code_list(names)}. "
@@ -317,14 +318,14 @@ def cmd_unsubscribe(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) 
 def cmd_list(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
     now = ctx.now()
     with ctx.store() as store:
-        subs = store.channel_subscriptions(inv.channel)
+        subs = store.catalog.channel_subscriptions(inv.channel)
         digests = [
             (sid, sub)
-            for sid, sub, _, _ in store.subscriptions()
+            for sid, sub, _, _ in store.catalog.subscriptions()
             if sub.mode == "digest" and sub.channel == inv.channel
         ]
-        mutes = store.channel_mutes(inv.channel, now)
-        known = [w.name for w in store.active_watchlists()]
+        mutes = store.people.channel_mutes(inv.channel, now)
+        known = [w.name for w in store.catalog.active_watchlists()]
     lines = []
     if subs:
         lines.append("*This channel's subscriptions* (realtime alerts):")
@@ -363,7 +364,7 @@ def cmd_list(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Repl
 
 def cmd_watchlists(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
     with ctx.store() as store:
-        watchlists = store.active_watchlists()
+        watchlists = store.catalog.active_watchlists()
     if not watchlists:
         return Reply("There are no watchlists yet. An admin adds one with `watchlist add NAME QUERY`.")
     lines = [f"*Watchlists* ({len(watchlists)}):"]
@@ -417,7 +418,7 @@ def source_health_line(row: dict, now: datetime) -> str:
 def cmd_sources(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
     now = ctx.now()
     with ctx.store() as store:
-        rows = store.source_rows()
+        rows = store.catalog.source_rows()
     if not rows:
         return Reply("There are no sources yet. An admin adds one with `source add URL [NAME]`.")
     return Reply("\n".join([f"*Sources* ({len(rows)}):", *(source_health_line(r, now) for r in rows)]))
@@ -501,7 +502,7 @@ def _straight_quotes(text: str) -> str:
 def _find_source(store: Store, name: str) -> str | None:
     """The catalog name of a source, matched without regard to case."""
     name = name.strip().strip('"').strip()
-    rows = store.source_rows()
+    rows = store.catalog.source_rows()
     for row in rows:
         if row["name"] == name:
             return row["name"]
@@ -529,9 +530,9 @@ def cmd_mute(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Repl
         if name is None:
             return Reply(f"No source named *{escape(rest)}*. `{COMMAND} sources` lists them.")
         with store.transaction():
-            store.mute(inv.channel, "source", name, inv.user, ctx.now(), until)
+            store.people.mute(inv.channel, "source", name, inv.user, ctx.now(), until)
             detail = name + (f" for {duration}" if duration else "")
-            store.record_audit(inv.user, inv.channel, "mute source", detail, ctx.now())
+            store.people.record_audit(inv.user, inv.channel, "mute source", detail, ctx.now())
     how_long = f" for {duration} (until {format_time(until)})" if until else ""
     return Reply(
         f"{mention(inv.user)} muted source *{escape(name)}* in this channel{how_long}: "
@@ -546,9 +547,9 @@ def cmd_unmute(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
         return Reply(f"Usage: `{COMMAND} unmute source NAME`.")
     with ctx.store() as store, store.transaction():
         name = _find_source(store, rest) or rest.strip().strip('"')
-        if not store.unmute(inv.channel, "source", name):
+        if not store.people.unmute(inv.channel, "source", name):
             return Reply(f"Source *{escape(name)}* is not muted in this channel.")
-        store.record_audit(inv.user, inv.channel, "unmute source", name, ctx.now())
+        store.people.record_audit(inv.user, inv.channel, "unmute source", name, ctx.now())
     return Reply(
         f"{mention(inv.user)} unmuted source *{escape(name)}* in this channel.",
         in_channel=True,
@@ -559,7 +560,7 @@ def cmd_status(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
     now = ctx.now()
     with ctx.store() as store:
         report = status.health(store, now)
-        rates = store.not_relevant_rates()
+        rates = store.people.not_relevant_rates()
     return Reply(status_text(report, rates, now))
 
 
@@ -619,19 +620,19 @@ def cmd_watchlist(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) ->
     if action != "remove":
         compile_query(query, watchlist=name)  # a QueryError becomes the reply, nothing is saved
     with ctx.store() as store, store.transaction():
-        row = store.watchlist_row(name)
+        row = store.catalog.watchlist_row(name)
         active = row is not None and row["removed_at"] is None
         if action == "add" and active:
             return Reply(f"Watchlist `{escape(name)}` exists. Change it with `watchlist edit`.")
         if action != "add" and not active:
             return Reply(f"There is no watchlist `{escape(name)}`. `{COMMAND} watchlists` lists them.")
         if action == "remove":
-            store.remove_watchlist(name, inv.user, now)
-            store.record_audit(inv.user, inv.channel, "watchlist remove", name, now)
-            channels = store.channels_subscribed_to(name)
+            store.catalog.remove_watchlist(name, inv.user, now)
+            store.people.record_audit(inv.user, inv.channel, "watchlist remove", name, now)
+            channels = store.catalog.channels_subscribed_to(name)
         else:
-            store.save_watchlist(name, query, inv.user, now)
-            store.record_audit(inv.user, inv.channel, f"watchlist {action}", f"{name}: {query}", now)
+            store.catalog.save_watchlist(name, query, inv.user, now)
+            store.people.record_audit(inv.user, inv.channel, f"watchlist {action}", f"{name}: {query}", now)
     if action == "remove":
         where = ", ".join(f"<#{c}>" for c in channels if re.match(r"^[CG][A-Z0-9]+$", c))
         return Reply(
@@ -659,8 +660,8 @@ def cmd_source(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
             name = _find_source(store, rest)
             if name is None:
                 return Reply(f"No source named *{escape(rest)}*. `{COMMAND} sources` lists them.")
-            store.remove_source(name, inv.user, ctx.now())
-            store.record_audit(inv.user, inv.channel, "source remove", name, ctx.now())
+            store.catalog.remove_source(name, inv.user, ctx.now())
+            store.people.record_audit(inv.user, inv.channel, "source remove", name, ctx.now())
         ctx.catalog_changed()
         return Reply(f"Source *{escape(name)}* removed: it is not polled any more.")
     return Reply(f"Usage: `{COMMAND} source add URL [NAME]`, `{COMMAND} source remove NAME`.")
@@ -695,7 +696,7 @@ def _source_add(rest: str, inv: Invocation, ctx: AppContext) -> Reply:
     if len(name) > MAX_SOURCE_NAME or "\n" in name:
         return Reply(f"Give the source a shorter name (up to {MAX_SOURCE_NAME} characters).")
     with ctx.store() as store:
-        for row in store.source_rows():
+        for row in store.catalog.source_rows():
             if row["name"].casefold() == name.casefold():
                 return Reply(
                     f"There is already a source named *{escape(row['name'])}*. Give this one a name: "
@@ -708,8 +709,8 @@ def _source_add(rest: str, inv: Invocation, ctx: AppContext) -> Reply:
         return Reply(f"Could not add *{escape(name)}*: {escape(problem)}. Nothing was added.")
     now = ctx.now()
     with ctx.store() as store, store.transaction():
-        store.add_source(source, inv.user, now)
-        store.record_audit(inv.user, inv.channel, "source add", f"{name}: {url} ({source.type})", now)
+        store.catalog.add_source(source, inv.user, now)
+        store.people.record_audit(inv.user, inv.channel, "source add", f"{name}: {url} ({source.type})", now)
     ctx.catalog_changed()
     lines = [
         f"Source *{escape(name)}* added ({source.type}, polled every {format_duration(source.interval)}). "

@@ -44,14 +44,14 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
         return visible[channel]
 
     by_channel: dict[str, list[str]] = {}
-    for sub in store.realtime_subscriptions():
+    for sub in store.catalog.realtime_subscriptions():
         names = by_channel.setdefault(sub.channel, [])
         names += [w for w in sub.watchlists if w not in names]
     channels = [c for c in sorted(by_channel) if sees(c)]
     channel_lines = []
     for channel in channels:
         line = f"• <#{channel}>: " + ", ".join(f"`{escape(w)}`" for w in by_channel[channel])
-        muted = [m["target"] for m in store.channel_mutes(channel, now) if m["kind"] == "source"]
+        muted = [m["target"] for m in store.people.channel_mutes(channel, now) if m["kind"] == "source"]
         if muted:
             line += " · muted sources: " + ", ".join(escape(m) for m in muted)
         channel_lines.append(line)
@@ -62,14 +62,16 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
 
     watchlist_lines = [
         f"• `{escape(w.name)}` — `{escape(shorten(' '.join(w.query.split()), 300))}`"
-        for w in store.active_watchlists()
+        for w in store.catalog.active_watchlists()
     ] or ["No watchlists yet."]
-    source_lines = [source_health_line(row, now) for row in store.source_rows()] or ["No sources yet."]
+    source_lines = [source_health_line(row, now) for row in store.catalog.source_rows()] or [
+        "No sources yet."
+    ]
 
     alert_lines = []
-    seen_channels = {p["channel"] for p in store.latest_story_posts(200)}
+    seen_channels = {p["channel"] for p in store.stories.latest_story_posts(200)}
     allowed = [c for c in seen_channels if sees(c)]
-    for post in store.latest_story_posts(LATEST, channels=allowed):
+    for post in store.stories.latest_story_posts(LATEST, channels=allowed):
         title = escape(shorten(post["title"], 150)) or "(untitled)"
         link = f"<{escape_url(post['url'])}|{title}>" if post["url"] else title
         watchlists = ", ".join(f"`{escape(w)}`" for w in json.loads(post["watchlists"]))

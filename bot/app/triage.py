@@ -54,12 +54,12 @@ def click(
     now = ctx.now()
     with ctx.store() as store:
         # The message is found by where it is, not by the button's value: a value is only a hint.
-        post = store.story_post_at(channel, message_ts)
+        post = store.stories.story_post_at(channel, message_ts)
         if post is None and value.isdigit():
-            post = store.story_post(int(value), channel)
+            post = store.stories.story_post(int(value), channel)
         if post is None:
             return Click(notice="newsalert has no record of this alert any more.")
-        item, _ = store.item(post.item_id)
+        item, _ = store.items.item(post.item_id)
         result = Click()
         with store.transaction():
             if action == "alert_escalate" and not ctx.settings.escalation_channel:
@@ -68,23 +68,25 @@ def click(
                     "in the config file."
                 )
             if action in _STATES:
-                store.set_triage(post.item_id, channel, _STATES[action], user, now)
+                store.people.set_triage(post.item_id, channel, _STATES[action], user, now)
                 detail = f"story {post.story_id}: {shorten(item.title, 120)}"
-                store.record_audit(user, channel, action.removeprefix("alert_"), detail, now)
+                store.people.record_audit(user, channel, action.removeprefix("alert_"), detail, now)
             elif action == "alert_mute_story":
-                store.mute(channel, "story", str(post.story_id), user, now)
-                store.record_audit(user, channel, "mute story", f"story {post.story_id}: {item.title}", now)
+                store.people.mute(channel, "story", str(post.story_id), user, now)
+                store.people.record_audit(
+                    user, channel, "mute story", f"story {post.story_id}: {item.title}", now
+                )
                 result.notice = "Muted: no more follow-ups of this story in this channel."
             elif action == "alert_mute_source":
-                store.mute(channel, "source", item.source, user, now)
-                store.record_audit(user, channel, "mute source", item.source, now)
+                store.people.mute(channel, "source", item.source, user, now)
+                store.people.record_audit(user, channel, "mute source", item.source, now)
                 result.notice = (
                     f"No more alerts from {escape(item.source)} in this channel. "
                     f"`/newsalert unmute source {escape(item.source)}` undoes it."
                 )
             else:
-                store.add_feedback(post.item_id, channel, post.watchlists, user, "not_relevant", now)
-                store.record_audit(
+                store.people.add_feedback(post.item_id, channel, post.watchlists, user, "not_relevant", now)
+                store.people.record_audit(
                     user, channel, "not relevant", f"{', '.join(post.watchlists)}: {item.title}", now
                 )
                 result.notice = (

@@ -19,9 +19,9 @@ from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
 from bot.ingest.fetch import Limits, Validators, backoff_delay, fetch_all
 from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
-from bot.model import Fetched, Source, Subscription
+from bot.model import Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
-from bot.store import SourceState, Store
+from bot.store import Store
 from bot.stories.fingerprint import Fingerprint
 
 log = logging.getLogger("newsalert.pipeline")
@@ -96,12 +96,12 @@ def poll(
     the ones already done.
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
-    sources = store.active_sources() if sources is None else sources
+    sources = store.catalog.active_sources() if sources is None else sources
     if due_only:
-        sources = [s for s in sources if store.source_due(s.name, now())]
-    watchlists = {w.name: w.query for w in store.active_watchlists()}
-    states = {s.name: store.source_state(s.name) for s in sources}
-    subscriptions = store.realtime_subscriptions()
+        sources = [s for s in sources if store.sources.source_due(s.name, now())]
+    watchlists = {w.name: w.query for w in store.catalog.active_watchlists()}
+    states = {s.name: store.sources.source_state(s.name) for s in sources}
+    subscriptions = store.catalog.realtime_subscriptions()
     report = PollReport()
     # The watchlists are compiled only when a body needs matching (none do in an all-304 poll);
     # they were checked when saved (config load, Slack), so a bad query cannot get this far.
@@ -134,7 +134,7 @@ def _poll_batch(
         for source in sources
         if isinstance(outcome := results[source.name], Fetched)
         and not outcome.not_modified
-        and digests[source.name] != store.body_hash(source.name)
+        and digests[source.name] != store.sources.body_hash(source.name)
     ]
     report = PollReport()
     # In source order, one result per job, produced while the sources before are stored.
@@ -236,7 +236,7 @@ def _store_source(
             source.url,
             outcome.permanent_url,
         )
-        store.move_source(source.name, outcome.permanent_url)
+        store.sources.move_source(source.name, outcome.permanent_url)
     cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
     with store.transaction():
         report = ingest(
@@ -248,11 +248,11 @@ def _store_source(
             cutoff,
             timedelta(seconds=settings.story_window),
         )
-        store.record_fetch_success(
+        store.sources.record_fetch_success(
             source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
         )
         if digest is not None:
-            store.set_body_hash(source.name, digest)
+            store.sources.set_body_hash(source.name, digest)
         failpoint("before-commit")
     metrics.new_items(source.name, report.new_items)
     log.info(
@@ -298,7 +298,7 @@ def _record_failure(
             state.consecutive_failures + 1,
             wait,
         )
-    store.record_fetch_failure(
+    store.sources.record_fetch_failure(
         source.name, source.url, now, error.reason, retry_at=now + timedelta(seconds=wait), disable=gone
     )
 
@@ -336,11 +336,11 @@ def ingest(
     report = PollReport()
     subscribed = {s.channel for s in subscriptions}
     # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
-    muted = store.channels_muting_source(source.name, fetched_at)
-    known = store.items_by_guid(source.name, [p.item.guid for p in prepared])
-    originals = store.items_by_url_key([p.url_key for p in prepared])
+    muted = store.people.channels_muting_source(source.name, fetched_at)
+    known = store.items.items_by_guid(source.name, [p.item.guid for p in prepared])
+    originals = store.items.items_by_url_key([p.url_key for p in prepared])
     since = fetched_at - story_window
-    index = store.story_index(since)
+    index = store.stories.story_index(since)
     for p in prepared:
         item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
         if (found := known.get(item.guid)) is not None:
@@ -348,19 +348,19 @@ def ingest(
             if (title, text) != (item.title, item.text):
                 # An edited article (corrected headline, expanded text): keep the latest words, but
                 # it is the same item, so it never alerts again.
-                store.update_item_text(item_id, item.title, item.text)
+                store.items.update_item_text(item_id, item.title, item.text)
                 known[item.guid] = (item_id, item.title, item.text)
             continue
         # Same canonical URL already stored (from another source, or re-guided): the same article,
         # so it joins that item's story without alerting or counting as another outlet.
         if key and (original := originals.get(key)) is not None:
-            item_id = store.add_item(item, duplicate_of=original[0], story_id=original[1], key=key)
+            item_id = store.items.add_item(item, duplicate_of=original[0], story_id=original[1], key=key)
             known[item.guid] = (item_id, item.title, item.text)
             report.new_items += 1
             continue
         story = index.find(fp, since)
-        story_id = story[0] if story else store.new_story(item.fetched)
-        item_id = store.add_item(item, story_id=story_id, key=key, new_story=story is None)
+        story_id = story[0] if story else store.stories.new_story(item.fetched)
+        item_id = store.items.add_item(item, story_id=story_id, key=key, new_story=story is None)
         known[item.guid] = (item_id, item.title, item.text)
         if key:
             originals[key] = (item_id, story_id)
@@ -369,15 +369,15 @@ def ingest(
             continue  # a story of its own that no watchlist wants: nothing more to do
         plan: dict[str, list[str]] = {}
         if matches:
-            store.add_fingerprint(item_id, story_id, item.fetched, fp)
-            store.add_matches(item_id, dict(matches))
+            store.stories.add_fingerprint(item_id, story_id, item.fetched, fp)
+            store.items.add_matches(item_id, dict(matches))
             report.matches += 1
             metrics.matched(matches)
             plan = plan_alerts(matches, subscriptions)
         # Channels already alerted about this story hear of every further report of it, in the
         # story's thread, even when this copy's wording matches no watchlist by itself.
         if story is not None:
-            for channel in store.story_channels(story_id) & subscribed:
+            for channel in store.stories.story_channels(story_id) & subscribed:
                 plan.setdefault(channel, [])
         for channel in muted:
             plan.pop(channel, None)
@@ -387,12 +387,12 @@ def ingest(
             report.held_back += 1
             continue
         for channel, names in plan.items():
-            if store.enqueue_alert(item_id, channel, names, fetched_at):
+            if store.outbox.enqueue_alert(item_id, channel, names, fetched_at):
                 report.alerts_queued += 1
     return report
 
 
 def assign_story(store: Store, fp: Fingerprint, seen: datetime, window: timedelta) -> int:
     """The story a new item belongs to: the most similar story seen within ``window``, or a new one."""
-    found = store.story_index(seen - window).find(fp, seen - window)
-    return found[0] if found else store.new_story(seen)
+    found = store.stories.story_index(seen - window).find(fp, seen - window)
+    return found[0] if found else store.stories.new_story(seen)

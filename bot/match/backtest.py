@@ -80,7 +80,7 @@ def backtest(
     candidate = Run(query.text)
     baseline = Run(current.text) if current is not None else None
     scanned, seconds = 0, 0.0
-    for item_id, story, item in store.items_first_seen_since(since):
+    for item_id, story, item in store.items.items_first_seen_since(since):
         scanned += 1
         started = time.perf_counter()
         spans = query.match(item.title, item.text, source=item.source)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from bot.store import Store, from_iso
+from bot.store import Store
+from bot.store.db import from_iso
 
 SOURCE_FAILING = timedelta(hours=24)
 ALERT_WAITING = timedelta(hours=1)
@@ -76,11 +77,11 @@ class Health:
 
 def health(store: Store, now: datetime | None = None) -> Health:
     now = now or datetime.now(UTC)
-    sources = tuple(_source(row, now) for row in store.source_health_rows(now - timedelta(hours=24)))
-    outbox = store.outbox_summary()
+    sources = tuple(_source(row, now) for row in store.sources.source_health_rows(now - timedelta(hours=24)))
+    outbox = store.outbox.outbox_summary()
     oldest = outbox["oldest"]
     oldest_at = from_iso(oldest["created_at"]) if oldest else None
-    broken = tuple(store.broken_active_subscriptions())
+    broken = tuple(store.catalog.broken_active_subscriptions())
     problems: list[str] = []
     for s in sources:
         if s.disabled:

@@ -124,7 +124,7 @@ def alert_sent(queued_at: datetime | None, sent_at: datetime) -> None:
 
 def refresh_outbox(store: Store, now: datetime | None = None) -> None:
     """Set the outbox gauges from the database (they describe state, not events)."""
-    summary = store.outbox_summary()
+    summary = store.outbox.outbox_summary()
     OUTBOX_DEPTH.set(summary["queued"])
     oldest = summary["oldest"]
     age = 0.0

@@ -1,0 +1,164 @@
+"""Items and the watchlists they matched, and the search index kept in step with them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from bot.ingest.normalize import url_key
+from bot.model import Item, Span
+from bot.store.db import Repository, chunks, iso
+from bot.store.rows import (
+    item_from_row,
+    spans_from_json,
+    spans_to_json,
+)
+from bot.store.schema import needs_search_fallback
+
+
+class ItemRepo(Repository):
+    def __init__(self, store):
+        super().__init__(store)
+        self._unindexed_from: int | None = None  # the first item id not yet in the search index
+
+    def forget_unindexed(self) -> None:
+        """After a rollback: the items it would have indexed are gone."""
+        self._unindexed_from = None
+
+    def index_new_items(self) -> None:
+        """Add the items stored since the last call to the search index (items_fts, items_by_day).
+
+        Inside a transaction, add_item leaves that to the commit: one INSERT … SELECT indexes a
+        whole batch for a fraction of the cost of one insert per row. Called before anything
+        that edits or deletes items, whose triggers expect the index to hold them.
+        """
+        start, self._unindexed_from = self._unindexed_from, None
+        if start is None:
+            return
+        self.db.execute(
+            "INSERT INTO items_fts (rowid, title, text) SELECT id, title, text FROM items WHERE id >= ?",
+            [start],
+        )
+        self.db.execute(
+            """INSERT INTO items_by_day (day, first_id)
+               SELECT substr(first_seen, 1, 10), min(id) FROM items WHERE id >= ? GROUP BY 1
+               ON CONFLICT (day) DO UPDATE SET first_id = min(first_id, excluded.first_id)""",
+            [start],
+        )
+
+    def has_item(self, source: str, guid: str) -> bool:
+        return self._one("SELECT 1 FROM items WHERE source = ? AND guid = ?", [source, guid]) is not None
+
+    def add_item(
+        self,
+        item: Item,
+        *,
+        story_id: int,
+        duplicate_of: int | None = None,
+        key: str | None = None,
+        new_story: bool = False,
+    ) -> int:
+        """Store a new item in a story; ``key``: its url_key if the caller has it; ``new_story``:
+        the story was just made for it (its last_seen is already the item's)."""
+        # Plain SQL on the hot path: sqlite-utils' insert() inspects the schema on every call.
+        cursor = self.db.execute(
+            """INSERT INTO items (source, guid, url, title, text, outlet, headline_only, published,
+                                  first_seen, duplicate_of, url_key, story_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                item.source,
+                item.guid,
+                item.url,
+                item.title,
+                item.text,
+                item.outlet,
+                int(item.headline_only),
+                iso(item.published),
+                iso(item.fetched),
+                duplicate_of,
+                url_key(item.url) if key is None else key,
+                story_id,
+            ],
+        )
+        item_id = int(cursor.lastrowid)
+        if self._unindexed_from is None:
+            self._unindexed_from = item_id
+        if not self._store.in_transaction:
+            self.index_new_items()
+        if needs_search_fallback(item.title, item.text):
+            self.db.execute("INSERT INTO items_fts_fallback (item_id) VALUES (?)", [item_id])
+        if not new_story:
+            self.db.execute(
+                "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
+            )
+        return item_id
+
+    def items_by_guid(self, source: str, guids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        """guid -> (id, title, text) of the items of ``source`` already stored, among ``guids``."""
+        found: dict[str, tuple[int, str, str]] = {}
+        for part in chunks(list(dict.fromkeys(guids))):
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT guid, id, title, text FROM items WHERE source = ? AND guid IN ({marks})",
+                [source, *part],
+            )
+            for guid, item_id, title, text in rows:
+                found[guid] = (item_id, title, text or "")
+        return found
+
+    def items_by_url_key(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """url_key -> (id, story id) of the first stored item with that key, among ``keys``: the
+        page an item links to, stored already (www./m./AMP variants included)."""
+        found: dict[str, tuple[int, int]] = {}
+        for part in chunks(list(dict.fromkeys(k for k in keys if k))):
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"""SELECT url_key, id, story_id FROM items WHERE id IN (
+                        SELECT min(id) FROM items WHERE url_key IN ({marks}) GROUP BY url_key)""",
+                part,
+            )
+            for key, item_id, story_id in rows:
+                found[key] = (item_id, story_id)
+        return found
+
+    def update_item_text(self, item_id: int, title: str, text: str) -> None:
+        self.index_new_items()  # the update trigger takes the old text out of the index first
+        self.db.execute("UPDATE items SET title = ?, text = ? WHERE id = ?", [title, text, item_id])
+
+    def story_of(self, item_id: int) -> int:
+        return self._one("SELECT story_id FROM items WHERE id = ?", [item_id])["story_id"]
+
+    def item(self, item_id: int) -> tuple[Item, tuple[Span, ...]]:
+        row = self._one("SELECT * FROM items WHERE id = ?", [item_id])
+        if row is None:
+            raise KeyError(item_id)
+        spans = [
+            s
+            for m in self._all("SELECT spans FROM matches WHERE item_id = ?", [item_id])
+            for s in spans_from_json(m["spans"])
+        ]
+        return item_from_row(row), tuple(sorted(set(spans), key=lambda s: (s.field, s.start)))
+
+    def add_matches(self, item_id: int, matches: dict[str, list[Span]]) -> None:
+        for name, spans in matches.items():
+            self.db.execute(
+                "INSERT INTO matches (item_id, watchlist, spans) VALUES (?, ?, ?)",
+                [item_id, name, spans_to_json(spans)],
+            )
+
+    def items_first_seen_since(self, since: datetime) -> Iterator[tuple[int, int, Item]]:
+        """(item id, story key, item) of every item first seen at or after ``since``, newest first.
+
+        For `newsalert query backtest`. Streamed in batches: a long history need not fit in memory.
+        The story key is the item's story: syndicated and near-duplicate copies count once.
+        """
+        cursor = self.db.execute(
+            """SELECT *, story_id AS story_key FROM items
+               WHERE first_seen >= ? ORDER BY first_seen DESC, id DESC""",
+            [iso(since)],
+        )
+        names = [c[0] for c in cursor.description]
+        while rows := cursor.fetchmany(1000):
+            for values in rows:
+                row = dict(zip(names, values, strict=True))
+                yield row["id"], row["story_key"], item_from_row(row)

@@ -1,0 +1,195 @@
+"""The alert outbox: queueing, per-channel claims, attempts, retries and dead letters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from bot.model import QueuedAlert, Span
+from bot.store.db import Repository, from_iso, iso
+from bot.store.rows import (
+    item_from_row,
+    spans_from_json,
+)
+
+
+class OutboxRepo(Repository):
+    def enqueue_alert(self, item_id: int, channel: str, watchlists: Iterable[str], now: datetime) -> bool:
+        """Queue one alert; False when this item already has one for this channel."""
+        cursor = self.db.execute(
+            """INSERT OR IGNORE INTO alerts (item_id, channel, watchlists, status, created_at, attempts)
+               VALUES (?, ?, ?, 'queued', ?, 0)""",
+            [item_id, channel, json.dumps(list(watchlists)), iso(now)],
+        )
+        return cursor.rowcount == 1
+
+    def channels_with_pending_alerts(self, now: datetime) -> list[str]:
+        """Channels whose oldest queued alert is due (a channel waits behind its first alert)."""
+        rows = self._all(
+            """SELECT a.channel FROM alerts a
+               JOIN (SELECT channel, min(id) AS first FROM alerts WHERE status = 'queued' GROUP BY channel) f
+                 ON a.id = f.first
+               WHERE a.next_attempt_at IS NULL OR a.next_attempt_at <= ? ORDER BY a.id""",
+            [iso(now)],
+        )
+        return [r["channel"] for r in rows]
+
+    def claim_channel(
+        self,
+        channel: str,
+        worker: str,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        dead_workers: Iterable[str] = (),
+    ) -> bool:
+        """Become the one deliverer of ``channel``; False while another live worker holds it."""
+        dead = list(dead_workers)
+        marks = ",".join("?" * len(dead)) or "NULL"
+        with self.transaction():
+            self.db.execute(
+                f"""INSERT INTO channel_claims (channel, worker, claimed_at) VALUES (?, ?, ?)
+                    ON CONFLICT(channel) DO UPDATE
+                    SET worker = excluded.worker, claimed_at = excluded.claimed_at
+                    WHERE channel_claims.worker = excluded.worker OR channel_claims.claimed_at < ?
+                       OR channel_claims.worker IN ({marks})""",
+                [channel, worker, iso(now), iso(stale_before), *dead],
+            )
+            row = self._one("SELECT worker FROM channel_claims WHERE channel = ?", [channel])
+        return row is not None and row["worker"] == worker
+
+    def claim_holders(self) -> list[str]:
+        return [r["worker"] for r in self._all("SELECT DISTINCT worker FROM channel_claims")]
+
+    def release_channel(self, channel: str, worker: str) -> None:
+        self.db.execute("DELETE FROM channel_claims WHERE channel = ? AND worker = ?", [channel, worker])
+
+    def pending_alerts(self, channel: str, now: datetime, limit: int = 200) -> list[QueuedAlert]:
+        """The channel's queued alerts up to the first one not yet due, oldest first.
+
+        Order matters: a story's parent must be posted before its replies, so an alert waiting
+        for its retry time holds back the ones queued after it.
+        """
+        due: list[QueuedAlert] = []
+        for queued in self._queued("a.status = 'queued' AND a.channel = ?", [channel], limit):
+            if queued.next_attempt_at is not None and queued.next_attempt_at > now:
+                break
+            due.append(queued)
+        return due
+
+    def queued_alerts(self, limit: int = 500) -> list[QueuedAlert]:
+        return self._queued("a.status = 'queued'", [], limit)
+
+    def dead_alerts(self, limit: int = 500) -> list[QueuedAlert]:
+        return self._queued("a.status = 'dead'", [], limit)
+
+    def _queued(self, where: str, params: list, limit: int) -> list[QueuedAlert]:
+        rows = self._all(
+            f"""SELECT a.id AS alert_id, a.channel, a.watchlists AS alert_watchlists, a.attempts,
+                       a.in_flight, a.plain_text, a.created_at AS alert_created, a.last_error,
+                       a.next_attempt_at, i.*
+                FROM alerts a JOIN items i ON i.id = a.item_id
+                WHERE {where} ORDER BY a.id LIMIT ?""",
+            [*params, limit],
+        )
+        spans_by_item: dict[int, list[Span]] = {}
+        ids = sorted({r["id"] for r in rows})
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for m in self._all(f"SELECT item_id, spans FROM matches WHERE item_id IN ({marks})", ids):
+                spans_by_item.setdefault(m["item_id"], []).extend(spans_from_json(m["spans"]))
+        return [
+            QueuedAlert(
+                id=r["alert_id"],
+                channel=r["channel"],
+                watchlists=tuple(json.loads(r["alert_watchlists"])),
+                attempts=r["attempts"],
+                item=item_from_row(r),
+                spans=tuple(sorted(set(spans_by_item.get(r["id"], [])), key=lambda s: (s.field, s.start))),
+                story_id=r["story_id"],
+                item_id=r["id"],
+                in_flight=bool(r["in_flight"]),
+                plain_text=bool(r["plain_text"]),
+                created_at=datetime.fromisoformat(r["alert_created"]),
+                last_error=r["last_error"] or "",
+                next_attempt_at=from_iso(r["next_attempt_at"]),
+            )
+            for r in rows
+        ]
+
+    def mark_alert_in_flight(self, alert_id: int) -> None:
+        self.db.execute("UPDATE alerts SET in_flight = 1 WHERE id = ?", [alert_id])
+
+    def mark_alert_sent(self, alert_id: int, ts: str, now: datetime) -> None:
+        self.db.execute(
+            """UPDATE alerts SET status = 'sent', ts = ?, sent_at = ?, attempts = attempts + 1, in_flight = 0,
+                   next_attempt_at = NULL WHERE id = ?""",
+            [ts, iso(now), alert_id],
+        )
+
+    def mark_alert_retry(self, alert_id: int, error: str, *, not_before: datetime, in_flight: bool) -> None:
+        """A failed attempt; the alert stays queued until ``not_before``.
+
+        ``in_flight`` stays set when the attempt may have reached Slack (no answer came back).
+        """
+        self.db.execute(
+            """UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, in_flight = ?
+               WHERE id = ?""",
+            [error, iso(not_before), int(in_flight), alert_id],
+        )
+
+    def mark_alert_plain_text(self, alert_id: int, error: str) -> None:
+        self.db.execute(
+            """UPDATE alerts SET plain_text = 1, attempts = attempts + 1, last_error = ?, in_flight = 0
+               WHERE id = ?""",
+            [error, alert_id],
+        )
+
+    def mark_alert_dead(self, alert_id: int, error: str) -> None:
+        """A dead letter: kept, listed by `newsalert outbox`, retried only by a human."""
+        self.db.execute(
+            """UPDATE alerts SET status = 'dead', attempts = attempts + 1, last_error = ?, in_flight = 0
+               WHERE id = ?""",
+            [error, alert_id],
+        )
+
+    def retry_dead_alerts(self, alert_ids: Sequence[int] = ()) -> int:
+        """Queue dead letters again (all when no ids are given) and clear their channels' broken mark."""
+        where = f"id IN ({','.join('?' * len(alert_ids))})" if alert_ids else "1"
+        with self.transaction():
+            channels = [
+                r["channel"]
+                for r in self._all(
+                    f"SELECT DISTINCT channel FROM alerts WHERE status = 'dead' AND {where}", list(alert_ids)
+                )
+            ]
+            cursor = self.db.execute(
+                f"""UPDATE alerts SET status = 'queued', next_attempt_at = NULL, plain_text = 0, attempts = 0
+                    WHERE status = 'dead' AND {where}""",
+                list(alert_ids),
+            )
+            for channel in channels:
+                self._store.catalog.set_channel_broken(channel, None)
+        return cursor.rowcount
+
+    def mark_alert_muted(self, alert_id: int, reason: str) -> None:
+        """Not posted, on purpose: a mute. Kept (status 'muted') so the outbox tells why."""
+        self.db.execute(
+            "UPDATE alerts SET status = 'muted', last_error = ?, in_flight = 0 WHERE id = ?",
+            [reason, alert_id],
+        )
+
+    def outbox_summary(self) -> dict:
+        """queued (count), oldest (the oldest queued alert: created_at, channel, last_error), dead."""
+        counts = {
+            r["status"]: r["n"]
+            for r in self._all(
+                "SELECT status, count(*) AS n FROM alerts WHERE status IN ('queued', 'dead') GROUP BY status"
+            )
+        }
+        oldest = self._one(
+            """SELECT created_at, channel, last_error FROM alerts WHERE status = 'queued'
+               ORDER BY created_at, id LIMIT 1"""
+        )
+        return {"queued": counts.get("queued", 0), "dead": counts.get("dead", 0), "oldest": oldest}

@@ -1,0 +1,100 @@
+"""Per-source fetch state: validators, successes and failures, backoff, the last body's hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.model import SourceState
+from bot.store.db import Repository, from_iso, iso
+
+
+class SourceRepo(Repository):
+    def source_state(self, name: str) -> SourceState:
+        row = self._one("SELECT * FROM sources WHERE name = ?", [name])
+        if row is None:
+            return SourceState(name)
+        return SourceState(
+            name=name,
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            last_success=from_iso(row["last_success"]),
+            consecutive_failures=row["consecutive_failures"] or 0,
+        )
+
+    def record_fetch_success(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> None:
+        self.db.execute(
+            """INSERT INTO sources (name, url, etag, last_modified, last_polled, last_success,
+                                    consecutive_failures)
+               VALUES (:name, :url, :etag, :lm, :now, :now, 0)
+               ON CONFLICT(name) DO UPDATE SET etag = :etag, last_modified = :lm,
+                    last_polled = :now, last_success = :now, consecutive_failures = 0, next_poll_at = NULL""",
+            {"name": name, "url": url, "etag": etag, "lm": last_modified, "now": iso(now)},
+        )
+
+    def record_fetch_failure(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        reason: str,
+        *,
+        retry_at: datetime | None = None,
+        disable: bool = False,
+    ) -> None:
+        """A failed fetch; ``retry_at`` holds the source back (backoff), ``disable`` stops it (410)."""
+        self.db.execute(
+            """INSERT INTO sources (name, url, last_polled, last_error, last_error_at, consecutive_failures,
+                                    next_poll_at, disabled_at, disabled_reason)
+               VALUES (:name, :url, :now, :reason, :now, 1, :retry, :disabled, :why)
+               ON CONFLICT(name) DO UPDATE SET last_polled = :now, last_error = :reason,
+                    last_error_at = :now, consecutive_failures = consecutive_failures + 1,
+                    next_poll_at = :retry, disabled_at = :disabled, disabled_reason = :why""",
+            {
+                "name": name,
+                "url": url,
+                "now": iso(now),
+                "reason": reason,
+                "retry": iso(retry_at) if retry_at else None,
+                "disabled": iso(now) if disable else None,
+                "why": reason if disable else None,
+            },
+        )
+
+    def move_source(self, name: str, url: str) -> None:
+        """A permanent redirect: fetch the new address from now on (and forget the old validators)."""
+        self.db.execute(
+            "UPDATE sources SET url = ?, etag = NULL, last_modified = NULL WHERE name = ?", [url, name]
+        )
+
+    def source_due(self, name: str, now: datetime) -> bool:
+        row = self._one("SELECT next_poll_at, disabled_at FROM sources WHERE name = ?", [name])
+        if row is None:
+            return True
+        return row["disabled_at"] is None and (row["next_poll_at"] is None or row["next_poll_at"] <= iso(now))
+
+    def source_health_rows(self, since: datetime) -> list[dict]:
+        """Every active source with its fetch state and ``items``: how many it brought since ``since``."""
+        return self._all(
+            """SELECT s.*, coalesce(n.items, 0) AS items FROM sources s
+               LEFT JOIN (SELECT source, count(*) AS items FROM items WHERE first_seen >= ? GROUP BY source) n
+                 ON n.source = s.name
+               WHERE s.origin IS NOT NULL AND s.removed_at IS NULL ORDER BY s.name COLLATE NOCASE""",
+            [iso(since)],
+        )
+
+    def body_hash(self, name: str) -> str | None:
+        """The digest recorded by set_body_hash() for the source's last ingested 200 body."""
+        row = self._one("SELECT body_hash FROM sources WHERE name = ?", [name])
+        return row["body_hash"] if row else None
+
+    def set_body_hash(self, name: str, digest: str | None) -> None:
+        """Record it in the transaction that stores the body's items (so never without them)."""
+        self.db.execute("UPDATE sources SET body_hash = ? WHERE name = ?", [digest, name])

@@ -1,0 +1,156 @@
+"""Stories: their fingerprints, the in-memory window index over them, and their Slack thread parents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from bot.model import Item, StoryPost
+from bot.store.db import Repository, iso
+from bot.store.rows import (
+    item_from_row,
+)
+from bot.store.schema import PRUNED, TOTAL
+from bot.stories.fingerprint import Fingerprint, StoryIndex
+
+
+class StoryRepo(Repository):
+    def __init__(self, store):
+        super().__init__(store)
+        # The story window's fingerprints, in memory (StoryIndex): loaded on first use, kept in
+        # step with add_fingerprint, and reloaded when another connection has written.
+        self._story_index: StoryIndex | None = None
+        self._story_index_version = -1
+        self._story_index_since = datetime.max.replace(tzinfo=UTC)
+        self._story_index_signature = (0, 0, 0)
+
+    def drop_index(self) -> None:
+        """Forget the in-memory index (after a rollback or a deletion): the next use loads it again."""
+        self._story_index = None
+
+    def new_story(self, now: datetime) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)", [iso(now), iso(now)]
+        )
+        return int(cursor.lastrowid)
+
+    def story_index(self, since: datetime) -> StoryIndex:
+        """The fingerprints seen since ``since``, and every document frequency, in memory.
+
+        Loaded once, then kept in step by add_fingerprint. When another connection has committed
+        (PRAGMA data_version: our own commits do not change it), it is loaded again only if that
+        changed the index: fingerprints added (the highest id, the total) or deleted (a counter
+        retention bumps). Delivery and Slack commands write all the time; they do not count.
+        Loaded again too when asked for an earlier window than loaded.
+        """
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        index = self._story_index
+        if index is not None and version != self._story_index_version and since >= self._story_index_since:
+            if self._index_signature() != self._story_index_signature:
+                index = None
+            self._story_index_version = version
+        if index is None or since < self._story_index_since:
+            signature = self._index_signature()
+            df = dict(self.db.execute("SELECT token, df FROM token_df").fetchall())
+            df.pop(PRUNED, None)
+            index = StoryIndex(df, df.pop(TOTAL, 0))
+            rows = self.db.execute(
+                "SELECT item_id, story_id, seen, title, lead FROM fingerprints WHERE seen >= ? "
+                "ORDER BY seen, item_id",
+                [iso(since)],
+            )
+            for item_id, story_id, seen, title, lead in rows:
+                fp = Fingerprint(frozenset(title.split()), frozenset(lead.split()))
+                index.add(item_id, story_id, datetime.fromisoformat(seen), fp, count=False)
+            self._story_index, self._story_index_since = index, since
+            self._story_index_version, self._story_index_signature = version, signature
+        return index
+
+    def count_tokens(self, tokens: Iterable[str]) -> None:
+        """One more for each of ``tokens`` in token_df (and its counter rows, TOTAL and PRUNED)."""
+        self.db.conn.executemany(
+            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
+            [(t,) for t in tokens],
+        )
+
+    def _index_signature(self) -> tuple[int, int, int]:
+        """(highest fingerprinted item id, fingerprints ever, deletions): what changes the index."""
+        row = self.db.execute(
+            """SELECT (SELECT coalesce(max(item_id), 0) FROM fingerprints),
+                      (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?),
+                      (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?)""",
+            [TOTAL, PRUNED],
+        ).fetchone()
+        return (row[0], row[1], row[2])
+
+    def add_fingerprint(self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint) -> None:
+        """Index an item for clustering: later items can join its story."""
+        self.db.execute(
+            "INSERT INTO fingerprints (item_id, story_id, seen, title, lead) VALUES (?, ?, ?, ?, ?)",
+            [item_id, story_id, iso(seen), " ".join(sorted(fp.title)), " ".join(sorted(fp.lead))],
+        )
+        self.count_tokens([*fp.tokens, TOTAL])
+        if self._story_index is not None:
+            self._story_index.add(item_id, story_id, seen, fp)
+            highest, total, pruned = self._story_index_signature
+            self._story_index_signature = (max(highest, item_id), total + 1, pruned)
+
+    def story_channels(self, story_id: int) -> set[str]:
+        """Channels that already have an alert (queued or sent) for this story."""
+        rows = self._all(
+            "SELECT DISTINCT a.channel FROM alerts a JOIN items i ON i.id = a.item_id WHERE i.story_id = ?",
+            [story_id],
+        )
+        return {r["channel"] for r in rows}
+
+    def story_sources(self, story_id: int) -> list[str]:
+        """Who reported the story, first first: the outlet for aggregator items, else the source."""
+        rows = self._all(
+            """SELECT COALESCE(NULLIF(outlet, ''), source) AS label, min(first_seen) AS first
+               FROM items WHERE story_id = ? AND duplicate_of IS NULL GROUP BY label ORDER BY first, label""",
+            [story_id],
+        )
+        return [r["label"] for r in rows]
+
+    def story_items(self, story_id: int) -> list[tuple[int, Item, int | None]]:
+        """(id, item, duplicate_of) of every item of a story, oldest first."""
+        rows = self._all("SELECT * FROM items WHERE story_id = ? ORDER BY first_seen, id", [story_id])
+        return [(r["id"], item_from_row(r), r["duplicate_of"]) for r in rows]
+
+    def story_post(self, story_id: int, channel: str) -> StoryPost | None:
+        row = self._one("SELECT * FROM story_posts WHERE story_id = ? AND channel = ?", [story_id, channel])
+        if row is None:
+            return None
+        return StoryPost(story_id, channel, row["item_id"], row["ts"], tuple(json.loads(row["watchlists"])))
+
+    def save_story_post(self, post: StoryPost, now: datetime) -> None:
+        self.db.execute(
+            """INSERT INTO story_posts (story_id, channel, item_id, ts, watchlists, posted_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(story_id, channel) DO UPDATE SET watchlists = excluded.watchlists""",
+            [post.story_id, post.channel, post.item_id, post.ts, json.dumps(list(post.watchlists)), iso(now)],
+        )
+
+    def story_post_at(self, channel: str, ts: str) -> StoryPost | None:
+        """The story whose top-level message in ``channel`` is the message ``ts``."""
+        row = self._one("SELECT story_id FROM story_posts WHERE channel = ? AND ts = ?", [channel, ts])
+        return self.story_post(row["story_id"], channel) if row else None
+
+    def latest_story_posts(self, limit: int = 10, channels: Iterable[str] | None = None) -> list[dict]:
+        """The newest alert messages (story_posts) with their item and triage state, newest first."""
+        where, params = "", []
+        if channels is not None:
+            chosen = sorted(set(channels))
+            if not chosen:
+                return []
+            where = f"WHERE p.channel IN ({','.join('?' * len(chosen))})"
+            params = chosen
+        return self._all(
+            f"""SELECT p.story_id, p.channel, p.item_id, p.ts, p.posted_at, p.watchlists,
+                       i.title, i.url, i.source, i.outlet, t.state, t.user_id AS state_by
+                FROM story_posts p JOIN items i ON i.id = p.item_id
+                LEFT JOIN triage t ON t.item_id = p.item_id AND t.channel = p.channel
+                {where} ORDER BY p.posted_at DESC, p.rowid DESC LIMIT ?""",
+            [*params, limit],
+        )
