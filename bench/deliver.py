@@ -95,7 +95,8 @@ def main() -> None:
     # Each 429 is logged as a warning by bot.deliver: 190 of them would bury the figures.
     logging.getLogger("newsalert").setLevel(logging.ERROR)
 
-    from bot.alerts.outbox import SlackSink, deliver_pending
+    from bot.alerts.outbox import deliver_pending
+    from bot.slack.sink import SlackSink
     from bot.store import Store
 
     slack = RateLimitedSlack().start()

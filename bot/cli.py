@@ -16,15 +16,16 @@ from pathlib import Path
 from bot import demo, history, opml
 from bot.alerts import digest as digests
 from bot.alerts.digest import next_digest
-from bot.alerts.outbox import ConsoleSink
 from bot.alerts.render import format_time, render_console_message, shorten
+from bot.alerts.sink import ConsoleSink
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
 from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
 from bot.match.backtest import backtest, format_backtest, format_test
 from bot.match.query import Query, compile_query
 from bot.ops import health as health_status
 from bot.ops import logs
-from bot.service import Newsalert, check_run_mode, make_sink
+from bot.service import Newsalert, check_run_mode
+from bot.slack.sink import make_sink
 from bot.store import Store
 
 EXIT_CONFIG = 2

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.alerts.digest import DEFAULT_TOP, ScheduleError, trigger
+from bot.alerts.digest import DEFAULT_TOP, trigger
 from bot.alerts.digest import timezone as digest_timezone
-from bot.errors import ConfigError, QueryError
+from bot.errors import ConfigError, QueryError, ScheduleError
 from bot.ingest.fetch import address_problem
 from bot.match.query import compile_query
 from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist

@@ -1,4 +1,4 @@
-"""One exception hierarchy for newsalert, shaped around the resource that failed.
+"""The whole exception hierarchy of newsalert, shaped around the resource that failed.
 
 Every error names *where* the problem is (a config file and line, a feed URL, a
 watchlist and column) so the message can be shown to a user as-is.
@@ -94,3 +94,32 @@ class DeliveryError(NewsalertError):
 
 class SlackAuthError(DeliveryError):
     """The Slack token is invalid or revoked: nothing can be delivered until a human fixes it."""
+
+
+class RetryLater(DeliveryError):
+    """Slack did not take the message this time; the alert stays queued.
+
+    ``maybe_posted``: no answer came back (timeout, reset), so the post may have happened.
+    ``retry_after``: Slack said when to come back (HTTP 429).
+    """
+
+    def __init__(self, message: str, *, maybe_posted: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.maybe_posted = maybe_posted
+        self.retry_after = retry_after
+
+
+class Rejected(DeliveryError):
+    """Slack refused this message with an error code."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+class ScheduleError(NewsalertError, ValueError):
+    """A digest schedule or timezone that cannot be used; the message says why."""
+
+
+class OpmlError(NewsalertError, ValueError):
+    """The file is not OPML we can read; the message says why."""

@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from bot.config import is_private_host
+from bot.errors import OpmlError
 from bot.ingest.fetch import address_problem
 from bot.ingest.normalize import url_key
 from bot.model import Source
@@ -29,10 +30,6 @@ MAX_OPML_BYTES = 5 * 1024 * 1024
 TYPE_ATTRIBUTE = "newsalertType"  # OPML allows extra outline attributes; readers ignore this one
 _DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _NAME_LIMIT = 200
-
-
-class OpmlError(ValueError):
-    """The file is not OPML we can read; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.alerts import digest
-from bot.alerts.outbox import ConsoleSink, DeliveryReport, RetryLater, Sink, SlackSink, deliver_pending
+from bot.alerts.outbox import DeliveryReport, deliver_pending
+from bot.alerts.sink import Sink
 from bot.app.commands import AppContext
 from bot.config import Settings
 from bot.errors import ConfigError, SlackAuthError
@@ -19,26 +20,6 @@ from bot.scheduler import Scheduler
 from bot.store import Store
 
 log = logging.getLogger("newsalert")
-
-
-def make_sink(settings: Settings) -> Sink:
-    """Slack when a token is set (checked with auth.test), else the console."""
-    if not settings.slack_token:
-        log.warning("SLACK_BOT_TOKEN is not set: alerts are printed to the console")
-        return ConsoleSink()
-    sink = SlackSink(settings.slack_token, settings.slack_api_url)
-    try:
-        who = sink.check_auth()
-        log.info(
-            "slack connected team=%r bot_user=%r api=%s",
-            who.get("team"),
-            who.get("user"),
-            settings.slack_api_url,
-        )
-    except RetryLater as e:
-        # Unreachable is not unauthorized: keep polling, alerts wait in the outbox.
-        log.warning("slack unreachable, alerts will queue: %s", e)
-    return sink
 
 
 @dataclass

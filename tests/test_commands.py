@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts.outbox import ConsoleSink, deliver_pending
+from bot.alerts.outbox import deliver_pending
 from bot.alerts.render import MessageState, render_plain, render_slack
+from bot.alerts.sink import ConsoleSink
 from bot.app.commands import AppContext, handle, pending_message, source_url_problem
 from bot.app.home import home_view
 from bot.app.triage import click

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.alerts.outbox import ConsoleSink, Deliverer, RateLimiter, SlackSink, deliver_pending
+from bot.alerts.outbox import Deliverer, deliver_pending
+from bot.alerts.sink import ConsoleSink, RateLimiter
 from bot.errors import SlackAuthError
 from bot.model import Item, Span, Subscription
+from bot.slack.sink import SlackSink
 from bot.store import Store
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 

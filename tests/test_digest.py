@@ -23,11 +23,11 @@ from bot.alerts.digest import (
     send_digest,
     trigger,
 )
-from bot.alerts.outbox import SlackSink
 from bot.alerts.render import BLOCK_TEXT_LIMIT
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.model import Item, Span, Subscription, Watchlist
+from bot.slack.sink import SlackSink
 from bot.store import Store
 from bot.store.rows import subscription_id
 from tests.fake_slack import VALID_TOKEN, FakeSlack

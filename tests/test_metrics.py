@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.alerts.outbox import ConsoleSink, deliver_pending
+from bot.alerts.outbox import deliver_pending
+from bot.alerts.sink import ConsoleSink
 from bot.errors import FetchError, ParseError
 from bot.ingest.poll import poll
 from bot.model import Item, Source

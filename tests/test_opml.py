@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import OpmlError
 from bot.model import Source, Subscription, Watchlist
-from bot.opml import Feed, OpmlError, export_opml, import_feeds, parse_opml
+from bot.opml import Feed, export_opml, import_feeds, parse_opml
 from bot.store import Store
 from tests.conftest import DATA, bot_env, run_bot
 

@@ -19,11 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.alerts.render import BLOCK_TEXT_LIMIT, SlackMessage, escape, escape_url, format_time, shorten
+from bot.alerts.sink import LOOKBACK
 from bot.alerts.summarize import summarize
+from bot.errors import ScheduleError
 from bot.model import Subscription
 
 if TYPE_CHECKING:
-    from bot.alerts.outbox import Sink
+    from bot.alerts.sink import Sink
     from bot.store import Store
 
 log = logging.getLogger("newsalert.digest")
@@ -33,10 +35,6 @@ DEFAULT_TOP = 15
 _DAYS = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 _CRON_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-class ScheduleError(ValueError):
-    """A schedule or timezone that cannot be used; the message says why."""
 
 
 def timezone(name: str) -> ZoneInfo:
@@ -272,7 +270,7 @@ def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -
         payload = {"digest_id": digest_id, "subscription": subscription_id, "part": part}
         ts = None
         if unfinished:
-            ts = sink.find_message(sub.channel, until - timedelta(minutes=10), DIGEST_EVENT, payload)
+            ts = sink.find_message(sub.channel, until - LOOKBACK, DIGEST_EVENT, payload)
         sent.append(ts or sink.post_message(sub.channel, message, DIGEST_EVENT, payload))
     store.digests.finish_digest(digest_id, subscription_id, until, sent)
     log.info(

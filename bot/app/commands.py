@@ -19,11 +19,11 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from bot import history
-from bot.alerts.digest import ScheduleError, next_digest
+from bot.alerts.digest import next_digest
 from bot.alerts.digest import trigger as digest_trigger
 from bot.alerts.render import emphasize, escape, escape_url, format_time, mention, shorten
 from bot.config import Settings, format_duration, is_private_host, parse_duration
-from bot.errors import FetchError, ParseError, QueryError
+from bot.errors import FetchError, ParseError, QueryError, ScheduleError
 from bot.ingest.fetch import fetch_all
 from bot.ingest.normalize import normalize
 from bot.ingest.parse import parse

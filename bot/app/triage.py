@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.alerts.outbox import render_story_post
+from bot.alerts.compose import render_story_post
 from bot.alerts.render import (
     FEEDBACK_BUTTONS,
     TRIAGE_BUTTONS,
