@@ -6,7 +6,6 @@ the key and what is wrong, so `newsalert` can print one line and exit 2.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -14,14 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.alerts.digest import DEFAULT_TOP, trigger
 from bot.alerts.digest import timezone as digest_timezone
 from bot.errors import ConfigError, QueryError, ScheduleError
-from bot.ingest.fetch import address_problem
 from bot.match.query import compile_query
 from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
+from bot.urls import source_url_problem
 
 DEFAULT_CONFIG = "config/newsalert.toml"
 DEFAULT_DB = "newsalert.db"
@@ -319,21 +317,6 @@ def _read_slack(doc: dict, r: _Reader) -> dict[str, Any]:
     return {"slack_admins": tuple(dict.fromkeys(admins)), "escalation_channel": channel}
 
 
-def is_private_host(host: str) -> bool:
-    """localhost, or an IP literal the fetcher would refuse (loopback, private, link-local …).
-
-    This catches the obvious mistake early, with the config line; names that resolve to such
-    addresses are refused by the fetcher itself, on the address it connects to.
-    """
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address_problem(host) is not None
-
-
 def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> tuple[Source, ...]:
     raw = doc.get("sources", [])
     if not isinstance(raw, list):
@@ -352,17 +335,8 @@ def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> 
             raise r.fail("duplicate source name", f"{label}.name", *where, "name")
         names.add(name)
         url = r.string(entry, "url", label, *where)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise r.fail(f"must be an http:// or https:// URL, got {url!r}", f"{label}.url", *where, "url")
-        if not allow_private and is_private_host(parts.hostname):
-            raise r.fail(
-                f"{parts.hostname} is a private or loopback address "
-                "(set [defaults] allow_private_sources = true for local sources)",
-                f"{label}.url",
-                *where,
-                "url",
-            )
+        if problem := source_url_problem(url, allow_private=allow_private, allow_credentials=True):
+            raise r.fail(problem, f"{label}.url", *where, "url")
         kind = entry.get("type", "feed")
         if kind not in SOURCE_TYPES:
             raise r.fail(

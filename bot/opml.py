@@ -9,9 +9,7 @@ the config file's (http/https only; no loopback or private address unless allowe
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +17,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 
-from bot.config import is_private_host
 from bot.errors import OpmlError
-from bot.ingest.fetch import address_problem
 from bot.ingest.normalize import url_key
 from bot.model import Source
 from bot.store import Store
+from bot.urls import source_url_problem
 
 MAX_OPML_BYTES = 5 * 1024 * 1024
 TYPE_ATTRIBUTE = "newsalertType"  # OPML allows extra outline attributes; readers ignore this one
@@ -97,25 +94,8 @@ def _source_type(attrs: dict[str, str], url: str) -> str:
 
 
 def url_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why this URL cannot be a source (the config file's rules), or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not an http:// or https:// URL"
-    if not allow_private and (is_private_host(parts.hostname) or _legacy_literal_problem(parts.hostname)):
-        # Names that resolve to such addresses are refused by the fetcher on every connection.
-        return f"{parts.hostname} is a private or loopback address (allow_private_sources is off)"
-    return None
-
-
-def _legacy_literal_problem(host: str) -> str | None:
-    """Short and numeric IPv4 forms ("127.1", "2130706433", "0x7f.1") that resolvers accept."""
-    if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not any(c.isdigit() for c in host):
-        return None
-    try:
-        address = socket.inet_aton(host)
-    except OSError:
-        return None
-    return address_problem(str(ipaddress.IPv4Address(address)))
+    """Why this URL cannot be a source (bot.urls: the config file's rule), or None."""
+    return source_url_problem(url, allow_private=allow_private, allow_credentials=True)
 
 
 def import_feeds(

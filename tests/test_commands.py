@@ -19,7 +19,7 @@ import pytest
 from bot.alerts.outbox import deliver_pending
 from bot.alerts.render import MessageState, render_plain, render_slack
 from bot.alerts.sink import ConsoleSink
-from bot.app.commands import AppContext, handle, pending_message, source_url_problem
+from bot.app.commands import AppContext, handle, pending_message
 from bot.app.home import home_view
 from bot.app.triage import click
 from bot.config import Settings, load_settings
@@ -28,6 +28,7 @@ from bot.model import Fetched, Item, Source, StoryPost, Subscription, Watchlist
 from bot.scheduler import Scheduler
 from bot.service import check_run_mode
 from bot.store import Store
+from bot.urls import source_url_problem
 from tests.test_render import alert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)

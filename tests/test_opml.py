@@ -46,8 +46,12 @@ def test_a_feedly_export_imports_every_feed_once(tmp_path: Path) -> None:
     report = import_feeds(store, feeds, interval=900, allow_private=False, now=NOW)
     assert [(s.name, s.url, s.type) for s in report.added] == EXPECTED
     assert [(f.name, why) for f, why in report.refused] == [
-        ("Team wiki changes", "192.168.10.4 is a private or loopback address (allow_private_sources is off)"),
-        ("Old gopher", "not an http:// or https:// URL"),
+        (
+            "Team wiki changes",
+            "192.168.10.4 is a private or loopback address; sources must be on the public internet "
+            "(set [defaults] allow_private_sources = true for local sources)",
+        ),
+        ("Old gopher", "must be an http:// or https:// URL, got 'gopher://example.org/1/news'"),
     ]
     assert sorted(active(store)) == sorted(EXPECTED)
     assert {r["origin"] for r in store.catalog.source_rows()} == {"opml"}

@@ -22,7 +22,7 @@ from bot import history
 from bot.alerts.digest import next_digest
 from bot.alerts.digest import trigger as digest_trigger
 from bot.alerts.render import emphasize, escape, escape_url, format_time, mention, shorten
-from bot.config import Settings, format_duration, is_private_host, parse_duration
+from bot.config import Settings, format_duration, parse_duration
 from bot.errors import FetchError, ParseError, QueryError, ScheduleError
 from bot.ingest.fetch import fetch_all
 from bot.ingest.normalize import normalize
@@ -34,6 +34,7 @@ from bot.model import Fetched, Source, Subscription
 from bot.ops import health as status
 from bot.store import Store
 from bot.store.db import from_iso
+from bot.urls import source_url_problem
 
 log = logging.getLogger("newsalert.commands")
 
@@ -667,30 +668,11 @@ def cmd_source(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
     return Reply(f"Usage: `{COMMAND} source add URL [NAME]`, `{COMMAND} source remove NAME`.")
 
 
-def source_url_problem(url: str, allow_private: bool) -> str | None:
-    """Why a URL typed in Slack cannot be a source, before any connection is made (SSRF guard)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as e:
-        return f"not a valid URL ({e})"
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an http:// or https:// URL"
-    if parts.username or parts.password:
-        return "must not carry a user name or password"
-    if not allow_private and is_private_host(host):
-        return (
-            f"{host} is a private or loopback address; sources must be on the public internet "
-            "(the operator can set allow_private_sources = true)"
-        )
-    return None
-
-
 def _source_add(rest: str, inv: Invocation, ctx: AppContext) -> Reply:
     url, name = _first(rest)
     url = url.strip("<>").split("|", 1)[0]  # Slack may send a typed link as <url> or <url|label>
     name = name.strip().strip('"').strip()
-    if problem := source_url_problem(url, ctx.settings.allow_private_sources):
+    if problem := source_url_problem(url, allow_private=ctx.settings.allow_private_sources):
         return Reply(f"Refused: `{escape(url)}` {escape(problem)}. Nothing was added.")
     name = name or (urlsplit(url).hostname or url)
     if len(name) > MAX_SOURCE_NAME or "\n" in name:
