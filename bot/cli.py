@@ -206,8 +206,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no changes from Slack recorded in {settings.db_path}")
         return 0
     for row in reversed(rows):  # oldest first, like a log
-        when = format_time(datetime.fromisoformat(row["at"]))
-        print(f"{when}  {row['user_id']:<11}  {row['channel'] or '-':<11}  {row['action']}: {row['detail']}")
+        print(f"{format_time(row.at)}  {row.user:<11}  {row.channel or '-':<11}  {row.action}: {row.detail}")
     return 0
 
 

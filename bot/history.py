@@ -116,9 +116,9 @@ def search(
             row = texts.get(item_id)
             if row is None:
                 continue  # deleted since the candidates were read (retention runs in another thread)
-            if compiled.match(row["title"], row["text"] or "", source=row["source"]) is not None:
+            if compiled.match(row.title, row.text, source=row.source) is not None:
                 first_seen = datetime.fromisoformat(story_first_seen)
-                found[story_id] = (item_id, row["title"], row["url"] or "", first_seen)
+                found[story_id] = (item_id, row.title, row.url, first_seen)
                 if len(found) == limit:
                     break
     watchlists = store.history.story_watchlists(list(found))
@@ -228,13 +228,13 @@ def export_rows(
     now = now or datetime.now(UTC)
     stories: dict[int, dict] = {}
     for r in store.history.matched_items_since(now - since, watchlist):
-        if r["story_id"] in stories:
+        if r.story_id in stories:
             continue  # the story's earliest matched item in the window names it
-        stories[r["story_id"]] = {
-            "id": r["story_id"],
-            "first_seen": iso_z(datetime.fromisoformat(r["story_first_seen"])),
-            "title": r["title"],
-            "url": r["url"] or "",
+        stories[r.story_id] = {
+            "id": r.story_id,
+            "first_seen": iso_z(r.story_first_seen),
+            "title": r.title,
+            "url": r.url,
         }
     ids = list(stories)
     watchlists = store.history.story_watchlists(ids)

@@ -162,3 +162,122 @@ class StoryPost:
     item_id: int
     ts: str
     watchlists: tuple[str, ...]
+
+
+# Rows the store returns to its callers, as values: no caller indexes a row by column name.
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """A source of the catalog with its fetch state; ``items``: how many it brought lately."""
+
+    name: str
+    url: str
+    type: str = "feed"
+    interval: int = 900
+    origin: str | None = None
+    added_at: datetime | None = None
+    last_polled: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+    disabled_at: datetime | None = None
+    disabled_reason: str = ""
+    items: int = 0
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    """A source row as an import sees it, removed ones included."""
+
+    name: str
+    url: str
+    removed: bool
+
+
+@dataclass(frozen=True)
+class WatchlistRow:
+    name: str
+    query: str
+    description: str = ""
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    queued: int = 0
+    dead: int = 0
+    oldest_created_at: datetime | None = None  # of the oldest queued alert
+    oldest_channel: str = ""
+    oldest_error: str = ""
+
+
+@dataclass(frozen=True)
+class Mute:
+    kind: str  # "story" (target: its id) or "source" (target: its name)
+    target: str
+    user: str
+    until: datetime | None = None
+    title: str = ""  # a story mute: the story's first title
+
+
+@dataclass(frozen=True)
+class MessageMarks:
+    """What people did to one alert in its channel: triage, mutes, not-relevant flags."""
+
+    triage: str | None = None  # claimed | done | escalated
+    triage_by: str | None = None
+    story_muted_by: str | None = None
+    source_muted_by: str | None = None
+    not_relevant_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PostedAlert:
+    """A story's top-level message in a channel, with its item and triage state (App Home)."""
+
+    story_id: int
+    channel: str
+    item_id: int
+    ts: str
+    posted_at: datetime
+    watchlists: tuple[str, ...]
+    title: str
+    url: str
+    source: str
+    outlet: str
+    state: str | None = None
+    state_by: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    user: str
+    channel: str | None
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ItemText:
+    """What search confirms a candidate with."""
+
+    title: str
+    text: str
+    source: str
+    url: str
+
+
+@dataclass(frozen=True)
+class MatchedItem:
+    """An item that matched a watchlist, with its story (for export)."""
+
+    story_id: int
+    story_first_seen: datetime
+    item_id: int
+    title: str
+    url: str
+    first_seen: datetime

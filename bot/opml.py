@@ -111,9 +111,9 @@ def import_feeds(
     report = ImportReport()
     with store.transaction():
         rows = store.catalog.source_catalog()
-        names = {r["name"] for r in rows}
-        active = {key for r in rows if not r["removed_at"] for key in (r["url"], url_key(r["url"]))}
-        removed = {r["url"]: r["name"] for r in rows if r["removed_at"]}
+        names = {r.name for r in rows}
+        active = {key for r in rows if not r.removed for key in (r.url, url_key(r.url))}
+        removed = {r.url: r.name for r in rows if r.removed}
         for feed in feeds:
             if feed.url in active or url_key(feed.url) in active:
                 report.present.append(feed)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from bot.alerts import digest
 from bot.alerts.outbox import DeliveryReport, deliver_pending
 from bot.alerts.sink import Sink
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.config import Settings
 from bot.errors import ConfigError, SlackAuthError
 from bot.ingest.poll import PollReport, poll

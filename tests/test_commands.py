@@ -19,7 +19,8 @@ import pytest
 from bot.alerts.outbox import deliver_pending
 from bot.alerts.render import MessageState, render_plain, render_slack
 from bot.alerts.sink import ConsoleSink
-from bot.app.commands import AppContext, handle, pending_message
+from bot.app.commands import handle, pending_message
+from bot.app.context import AppContext
 from bot.app.home import home_view
 from bot.app.triage import click
 from bot.config import Settings, load_settings
@@ -121,7 +122,7 @@ def test_source_add_fetches_once_and_notifies_the_scheduler(ctx: AppContext) -> 
             Source("Police news", "https://police.example/feed.xml", "feed", 900)
             in store.catalog.active_sources()
         )
-        assert store.people.audit_log()[0]["action"] == "source add"
+        assert store.people.audit_log()[0].action == "source add"
     assert (
         "already a source named"
         in run(ctx, "source add https://x.example/f police NEWS", user="U0ADMIN").text
@@ -230,7 +231,7 @@ def test_buttons_record_and_render_who_did_what(ctx: AppContext) -> None:
     assert "Not relevant: <@U1>" in blocks
     with ctx.store() as store:
         assert store.people.not_relevant_rates() == {"csam": (1, 1), "unicef": (1, 1)}
-        assert [r["action"] for r in reversed(store.people.audit_log())] == [
+        assert [r.action for r in reversed(store.people.audit_log())] == [
             "claim",
             "escalate",
             "not relevant",

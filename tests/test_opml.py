@@ -54,7 +54,7 @@ def test_a_feedly_export_imports_every_feed_once(tmp_path: Path) -> None:
         ("Old gopher", "must be an http:// or https:// URL, got 'gopher://example.org/1/news'"),
     ]
     assert sorted(active(store)) == sorted(EXPECTED)
-    assert {r["origin"] for r in store.catalog.source_rows()} == {"opml"}
+    assert {r.origin for r in store.sources.listed()} == {"opml"}
 
     again = import_feeds(store, parse_opml(FEEDLY.read_bytes()), interval=900, allow_private=False, now=NOW)
     assert (len(again.added), len(again.present), len(again.refused)) == (0, 9, 2)

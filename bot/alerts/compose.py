@@ -39,7 +39,7 @@ def build_alert(
 def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> MessageState:
     """Triage and feedback on a story's message in its channel, to show under the alert."""
     return MessageState(
-        source=source, **store.people.message_state(post.channel, post.story_id, post.item_id, now)
+        source=source, **vars(store.people.message_state(post.channel, post.story_id, post.item_id, now))
     )
 
 

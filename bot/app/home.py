@@ -7,12 +7,13 @@ channel must not leak through the Home tab).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 
 from bot.alerts.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, shorten
-from bot.app.commands import COMMAND, source_health_line
+from bot.app.context import COMMAND
+from bot.app.replies import source_health_line
+from bot.ops.health import source_health
 from bot.store import Store
 
 LATEST = 10
@@ -51,7 +52,7 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
     channel_lines = []
     for channel in channels:
         line = f"• <#{channel}>: " + ", ".join(f"`{escape(w)}`" for w in by_channel[channel])
-        muted = [m["target"] for m in store.people.channel_mutes(channel, now) if m["kind"] == "source"]
+        muted = [m.target for m in store.people.channel_mutes(channel, now) if m.kind == "source"]
         if muted:
             line += " · muted sources: " + ", ".join(escape(m) for m in muted)
         channel_lines.append(line)
@@ -64,22 +65,18 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
         f"• `{escape(w.name)}` — `{escape(shorten(' '.join(w.query.split()), 300))}`"
         for w in store.catalog.active_watchlists()
     ] or ["No watchlists yet."]
-    source_lines = [source_health_line(row, now) for row in store.catalog.source_rows()] or [
-        "No sources yet."
-    ]
+    source_lines = [source_health_line(s, now) for s in source_health(store, now)] or ["No sources yet."]
 
     alert_lines = []
-    seen_channels = {p["channel"] for p in store.stories.latest_story_posts(200)}
+    seen_channels = {p.channel for p in store.stories.latest_story_posts(200)}
     allowed = [c for c in seen_channels if sees(c)]
     for post in store.stories.latest_story_posts(LATEST, channels=allowed):
-        title = escape(shorten(post["title"], 150)) or "(untitled)"
-        link = f"<{escape_url(post['url'])}|{title}>" if post["url"] else title
-        watchlists = ", ".join(f"`{escape(w)}`" for w in json.loads(post["watchlists"]))
-        line = f"• {link} — <#{post['channel']}> · {watchlists}"
-        if post["posted_at"]:
-            line += f" · {format_time(datetime.fromisoformat(post['posted_at']))}"
-        if post["state"] and post["state_by"]:
-            line += f" · _{_STATE.get(post['state'], escape(post['state']))} {mention(post['state_by'])}_"
+        title = escape(shorten(post.title, 150)) or "(untitled)"
+        link = f"<{escape_url(post.url)}|{title}>" if post.url else title
+        watchlists = ", ".join(f"`{escape(w)}`" for w in post.watchlists)
+        line = f"• {link} — <#{post.channel}> · {watchlists} · {format_time(post.posted_at)}"
+        if post.state and post.state_by:
+            line += f" · _{_STATE.get(post.state, escape(post.state))} {mention(post.state_by)}_"
         alert_lines.append(line)
     if not alert_lines:
         alert_lines = ["No alerts yet in channels you can see."]

@@ -19,7 +19,7 @@ from bot.alerts.render import (
     mention,
     shorten,
 )
-from bot.app.commands import AppContext, Workspace
+from bot.app.context import AppContext, Workspace
 
 ACTIONS = (*TRIAGE_BUTTONS, *FEEDBACK_BUTTONS)
 _STATES = {"alert_claim": "claimed", "alert_done": "done", "alert_escalate": "escalated"}

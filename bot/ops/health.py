@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from bot.model import SourceRow
 from bot.store import Store
-from bot.store.db import from_iso
+from bot.timefmt import relative
 
 SOURCE_FAILING = timedelta(hours=24)
 ALERT_WAITING = timedelta(hours=1)
@@ -21,21 +22,40 @@ ALERT_WAITING = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class SourceHealth:
+    """The one reading of a source's health: `status`, `/healthz`, `sources` and App Home show this."""
+
     name: str
     url: str
     last_success: datetime | None
     last_error: str
     last_error_at: datetime | None
     failures: int  # consecutive
-    next_poll: datetime | None  # None: disabled, or at start
+    next_poll: datetime | None  # None: disabled, or never polled yet
     items_24h: int
     disabled: str = ""  # why it is no longer polled (HTTP 410 Gone)
     failing_since: datetime | None = None  # set while failing
+    type: str = "feed"
+    interval: int = 900
+
+    @property
+    def failing(self) -> bool:
+        """Its last fetch failed (a success resets the count), or it is disabled."""
+        return self.failures > 0 or bool(self.disabled)
+
+    @property
+    def state(self) -> str:
+        """disabled | failing | ok | new (never fetched yet)."""
+        if self.disabled:
+            return "disabled"
+        if self.failures:
+            return "failing"
+        return "ok" if self.last_success else "new"
 
     def as_json(self) -> dict:
         return {
             "name": self.name,
             "url": self.url,
+            "state": self.state,
             "last_success": _iso(self.last_success),
             "last_error": self.last_error or None,
             "last_error_at": _iso(self.last_error_at),
@@ -77,10 +97,9 @@ class Health:
 
 def health(store: Store, now: datetime | None = None) -> Health:
     now = now or datetime.now(UTC)
-    sources = tuple(_source(row, now) for row in store.sources.source_health_rows(now - timedelta(hours=24)))
+    sources = tuple(source_health(store, now))
     outbox = store.outbox.outbox_summary()
-    oldest = outbox["oldest"]
-    oldest_at = from_iso(oldest["created_at"]) if oldest else None
+    oldest_at = outbox.oldest_created_at
     broken = tuple(store.catalog.broken_active_subscriptions())
     problems: list[str] = []
     for s in sources:
@@ -88,53 +107,52 @@ def health(store: Store, now: datetime | None = None) -> Health:
             problems.append(f'source "{s.name}" disabled: {s.disabled}')
         elif s.failing_since is not None and now - s.failing_since >= SOURCE_FAILING:
             problems.append(f'source "{s.name}" failing for {_hours(now - s.failing_since)}: {s.last_error}')
-    if oldest and oldest_at is not None and now - oldest_at > ALERT_WAITING:
-        why = f": {oldest['last_error']}" if oldest["last_error"] else ""
+    if oldest_at is not None and now - oldest_at > ALERT_WAITING:
+        why = f": {outbox.oldest_error}" if outbox.oldest_error else ""
         problems.append(
-            f"alert queued for {_hours(now - oldest_at)} in channel {oldest['channel']} "
-            f"({outbox['queued']} waiting){why}"
+            f"alert queued for {_hours(now - oldest_at)} in channel {outbox.oldest_channel} "
+            f"({outbox.queued} waiting){why}"
         )
     problems += [f"subscription of channel {channel} broken: {why}" for channel, why in broken]
     return Health(
         checked_at=now,
         sources=sources,
-        outbox_depth=outbox["queued"],
+        outbox_depth=outbox.queued,
         oldest_queued=oldest_at,
-        dead_letters=outbox["dead"],
+        dead_letters=outbox.dead,
         broken=broken,
         problems=tuple(problems),
     )
 
 
-def _source(row: dict, now: datetime) -> SourceHealth:
-    last_success = from_iso(row.get("last_success"))
-    failures = row.get("consecutive_failures") or 0
-    interval = timedelta(seconds=row.get("interval") or 900)
-    disabled = ""
-    if row.get("disabled_at"):
-        disabled = row.get("disabled_reason") or row.get("last_error") or "disabled"
+def source_health(store: Store, now: datetime) -> list[SourceHealth]:
+    """Every active source's health, by name."""
+    return [_source(row) for row in store.sources.source_health_rows(now - timedelta(hours=24))]
+
+
+def _source(row: SourceRow) -> SourceHealth:
+    failures = row.consecutive_failures
+    interval = timedelta(seconds=row.interval)
+    disabled = (row.disabled_reason or row.last_error or "disabled") if row.disabled_at else ""
     # Failing since the last success; a source that never succeeded, since it was added.
-    failing_since = (last_success or from_iso(row.get("added_at"))) if failures else None
-    if failures and failing_since is None:
-        failing_since = from_iso(row.get("last_error_at"))
+    failing_since = (row.last_success or row.added_at or row.last_error_at) if failures else None
     next_poll = None
     if not disabled:
-        last_polled = from_iso(row.get("last_polled"))
-        candidates = [
-            t for t in (from_iso(row.get("next_poll_at")), last_polled and last_polled + interval) if t
-        ]
+        candidates = [t for t in (row.next_poll_at, row.last_polled and row.last_polled + interval) if t]
         next_poll = max(candidates) if candidates else None
     return SourceHealth(
-        name=row["name"],
-        url=row["url"],
-        last_success=last_success,
-        last_error=row.get("last_error") or "",
-        last_error_at=from_iso(row.get("last_error_at")),
+        name=row.name,
+        url=row.url,
+        last_success=row.last_success,
+        last_error=row.last_error,
+        last_error_at=row.last_error_at,
         failures=failures,
         next_poll=next_poll,
-        items_24h=row.get("items") or 0,
+        items_24h=row.items,
         disabled=disabled,
         failing_since=failing_since,
+        type=row.type,
+        interval=row.interval,
     )
 
 
@@ -188,13 +206,13 @@ def print_health(report: Health, out: TextIO | None = None) -> None:
     ]:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for s in report.sources:
-        error = f"{_ago(s.last_error_at, now)}: {s.last_error}" if s.last_error and s.failures else ""
-        next_poll = "disabled" if s.disabled else (_when(s.next_poll, now) if s.next_poll else "at start")
+        error = f"{relative(s.last_error_at, now)}: {s.last_error}" if s.last_error and s.failures else ""
+        next_poll = "disabled" if s.disabled else (_due(s.next_poll, now) if s.next_poll else "at start")
         # Text(): names and errors come from feeds and people, never read as rich markup.
-        cells = [s.name, _ago(s.last_success, now), error, str(s.failures), next_poll, str(s.items_24h)]
+        cells = [s.name, relative(s.last_success, now), error, str(s.failures), next_poll, str(s.items_24h)]
         table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
-    oldest = f", oldest queued {_ago(report.oldest_queued, now)}" if report.oldest_queued else ""
+    oldest = f", oldest queued {relative(report.oldest_queued, now)}" if report.oldest_queued else ""
     dead = f", {report.dead_letters} dead letters" if report.dead_letters else ""
     console.print(f"\noutbox: {report.outbox_depth} queued{oldest}{dead}")
     broken = ", ".join(f"{c} ({why})" for c, why in report.broken) or "none"
@@ -207,25 +225,8 @@ def print_health(report: Health, out: TextIO | None = None) -> None:
         console.print("\nhealthy")
 
 
-def _ago(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "never"
-    return f"{_span(now - when)} ago"
-
-
-def _when(when: datetime, now: datetime) -> str:
-    return "due now" if when <= now else f"in {_span(when - now)}"
-
-
-def _span(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 3 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
+def _due(when: datetime, now: datetime) -> str:
+    return "due now" if when <= now else relative(when, now)
 
 
 def _hours(delta: timedelta) -> str:

@@ -125,11 +125,10 @@ def alert_sent(queued_at: datetime | None, sent_at: datetime) -> None:
 def refresh_outbox(store: Store, now: datetime | None = None) -> None:
     """Set the outbox gauges from the database (they describe state, not events)."""
     summary = store.outbox.outbox_summary()
-    OUTBOX_DEPTH.set(summary["queued"])
-    oldest = summary["oldest"]
+    OUTBOX_DEPTH.set(summary.queued)
     age = 0.0
-    if oldest:
-        age = ((now or datetime.now(UTC)) - datetime.fromisoformat(oldest["created_at"])).total_seconds()
+    if summary.oldest_created_at is not None:
+        age = ((now or datetime.now(UTC)) - summary.oldest_created_at).total_seconds()
     OUTBOX_OLDEST.set(max(0.0, age))
 
 

@@ -20,7 +20,7 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.errors import SlackAuthError
 from bot.slack.listeners import register_listeners
 

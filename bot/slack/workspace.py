@@ -1,4 +1,4 @@
-"""bot.commands.Workspace answered by the Slack Web API."""
+"""bot.app.context.Workspace answered by the Slack Web API."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.model import Source, Subscription, Watchlist
+from bot.model import CatalogSource, Source, Subscription, Watchlist, WatchlistRow
 from bot.store.db import Repository, from_iso, iso
 from bot.store.rows import (
     subscription_from_row,
@@ -226,8 +226,12 @@ class CatalogRepo(Repository):
         )
         return cursor.rowcount == 1
 
-    def watchlist_row(self, name: str) -> dict | None:
-        return self._one("SELECT * FROM watchlists WHERE name = ?", [name])
+    def watchlist_row(self, name: str) -> WatchlistRow | None:
+        """The watchlist of that name, a removed one included."""
+        r = self._one("SELECT * FROM watchlists WHERE name = ?", [name])
+        if r is None:
+            return None
+        return WatchlistRow(r["name"], r["query"], r["description"] or "", r["removed_at"] is not None)
 
     def save_watchlist(self, name: str, query: str, user: str, now: datetime) -> None:
         """Add (or revive, or change the query of) a watchlist from Slack."""
@@ -248,13 +252,6 @@ class CatalogRepo(Repository):
 
     def channels_subscribed_to(self, watchlist: str) -> list[str]:
         return sorted({s.channel for s in self.realtime_subscriptions() if watchlist in s.watchlists})
-
-    def source_rows(self) -> list[dict]:
-        """Every active source with its fetch state (last success, last error …), by name."""
-        return self._all(
-            """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL
-               ORDER BY name COLLATE NOCASE"""
-        )
 
     def add_source(self, source: Source, user: str, now: datetime) -> None:
         """Add (or revive) a source from Slack. Validators are reset: the URL may have changed."""
@@ -285,9 +282,10 @@ class CatalogRepo(Repository):
         )
         return [(r["channel"], r["broken"]) for r in rows]
 
-    def source_catalog(self) -> list[dict]:
-        """name, url, removed_at of every source row, removed ones included (for imports)."""
-        return self._all("SELECT name, url, removed_at FROM sources ORDER BY name")
+    def source_catalog(self) -> list[CatalogSource]:
+        """Every source row, removed ones included (for imports)."""
+        rows = self._all("SELECT name, url, removed_at FROM sources ORDER BY name")
+        return [CatalogSource(r["name"], r["url"], r["removed_at"] is not None) for r in rows]
 
     def import_source(self, source: Source, now: datetime) -> None:
         """Add a source from an OPML import, or bring back the removed row of the same name."""

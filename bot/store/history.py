@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.model import ItemText, MatchedItem
 from bot.store.db import Repository, chunks, iso
 from bot.store.schema import PRUNED
 
@@ -57,13 +58,13 @@ class HistoryRepo(Repository):
         )
         return [(item_id, story_id, first) for item_id, story_id, first in cursor.fetchall()]
 
-    def search_texts(self, item_ids: Sequence[int]) -> dict[int, dict]:
+    def search_texts(self, item_ids: Sequence[int]) -> dict[int, ItemText]:
         """id -> title, text, source, url of the given items."""
-        found: dict[int, dict] = {}
+        found: dict[int, ItemText] = {}
         for part in chunks(item_ids):
             marks = ",".join("?" * len(part))
             for r in self._all(f"SELECT id, title, text, source, url FROM items WHERE id IN ({marks})", part):
-                found[r["id"]] = r
+                found[r["id"]] = ItemText(r["title"], r["text"] or "", r["source"], r["url"] or "")
         return found
 
     def story_watchlists(self, story_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -81,11 +82,11 @@ class HistoryRepo(Repository):
                 found.setdefault(r["story_id"], []).append(r["watchlist"])
         return found
 
-    def matched_items_since(self, since: datetime, watchlist: str | None = None) -> list[dict]:
+    def matched_items_since(self, since: datetime, watchlist: str | None = None) -> list[MatchedItem]:
         """Items first seen since ``since`` that matched a watchlist (``watchlist`` if given), with
         their story: stories newest first, each story's items oldest first."""
         extra, params = ("AND m.watchlist = ?", [iso(since), watchlist]) if watchlist else ("", [iso(since)])
-        return self._all(
+        rows = self._all(
             f"""SELECT DISTINCT i.story_id, s.first_seen AS story_first_seen, i.id, i.title, i.url,
                        i.first_seen
                 FROM matches m JOIN items i ON i.id = m.item_id JOIN stories s ON s.id = i.story_id
@@ -93,6 +94,17 @@ class HistoryRepo(Repository):
                 ORDER BY s.first_seen DESC, s.id DESC, i.first_seen, i.id""",
             params,
         )
+        return [
+            MatchedItem(
+                r["story_id"],
+                datetime.fromisoformat(r["story_first_seen"]),
+                r["id"],
+                r["title"],
+                r["url"] or "",
+                datetime.fromisoformat(r["first_seen"]),
+            )
+            for r in rows
+        ]
 
     def story_channels_sent(self, story_ids: Sequence[int]) -> dict[int, list[str]]:
         """story id -> the channels an alert about it was delivered to."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from bot.model import QueuedAlert, Span
+from bot.model import OutboxSummary, QueuedAlert, Span
 from bot.store.db import Repository, from_iso, iso
 from bot.store.rows import (
     item_from_row,
@@ -180,8 +180,8 @@ class OutboxRepo(Repository):
             [reason, alert_id],
         )
 
-    def outbox_summary(self) -> dict:
-        """queued (count), oldest (the oldest queued alert: created_at, channel, last_error), dead."""
+    def outbox_summary(self) -> OutboxSummary:
+        """How many alerts are queued and dead, and the oldest queued one."""
         counts = {
             r["status"]: r["n"]
             for r in self._all(
@@ -192,4 +192,10 @@ class OutboxRepo(Repository):
             """SELECT created_at, channel, last_error FROM alerts WHERE status = 'queued'
                ORDER BY created_at, id LIMIT 1"""
         )
-        return {"queued": counts.get("queued", 0), "dead": counts.get("dead", 0), "oldest": oldest}
+        return OutboxSummary(
+            queued=counts.get("queued", 0),
+            dead=counts.get("dead", 0),
+            oldest_created_at=from_iso(oldest["created_at"]) if oldest else None,
+            oldest_channel=oldest["channel"] if oldest else "",
+            oldest_error=(oldest["last_error"] or "") if oldest else "",
+        )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.store.db import Repository, iso
+from bot.model import AuditEntry, MessageMarks, Mute
+from bot.store.db import Repository, from_iso, iso
 
 
 class PeopleRepo(Repository):
@@ -26,15 +27,18 @@ class PeopleRepo(Repository):
         )
         return cursor.rowcount == 1
 
-    def channel_mutes(self, channel: str, now: datetime) -> list[dict]:
+    def channel_mutes(self, channel: str, now: datetime) -> list[Mute]:
         """The mutes in force in ``channel``; story mutes carry the story's first title."""
-        return self._all(
+        rows = self._all(
             """SELECT m.*, (SELECT title FROM items WHERE story_id = CAST(m.target AS INTEGER)
                             ORDER BY id LIMIT 1) AS title
                FROM mutes m WHERE m.channel = ? AND (m.until IS NULL OR m.until > ?)
                ORDER BY m.kind, m.created_at""",
             [channel, iso(now)],
         )
+        return [
+            Mute(r["kind"], r["target"], r["user_id"], from_iso(r["until"]), r["title"] or "") for r in rows
+        ]
 
     def alert_muted(self, channel: str, story_id: int, source: str, now: datetime) -> str | None:
         """Why an alert must not be posted in ``channel`` (its story or its source is muted), or None."""
@@ -96,7 +100,7 @@ class PeopleRepo(Repository):
             [item_id, channel, state, user, iso(now)],
         )
 
-    def message_state(self, channel: str, story_id: int, item_id: int, now: datetime) -> dict:
+    def message_state(self, channel: str, story_id: int, item_id: int, now: datetime) -> MessageMarks:
         """Who triaged, muted or flagged the alert on ``item_id`` in ``channel`` (render.MessageState)."""
         triage = self._one(
             "SELECT state, user_id FROM triage WHERE item_id = ? AND channel = ?", [item_id, channel]
@@ -115,13 +119,13 @@ class PeopleRepo(Repository):
                AND kind = 'not_relevant' GROUP BY user_id ORDER BY first""",
             [item_id, channel],
         )
-        return {
-            "triage": triage["state"] if triage else None,
-            "triage_by": triage["user_id"] if triage else None,
-            "story_muted_by": mutes.get("story"),
-            "source_muted_by": mutes.get("source"),
-            "not_relevant_by": tuple(r["user_id"] for r in flagged),
-        }
+        return MessageMarks(
+            triage=triage["state"] if triage else None,
+            triage_by=triage["user_id"] if triage else None,
+            story_muted_by=mutes.get("story"),
+            source_muted_by=mutes.get("source"),
+            not_relevant_by=tuple(r["user_id"] for r in flagged),
+        )
 
     def record_audit(self, user: str, channel: str | None, action: str, detail: str, now: datetime) -> None:
         self.db.execute(
@@ -129,6 +133,10 @@ class PeopleRepo(Repository):
             [iso(now), user, channel, action, detail],
         )
 
-    def audit_log(self, limit: int = 100) -> list[dict]:
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
         """The latest changes made from Slack, newest first."""
-        return self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit])
+        rows = self._all("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit])
+        return [
+            AuditEntry(datetime.fromisoformat(r["at"]), r["user_id"], r["channel"], r["action"], r["detail"])
+            for r in rows
+        ]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.model import Item, Span, Subscription
+from bot.model import Item, SourceRow, Span, Subscription
 
 
 def subscription_id(sub: Subscription) -> str:
@@ -67,3 +67,27 @@ def spans_to_json(spans: Sequence[Span]) -> str:
 
 def spans_from_json(text: str | None) -> list[Span]:
     return [Span(f, start, end, term) for f, start, end, term in json.loads(text or "[]")]
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def source_row(r: dict) -> SourceRow:
+    return SourceRow(
+        name=r["name"],
+        url=r["url"],
+        type=r.get("type") or "feed",
+        interval=r.get("interval") or 900,
+        origin=r.get("origin"),
+        added_at=_when(r.get("added_at")),
+        last_polled=_when(r.get("last_polled")),
+        last_success=_when(r.get("last_success")),
+        last_error=r.get("last_error") or "",
+        last_error_at=_when(r.get("last_error_at")),
+        consecutive_failures=r.get("consecutive_failures") or 0,
+        next_poll_at=_when(r.get("next_poll_at")),
+        disabled_at=_when(r.get("disabled_at")),
+        disabled_reason=r.get("disabled_reason") or "",
+        items=r.get("items") or 0,
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from bot.model import SourceState
+from bot.model import SourceRow, SourceState
 from bot.store.db import Repository, from_iso, iso
+from bot.store.rows import source_row
 
 
 class SourceRepo(Repository):
@@ -80,15 +81,20 @@ class SourceRepo(Repository):
             return True
         return row["disabled_at"] is None and (row["next_poll_at"] is None or row["next_poll_at"] <= iso(now))
 
-    def source_health_rows(self, since: datetime) -> list[dict]:
+    def listed(self) -> list[SourceRow]:
+        """Every source of the catalog that is not removed (disabled ones included), by name."""
+        return self.source_health_rows(datetime.max.replace(tzinfo=UTC))
+
+    def source_health_rows(self, since: datetime) -> list[SourceRow]:
         """Every active source with its fetch state and ``items``: how many it brought since ``since``."""
-        return self._all(
+        rows = self._all(
             """SELECT s.*, coalesce(n.items, 0) AS items FROM sources s
                LEFT JOIN (SELECT source, count(*) AS items FROM items WHERE first_seen >= ? GROUP BY source) n
                  ON n.source = s.name
                WHERE s.origin IS NOT NULL AND s.removed_at IS NULL ORDER BY s.name COLLATE NOCASE""",
             [iso(since)],
         )
+        return [source_row(r) for r in rows]
 
     def body_hash(self, name: str) -> str | None:
         """The digest recorded by set_body_hash() for the source's last ingested 200 body."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from bot.model import Item, StoryPost
+from bot.model import Item, PostedAlert, StoryPost
 from bot.store.db import Repository, iso
 from bot.store.rows import (
     item_from_row,
@@ -137,7 +137,7 @@ class StoryRepo(Repository):
         row = self._one("SELECT story_id FROM story_posts WHERE channel = ? AND ts = ?", [channel, ts])
         return self.story_post(row["story_id"], channel) if row else None
 
-    def latest_story_posts(self, limit: int = 10, channels: Iterable[str] | None = None) -> list[dict]:
+    def latest_story_posts(self, limit: int = 10, channels: Iterable[str] | None = None) -> list[PostedAlert]:
         """The newest alert messages (story_posts) with their item and triage state, newest first."""
         where, params = "", []
         if channels is not None:
@@ -146,7 +146,7 @@ class StoryRepo(Repository):
                 return []
             where = f"WHERE p.channel IN ({','.join('?' * len(chosen))})"
             params = chosen
-        return self._all(
+        rows = self._all(
             f"""SELECT p.story_id, p.channel, p.item_id, p.ts, p.posted_at, p.watchlists,
                        i.title, i.url, i.source, i.outlet, t.state, t.user_id AS state_by
                 FROM story_posts p JOIN items i ON i.id = p.item_id
@@ -154,3 +154,20 @@ class StoryRepo(Repository):
                 {where} ORDER BY p.posted_at DESC, p.rowid DESC LIMIT ?""",
             [*params, limit],
         )
+        return [
+            PostedAlert(
+                story_id=r["story_id"],
+                channel=r["channel"],
+                item_id=r["item_id"],
+                ts=r["ts"],
+                posted_at=datetime.fromisoformat(r["posted_at"]),
+                watchlists=tuple(json.loads(r["watchlists"])),
+                title=r["title"],
+                url=r["url"] or "",
+                source=r["source"],
+                outlet=r["outlet"] or "",
+                state=r["state"],
+                state_by=r["state_by"],
+            )
+            for r in rows
+        ]

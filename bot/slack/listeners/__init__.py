@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.slack.listeners import actions, commands, events
 
 

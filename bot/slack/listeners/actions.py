@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.app.triage import click
 from bot.slack.workspace import SlackWorkspace
 

@@ -7,7 +7,8 @@ import logging
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.app.commands import COMMAND, AppContext, Reply, handle, pending_message
+from bot.app.commands import handle, pending_message
+from bot.app.context import COMMAND, AppContext, Reply
 from bot.slack.workspace import SlackWorkspace
 
 log = logging.getLogger("newsalert.slack")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.slack.listeners.views import publish_home
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.app.commands import AppContext
+from bot.app.context import AppContext
 from bot.app.home import home_view
 from bot.slack.workspace import SlackWorkspace
 
