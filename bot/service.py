@@ -143,9 +143,9 @@ class Newsalert:
                 serve_http(context, host=host, port=http_port, scheduler_alive=scheduler.alive)
             else:
                 if metrics_port is not None:
-                    from bot.ops import metrics
+                    from bot.ops.http import start_metrics_server
 
-                    metrics.start_metrics_server(metrics_port, self.settings.db_path, scheduler.alive)
+                    start_metrics_server(metrics_port, self.settings.db_path, scheduler.alive)
                 if self.settings.slack_app_token:
                     from bot.slack.app import run_socket_mode
 

@@ -18,6 +18,7 @@ from bot.errors import FetchError, ParseError
 from bot.ingest.poll import poll
 from bot.model import Item, Source
 from bot.ops import metrics
+from bot.ops.http import start_metrics_server
 from bot.store import Store
 from tests.feed_server import FeedServer
 from tests.test_pipeline import NOW, rss, settings_for, sync
@@ -133,7 +134,7 @@ def test_socket_mode_server_serves_healthz_and_metrics(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     Store.open(db).close()
     alive = {"scheduler": True}
-    stop = metrics.start_metrics_server(0, str(db), lambda: alive["scheduler"])
+    stop = start_metrics_server(0, str(db), lambda: alive["scheduler"])
     base = f"http://127.0.0.1:{stop.port}"
     try:
         status, content_type, body = get(f"{base}/metrics")

@@ -2,18 +2,14 @@
 
 The pipeline and the deliverer count what happens through the small functions below (one line at
 each place); `render` formats the module's own registry (not prometheus_client's global one, so
-nothing unprefixed is exported). In HTTP mode the Slack app's server serves `render` and
-`bot.status.healthz`; in Socket Mode `start_metrics_server` serves both on ``--metrics-port``.
+nothing unprefixed is exported). bot/ops/http.py routes `GET /metrics` to `render`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,7 +21,6 @@ from prometheus_client import (
 )
 
 from bot.errors import FeedError, FetchError, ParseError
-from bot.ops.health import healthz
 from bot.store import Store
 
 log = logging.getLogger("newsalert.metrics")
@@ -145,50 +140,3 @@ def render(store_path: str | None = None) -> tuple[bytes, str]:
         except Exception as e:  # metrics must still be served when the database is busy or gone
             log.warning("metrics: outbox gauges not refreshed: %s", e)
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-class MetricsServer:
-    """The server `start_metrics_server` started; call it to stop. ``port`` is the bound port."""
-
-    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread):
-        self._server, self._thread = server, thread
-        self.port: int = server.server_address[1]
-
-    def __call__(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def start_metrics_server(port: int, store_path: str, scheduler_alive: Callable[[], bool]) -> MetricsServer:
-    """Serve `/healthz` and `/metrics` on 0.0.0.0:``port`` from a daemon thread (Socket Mode has no
-    HTTP server of its own). Returns a callable that stops it; port 0 picks a free port."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, content_type = render(store_path)
-                self._reply(200, body, content_type)
-            elif path == "/healthz":
-                status, verdict = healthz(store_path, scheduler_alive())
-                self._reply(status, json.dumps(verdict).encode(), "application/json")
-            else:
-                self._reply(404, b"not found: try /healthz or /metrics\n", "text/plain; charset=utf-8")
-
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("metrics server: " + format, *args)  # probes every few seconds: not at INFO
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="newsalert-metrics", daemon=True)
-    thread.start()
-    log.info("metrics server listening port=%d paths=/healthz,/metrics", server.server_address[1])
-    return MetricsServer(server, thread)

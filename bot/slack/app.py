@@ -10,7 +10,6 @@ Socket Mode: the app connects out with the app-level token (xapp-…); no public
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -99,19 +98,13 @@ def make_server(
             self._send(response.status, content_type, response.body or "")
 
         def do_GET(self) -> None:
-            path = self.path.partition("?")[0]
-            if path == "/healthz":
-                from bot.ops.health import healthz
+            from bot.ops.http import route
 
-                status, verdict = healthz(store_path, scheduler_alive())
-                self._send(status, "application/json", json.dumps(verdict))
-            elif path == "/metrics":
-                from bot.ops import metrics
-
-                data, content_type = metrics.render(store_path)
-                self._send(200, content_type, data)
-            else:
+            found = route(self.path, store_path, scheduler_alive)
+            if found is None:
                 self._send(404, "text/plain", "not found")
+            else:
+                self._send(found[0], found[1], found[2])
 
         def _send(self, status: int, content_type: str, body: str | bytes) -> None:
             data = body.encode("utf-8") if isinstance(body, str) else body
