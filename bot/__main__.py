@@ -1,3 +1,5 @@
+"""`python -m bot` is the `newsalert` command."""
+
 import sys
 
 from bot.cli import main

@@ -100,11 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd = commands.add_parser(
         "demo",
         parents=[common],
-        help="offline: poll the bundled config/samples into a temporary database, print alerts",
+        help="offline: poll the bundled sample feeds into a temporary database, print alerts",
     )
     demo_cmd.add_argument(
         "--keep", metavar="PATH", help="keep the demo database at PATH (to try `story` or `query` on it)"
     )
+    init = commands.add_parser("init", parents=[common], help="write a starter newsalert.toml to edit")
+    init.add_argument(
+        "path", nargs="?", default="newsalert.toml", help="file or directory (./newsalert.toml)"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
     story = commands.add_parser("story", parents=[common], help="show one story: its items and sources")
     story.add_argument("story_id", type=int, metavar="ID", help="story id (shown with each console alert)")
     commands.add_parser(
@@ -175,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             logging.getLogger().setLevel(logging.WARNING)  # the demo's output is the alerts
     config = getattr(args, "config", None) or os.environ.get("NEWSALERT_CONFIG") or DEFAULT_CONFIG
+    if args.command == "init":
+        return cmd_init(args)
+    if config == DEFAULT_CONFIG and not Path(config).is_file():
+        # Outside a checkout (an installed package, another directory): the starter config it ships.
+        config = str(demo.STARTER_CONFIG)
     try:
         settings = load_settings(config, db_path=getattr(args, "db", None))
         return COMMANDS[args.command](settings, args)
@@ -213,6 +223,25 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     outcome = Newsalert(settings, make_sink(settings)).poll_once()
     print(outcome.summary())
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the starter config (the bundled newsalert.toml) where the user asks; never overwrite."""
+    target = Path(args.path)
+    if target.is_dir() or args.path.endswith(("/", os.sep)):
+        target = target / "newsalert.toml"
+    if target.exists() and not args.force:
+        print(f"newsalert: {target} exists; not overwritten (--force replaces it)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(demo.STARTER_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as e:
+        print(f"newsalert: cannot write {target}: {e.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {target}: edit its sources, watchlists and subscriptions, then")
+    print(f"  newsalert --config {target} run")
     return 0
 
 

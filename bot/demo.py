@@ -1,7 +1,8 @@
 """`newsalert demo`: the real pipeline, fully offline, on the bundled sample feeds.
 
-The samples in config/samples/ are served by a throwaway HTTP server on 127.0.0.1, so the demo
-exercises the same fetch -> parse -> match -> store -> deliver path as production.
+The samples in bot/data/samples/ (package data, so it works from any directory) are served by a
+throwaway HTTP server on 127.0.0.1: the demo runs the same fetch -> parse -> match -> store ->
+deliver path as production.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from bot.model import SOURCE_TYPES, Source, Subscription
 DEMO_CHANNEL = "#demo"
 
 
+DATA = Path(__file__).resolve().parent / "data"  # package data: it ships with the wheel
+STARTER_CONFIG = DATA / "newsalert.toml"  # what `newsalert init` writes; the same as config/newsalert.toml
+
+
 def samples_dir() -> Path:
-    """config/samples beside the working directory, else beside the package (editable installs)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        candidate = base / "config" / "samples"
-        if (candidate / "samples.toml").is_file():
-            return candidate
-    raise ConfigError("config/samples/samples.toml", "file not found (run from the project directory)")
+    """The bundled sample feeds, inside the installed package: the demo works from any directory."""
+    candidate = DATA / "samples"
+    if not (candidate / "samples.toml").is_file():
+        raise ConfigError(str(candidate / "samples.toml"), "file not found (a broken install?)")
+    return candidate
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
