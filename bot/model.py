@@ -1,7 +1,7 @@
 """Plain, immutable values that the pipeline stages hand to each other.
 
-fetch -> Fetched; parse -> Entry; normalize -> Item; match -> Span;
-pipeline -> Alert (what render and deliver need, and nothing more).
+fetch -> Fetched; parse -> Entry; normalize -> Item; match -> Span; alerts.compose -> Alert (what
+render and the sinks need, and nothing more); and the rows the store hands back, as values.
 """
 
 from __future__ import annotations

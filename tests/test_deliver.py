@@ -15,6 +15,7 @@ from bot.model import Item, Span, Subscription
 from bot.slack.sink import SlackSink
 from bot.store import Store
 from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.store_checks import broken_subscriptions, sync_subscriptions
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 
@@ -138,17 +139,17 @@ def test_a_post_whose_answer_was_lost_is_adopted_not_posted_again(store, slack) 
 
 
 def test_channel_errors_dead_letter_and_mark_the_subscription_broken(store, slack) -> None:
-    store.catalog.sync_config_subscriptions([Subscription("C1", ("csam",))], NOW)
+    sync_subscriptions(store, [Subscription("C1", ("csam",))], NOW)
     queue(store, 2)
     slack.not_member.add("C1")
     report = deliver_pending(store, sink(slack))
     assert report.failed == 1 and report.queued == 1  # the rest of the channel waits; no endless retries
-    assert store.catalog.broken_subscriptions() == [("C1", "not_in_channel")]
+    assert broken_subscriptions(store) == [("C1", "not_in_channel")]
     assert deliver_pending(store, sink(slack), now=later(60)).failed == 1
     assert status(store) == ["dead", "dead"]
     slack.not_member.clear()  # someone invited the bot
     assert store.outbox.retry_dead_alerts() == 2
-    assert store.catalog.broken_subscriptions() == []
+    assert broken_subscriptions(store) == []
     assert deliver_pending(store, sink(slack)).sent == 2
 
 

@@ -31,6 +31,7 @@ from bot.slack.sink import SlackSink
 from bot.store import Store
 from bot.store.rows import subscription_id
 from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.store_checks import story_of
 
 DAY1 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -142,7 +143,7 @@ def add(
     )
     item_id = store.items.add_item(item, story_id=story or store.stories.new_story(seen))
     store.items.add_matches(item_id, {watchlist: [Span("title", 0, 4, watchlist)]})
-    return store.items.story_of(item_id)
+    return story_of(store, item_id)
 
 
 def test_consecutive_digests_neither_lose_nor_repeat_a_story(store) -> None:

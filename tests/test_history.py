@@ -24,6 +24,7 @@ from bot.store import Store
 from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
 from bot.stories.fingerprint import Fingerprint
 from tests.conftest import DATA, bot_env, run_bot
+from tests.store_checks import fts_consistent
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
@@ -312,7 +313,7 @@ def test_edited_and_deleted_items_leave_the_index_consistent(tmp_path: Path) -> 
     assert search(store, "ponies", now=NOW) == []
     store.items.update_item_text(item_id, "ＵＮＩＣＥＦ in fullwidth", "text")
     assert [row[0] for row in store.db.execute("SELECT item_id FROM items_fts_fallback")] == [item_id]
-    assert store.history.fts_consistent()
+    assert fts_consistent(store)
     store.close()
 
 
@@ -455,7 +456,7 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     for table in ("matches", "fingerprints", "feedback", "triage"):
         assert store.db.execute(f"SELECT count(*) FROM {table} WHERE item_id = ?", [old]).fetchone()[0] == 0
     assert store.db.execute("SELECT count(*) FROM stories WHERE id = ?", [old_story]).fetchone()[0] == 0
-    assert store.history.fts_consistent()
+    assert fts_consistent(store)
     assert search(store, "ancient", since=timedelta(days=365), now=NOW) == []
     assert prune(store, retention_days=180, now=NOW) == 0
 

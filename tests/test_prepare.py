@@ -14,6 +14,7 @@ from bot.ingest.prepare import Job, Preparer
 from bot.model import Source
 from bot.store import Store
 from tests.feed_server import FeedServer
+from tests.store_checks import fts_consistent
 from tests.test_pipeline import rss, settings_for, sync
 
 NOW = datetime.now(UTC)
@@ -75,7 +76,7 @@ def poll_once(tmp_path: Path, name: str, sources: list[Source], pool_min_bytes: 
         sync(store, settings)
         report = poll(settings, store, pool_min_bytes=pool_min_bytes, now=lambda: NOW)
         assert report.polled == len(sources) and report.failed == 1
-        assert store.history.fts_consistent()
+        assert fts_consistent(store)
         return snapshot(store)
 
 

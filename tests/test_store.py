@@ -7,6 +7,7 @@ from bot.model import Item, Span, Subscription
 from bot.store import Store
 from bot.store.rows import subscription_id
 from bot.store.schema import migrations
+from tests.store_checks import has_item, sync_subscriptions
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 
@@ -45,7 +46,7 @@ def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     assert queued.item == item()
     assert queued.spans == (Span("text", 11, 15, "CSAM"),)
     assert queued.watchlists == ("csam",)
-    assert store.items.has_item("S", "g1") and not store.items.has_item("S", "g2")
+    assert has_item(store, "S", "g1") and not has_item(store, "S", "g2")
     key = url_key("https://n.example/1")
     assert store.items.items_by_url_key([key, url_key("https://n.example/2")]) == {key: (item_id, story)}
     assert store.items.items_by_url_key([""]) == {}
@@ -55,8 +56,8 @@ def test_items_round_trip_through_the_outbox(tmp_path) -> None:
 def test_config_subscriptions_are_synced_with_stable_ids(tmp_path) -> None:
     store = Store.open(tmp_path / "t.db")
     a, b = Subscription("C1", ("csam",)), Subscription("C2", ("deepfakes", "csam"))
-    store.catalog.sync_config_subscriptions([a, b], NOW)
-    store.catalog.sync_config_subscriptions([b], NOW)
+    sync_subscriptions(store, [a, b], NOW)
+    sync_subscriptions(store, [b], NOW)
     assert store.catalog.realtime_subscriptions() == [b]
     active = [r["id"] for r in store.db["subscriptions"].rows if r["removed_at"] is None]
     assert active == [subscription_id(b)] and len(active[0]) == 8

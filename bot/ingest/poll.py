@@ -128,13 +128,13 @@ def _poll_batch(
     results = fetch_all(sources, validators, limits_from(settings))
     # A 200 with the very bytes ingested last time (servers without ETag or Last-Modified) holds
     # nothing new: it is recorded as a success, and neither parsed nor ingested.
-    digests = {s.name: _body_digest(s, results[s.name]) for s in sources}
+    body_hashes = {s.name: _body_hash(s, results[s.name]) for s in sources}
     jobs = [
         Job(source, outcome.body, outcome.headers, now())
         for source in sources
         if isinstance(outcome := results[source.name], Fetched)
         and not outcome.not_modified
-        and digests[source.name] != store.sources.body_hash(source.name)
+        and body_hashes[source.name] != store.sources.body_hash(source.name)
     ]
     report = PollReport()
     # In source order, one result per job, produced while the sources before are stored.
@@ -165,7 +165,7 @@ def _poll_batch(
                     source,
                     outcome,
                     found,
-                    digests[source.name] if source.name in to_prepare else None,
+                    body_hashes[source.name] if source.name in to_prepare else None,
                     states[source.name],
                     subscriptions,
                     fetched_at,
@@ -221,14 +221,14 @@ def _store_source(
     source: Source,
     outcome: Fetched,
     prepared: Sequence[Prepared],
-    digest: str | None,
+    body_hash: str | None,
     state: SourceState,
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
 ) -> PollReport:
     """One source's new items, their stories and alerts, and its fetch state, all or nothing.
 
-    ``digest``: of the body just prepared, to be remembered (None when nothing was parsed)."""
+    ``body_hash``: of the body just prepared, to be remembered (None when nothing was parsed)."""
     if outcome.permanent_url and outcome.permanent_url != source.url:
         log.warning(
             "source moved permanently name=%r from=%s to=%s (update the config to match)",
@@ -251,8 +251,8 @@ def _store_source(
         store.sources.record_fetch_success(
             source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
         )
-        if digest is not None:
-            store.sources.set_body_hash(source.name, digest)
+        if body_hash is not None:
+            store.sources.set_body_hash(source.name, body_hash)
         failpoint("before-commit")
     metrics.new_items(source.name, report.new_items)
     log.info(
@@ -306,14 +306,16 @@ def _record_failure(
 PARSER_VERSION = "1"  # bump when parse/normalize change what an unchanged body yields
 
 
-def _body_digest(source: Source, outcome: Fetched | FetchError) -> str | None:
-    """A digest of a 200 body, and of what decides how it is parsed (type, URL); None otherwise."""
+def _body_hash(source: Source, outcome: Fetched | FetchError) -> str | None:
+    """A hash of a 200 body, and of what decides how it is parsed (type, URL); None otherwise.
+
+    ("Digest" in this project means the Slack briefing; this is only the body's hash.)"""
     if isinstance(outcome, FetchError) or outcome.not_modified:
         return None
     # PARSER_VERSION: a better parser (or normalizer) should read unchanged feeds again once.
-    digest = hashlib.sha256(f"{PARSER_VERSION}\n{source.type}\n{source.url}\n".encode())
-    digest.update(outcome.body)
-    return digest.hexdigest()
+    hashed = hashlib.sha256(f"{PARSER_VERSION}\n{source.type}\n{source.url}\n".encode())
+    hashed.update(outcome.body)
+    return hashed.hexdigest()
 
 
 def ingest(

@@ -85,10 +85,6 @@ class CatalogRepo(Repository):
                 list(record.values()),
             )
 
-    def sync_config_subscriptions(self, subs: Sequence[Subscription], now: datetime) -> None:
-        with self.transaction():
-            self._sync("subscriptions", "id", subscription_rows(subs), now)
-
     def active_sources(self) -> list[Source]:
         rows = self._all(
             """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL AND disabled_at IS NULL
@@ -110,12 +106,6 @@ class CatalogRepo(Repository):
     def set_channel_broken(self, channel: str, reason: str | None) -> None:
         """Mark (or, with None, clear) every subscription of ``channel`` as undeliverable."""
         self.db.execute("UPDATE subscriptions SET broken = ? WHERE channel = ?", [reason, channel])
-
-    def broken_subscriptions(self) -> list[tuple[str, str]]:
-        rows = self._all(
-            "SELECT DISTINCT channel, broken FROM subscriptions WHERE broken IS NOT NULL ORDER BY channel"
-        )
-        return [(r["channel"], r["broken"]) for r in rows]
 
     def subscriptions(self) -> list[tuple[str, Subscription, datetime, datetime | None]]:
         """(id, subscription, created_at, digest covered until) of every active subscription."""

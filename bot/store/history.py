@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -215,11 +214,3 @@ class HistoryRepo(Repository):
                 if fk[2] == parent:  # (id, seq, table, from, to, …)
                     found.append((r["name"], fk[3]))
         return found
-
-    def fts_consistent(self) -> bool:
-        """FTS5's own check that items_fts matches the items table."""
-        try:
-            self.db.execute("INSERT INTO items_fts (items_fts, rank) VALUES ('integrity-check', 1)")
-        except sqlite3.DatabaseError:
-            return False
-        return True

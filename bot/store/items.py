@@ -46,9 +46,6 @@ class ItemRepo(Repository):
             [start],
         )
 
-    def has_item(self, source: str, guid: str) -> bool:
-        return self._one("SELECT 1 FROM items WHERE source = ? AND guid = ?", [source, guid]) is not None
-
     def add_item(
         self,
         item: Item,
@@ -124,9 +121,6 @@ class ItemRepo(Repository):
     def update_item_text(self, item_id: int, title: str, text: str) -> None:
         self.index_new_items()  # the update trigger takes the old text out of the index first
         self.db.execute("UPDATE items SET title = ?, text = ? WHERE id = ?", [title, text, item_id])
-
-    def story_of(self, item_id: int) -> int:
-        return self._one("SELECT story_id FROM items WHERE id = ?", [item_id])["story_id"]
 
     def item(self, item_id: int) -> tuple[Item, tuple[Span, ...]]:
         row = self._one("SELECT * FROM items WHERE id = ?", [item_id])

@@ -16,6 +16,10 @@ from bot.ingest.normalize import url_key
 TOTAL = "\x00total"  # token_df row counting all fingerprints: the N of IDF
 PRUNED = "\x00pruned"  # token_df row counting the deletions of fingerprints (retention)
 
+# Applied in the order they are registered below, which is the order they first shipped in, not
+# their numbers: m008 shipped before m006 was finished, and m007 (history) after m009 (digests).
+# Databases in use applied them in this order; a new database must get the same schema the same
+# way, so the order stays as it is and each new migration is appended at the end.
 migrations = Migrations("newsalert")
 
 

@@ -97,10 +97,10 @@ class SourceRepo(Repository):
         return [source_row(r) for r in rows]
 
     def body_hash(self, name: str) -> str | None:
-        """The digest recorded by set_body_hash() for the source's last ingested 200 body."""
+        """The hash recorded by set_body_hash() for the source's last ingested 200 body."""
         row = self._one("SELECT body_hash FROM sources WHERE name = ?", [name])
         return row["body_hash"] if row else None
 
-    def set_body_hash(self, name: str, digest: str | None) -> None:
+    def set_body_hash(self, name: str, body_hash: str | None) -> None:
         """Record it in the transaction that stores the body's items (so never without them)."""
-        self.db.execute("UPDATE sources SET body_hash = ? WHERE name = ?", [digest, name])
+        self.db.execute("UPDATE sources SET body_hash = ? WHERE name = ?", [body_hash, name])
