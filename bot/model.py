@@ -123,6 +123,10 @@ class Alert:
     # Everyone who reported the story so far (outlets for aggregator items), first first.
     reporters: tuple[str, ...] = ()
     story_id: int = 0
+    # (start, end) of matched words in ``title``, and (words, "title" | "summary") for the
+    # "Matched:" line: only from the watchlists of this alert's channel.
+    title_bold: tuple[tuple[int, int], ...] = ()
+    matched: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,33 @@ def test_slack_message_has_linked_title_context_and_summary() -> None:
     assert "<https://news.example/story?a=1&amp;b=2|UNICEF calls for action on AI-generated CSAM>" in heading
     assert "APP" in context and "2026-02-05 17:12 UTC" in context and "`csam`, `unicef`" in context
     assert "*UNICEF* said *CSAM* is rising." in summary
-    assert message.text == "[csam, unicef] UNICEF calls for action on AI-generated CSAM — APP"
+    assert message.text == "UNICEF calls for action on AI-generated CSAM — APP · csam, unicef"
+    assert "<!date^1770311520^{date_short_pretty} {time}|2026-02-05 17:12 UTC>" in context
+
+
+def test_matched_line_and_title_bold_come_from_this_channels_spans() -> None:
+    message = render_slack(
+        alert(title_bold=((40, 44),), matched=(("CSAM", "title, summary"), ("nudify app", "summary")))
+    )
+    wire = json.dumps(message.blocks)
+    assert "AI-generated *CSAM*>" in wire
+    assert "Matched: *CSAM* (title, summary), *nudify app* (summary)" in wire
+
+
+def test_names_and_people_are_capped() -> None:
+    from bot.alerts.render import MessageState
+
+    reporters = tuple(f"Outlet {i}" for i in range(13))
+    clickers = tuple(f"U{i:05d}" for i in range(260))
+    message = render_slack(
+        alert(watchlists=tuple(f"w{i:02d}" for i in range(30)), reporters=reporters),
+        MessageState(not_relevant_by=clickers),
+    )
+    wire = json.dumps(message.blocks)
+    assert "`w00`, `w01`, `w02`, +27" in wire
+    assert "*13 sources*: Outlet 0, Outlet 1, Outlet 2, Outlet 3, +9" in wire
+    assert "Not relevant: 260 people" in wire and "U00001" not in wire
+    assert message.text.startswith("UNICEF calls") and message.text.endswith("w00, w01, w02, +27")
 
 
 def test_hostile_strings_cannot_ping_or_break_the_link() -> None:

@@ -174,3 +174,16 @@ def test_an_upgraded_database_keeps_only_the_matched_items_fingerprints(tmp_path
     df = {r["token"]: r["df"] for r in store.db["token_df"].rows}
     assert df == {"unicef": 2, "deepfak": 1, "report": 1, "\x00total": 2}
     store.close()
+
+
+def test_an_alert_carries_only_the_spans_of_its_channels_watchlists(tmp_path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    item_id = store.items.add_item(item(), story_id=store.stories.new_story(NOW))
+    csam, story = Span("text", 11, 15, "CSAM"), Span("title", 5, 10, "story")
+    store.items.add_matches(item_id, {"csam": [csam], "stories": [story]})
+    store.outbox.enqueue_alert(item_id, "C1", ["csam"], NOW)
+    store.outbox.enqueue_alert(item_id, "C2", ["csam", "stories"], NOW)
+    assert [q.spans for q in store.outbox.queued_alerts()] == [(csam,), (csam, story)]
+    assert store.items.spans_for(item_id, ["stories"]) == (story,)
+    assert store.items.spans_for(item_id, []) == ()
+    store.close()

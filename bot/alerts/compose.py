@@ -33,7 +33,22 @@ def build_alert(
         headline_only=item.headline_only,
         reporters=tuple(reporters),
         story_id=story_id,
+        title_bold=tuple((s.start, s.end) for s in spans if s.field == "title"),
+        matched=matched_terms(item, spans),
     )
+
+
+def matched_terms(item: Item, spans: Sequence[Span]) -> tuple[tuple[str, str], ...]:
+    """Each matched phrase once, as the item wrote it, with where it was found: title first."""
+    out: dict[str, list[str]] = {}
+    for span in sorted(spans, key=lambda s: (s.field != "title", s.start)):
+        text = item.title if span.field == "title" else item.text
+        words = " ".join(text[span.start : span.end].split()) or span.term
+        where = "title" if span.field == "title" else "summary"
+        places = out.setdefault(words.casefold(), [words])
+        if where not in places[1:]:
+            places.append(where)
+    return tuple((places[0], ", ".join(places[1:])) for places in out.values())
 
 
 def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> MessageState:
@@ -46,7 +61,8 @@ def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> Me
 def render_story_post(store: Store, post: StoryPost, now: datetime) -> SlackMessage:
     """The story's top-level message as it should now read, buttons and triage state included:
     what the Slack app puts in place after a button click (the deliverer renders the same)."""
-    item, spans = store.items.item(post.item_id)
+    item, _ = store.items.item(post.item_id)
+    spans = store.items.spans_for(post.item_id, post.watchlists)
     parent = build_alert(
         0,
         post.channel,

@@ -228,11 +228,12 @@ class Deliverer:
                 StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
             )
         else:
-            parent_item, parent_spans = store.items.item(parent_post.item_id)
+            parent_item, _ = store.items.item(parent_post.item_id)
             watchlists = (
                 *parent_post.watchlists,
                 *(w for w in queued.watchlists if w not in parent_post.watchlists),
             )
+            parent_spans = store.items.spans_for(parent_post.item_id, watchlists)
             parent = build_alert(
                 0, queued.channel, parent_item, parent_spans, watchlists, reporters, queued.story_id
             )

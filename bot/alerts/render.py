@@ -6,6 +6,7 @@ placed in mrkdwn: a title such as "<!channel>" must print, not ping.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,8 @@ from datetime import UTC, datetime
 from bot.model import Alert
 
 TITLE_LIMIT = 250  # characters of title shown; Slack sections allow 3,000 but alerts stay short
-BLOCK_TEXT_LIMIT = 3000
+BLOCK_TEXT_LIMIT = 3000  # a section's text (Slack's documented limit)
+TEXT_LIMIT = 4000  # a message's top-level ``text`` (documented; Slack truncates only at 40,000)
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,30 @@ class MessageState:
         if self.source_muted_by:
             out.append(f"Source {escape(self.source)} muted here by {mention(self.source_muted_by)}")
         if self.not_relevant_by:
-            out.append("Not relevant: " + ", ".join(mention(u) for u in self.not_relevant_by))
+            out.append("Not relevant: " + people(self.not_relevant_by))
         return out
+
+
+STATE_NAMES = 3  # beyond this many people, a count: 260 mentions would be a wall, not a state
+
+
+def people(user_ids: Sequence[str]) -> str:
+    if len(user_ids) <= STATE_NAMES:
+        return ", ".join(mention(u) for u in user_ids)
+    return plural(len(user_ids), "person", "people")
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 story``, ``3 stories``: the one place a count meets its noun."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def capped(names: Sequence[str], limit: int) -> list[str]:
+    """The first ``limit`` of ``names`` and, when there are more, a last ``+N``."""
+    shown = list(names[:limit])
+    if len(names) > limit:
+        shown.append(f"+{len(names) - limit}")
+    return shown
 
 
 def mention(user_id: str) -> str:
@@ -101,6 +125,20 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def slack_time(dt: datetime) -> str:
+    """A time each reader sees in their own time zone ("Yesterday 19:46"); the UTC text is the
+    fallback for clients that cannot format dates."""
+    return f"<!date^{int(dt.timestamp())}^{{date_short_pretty}} {{time}}|{format_time(dt)}>"
+
+
+_SLACK_TIME = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+
+
+def plain_times(mrkdwn: str) -> str:
+    """``mrkdwn`` with every Slack date token replaced by its fallback text (console output)."""
+    return _SLACK_TIME.sub(r"\1", mrkdwn)
+
+
 def _source_label(alert: Alert) -> str:
     # Aggregator items name the outlet that wrote the story; the feed that carried it comes second.
     if alert.outlet and alert.outlet != alert.source:
@@ -123,16 +161,48 @@ def fit(mrkdwn: str, limit: int = BLOCK_TEXT_LIMIT) -> str:
     return cut.rstrip() + "…"
 
 
+WATCHLIST_NAMES = 3  # watchlist names shown on an alert before "+N"
+SOURCE_NAMES = 4  # outlets named on the sources line before "+N"
+MATCHED_TERMS = 6  # phrases on the "Matched:" line before "+N"
+
+
+def fallback_text(alert: Alert) -> str:
+    """What a notification shows: the news first ("Headline — Outlet"), the watchlists after."""
+    title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
+    watchlists = ", ".join(escape(w) for w in capped(alert.watchlists, WATCHLIST_NAMES))
+    return f"{title} — {escape(_source_label(alert))}" + (f" · {watchlists}" if watchlists else "")
+
+
+def matched_line(alert: Alert) -> str:
+    """ "Matched: *CSAM* (title), *nudify app* (summary)": why this channel got the alert."""
+    terms = [f"*{escape(shorten(words, 60))}* ({where})" for words, where in alert.matched]
+    return "Matched: " + ", ".join(capped(terms, MATCHED_TERMS)) if terms else ""
+
+
+def sources_line(reporters: Sequence[str]) -> str:
+    """ "3 sources: Reuters, AP, BBC" for a story several outlets reported; empty for one."""
+    if len(reporters) < 2:
+        return ""
+    names = ", ".join(escape(shorten(r, 60)) for r in capped(reporters, SOURCE_NAMES))
+    return f"*{plural(len(reporters), 'source')}*: {names}"
+
+
 def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bool = False) -> SlackMessage:
     """The alert; with ``actions`` its buttons, and under it ``state`` (who claimed, muted …)."""
-    title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
-    heading = f"*<{escape_url(alert.url)}|{title}>*" if alert.url else f"*{title}*"
+    shown = shorten(alert.title, TITLE_LIMIT)
+    title = emphasize(shown, [b for b in alert.title_bold if b[1] <= len(shown) - (shown != alert.title)])
+    title = title or "(untitled)"
+    # The link label carries the bold matched words; the whole title in bold would hide them.
+    heading = f"<{escape_url(alert.url)}|{title}>" if alert.url else title
     if len(heading) > BLOCK_TEXT_LIMIT:  # an absurdly long link: the title alone, rather than a broken link
-        heading = f"*{title}*"
-    watchlists = ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
-    context = f"{escape(_source_label(alert))} · {format_time(alert.published)} · watchlists: {watchlists}"
-    if len(alert.reporters) > 1:
-        context += f" · *{len(alert.reporters)} sources*"
+        heading = title
+    watchlists = ", ".join(
+        w if w.startswith("+") else f"`{escape(shorten(w, 80))}`"
+        for w in capped(alert.watchlists, WATCHLIST_NAMES)
+    )
+    context = [escape(_source_label(alert)), slack_time(alert.published)]
+    if watchlists:
+        context.append(f"watchlists: {watchlists}")
     if alert.summary.text:
         summary = emphasize(alert.summary.text, alert.summary.bold)
     elif alert.headline_only:
@@ -141,16 +211,19 @@ def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bo
         summary = "_No summary available._"
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": fit(heading)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(context)}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(" · ".join(context))}]},
         {"type": "section", "text": {"type": "mrkdwn", "text": fit(summary)}},
     ]
+    why = [line for line in (matched_line(alert), sources_line(alert.reporters)) if line]
+    if why:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(line)} for line in why]}
+        )
     if state is not None and (lines := state.lines()):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(lines)}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": fit(" · ".join(lines))}]})
     if actions:
         blocks += alert_buttons(alert.story_id)
-    plain_title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
-    text = f"[{', '.join(alert.watchlists)}] {plain_title} — {escape(_source_label(alert))}"
-    return SlackMessage(text=text, blocks=blocks)
+    return SlackMessage(text=fallback_text(alert), blocks=blocks)
 
 
 def alert_buttons(story_id: int) -> list[dict]:
@@ -175,11 +248,11 @@ def render_plain(message: SlackMessage) -> SlackMessage:
     """The same message as mrkdwn text without blocks: the fallback when Slack rejects the blocks."""
     # Buttons have no plain-text form: the fallback goes without them.
     parts = [
-        b["text"]["text"] if b["type"] == "section" else b["elements"][0]["text"]
+        b["text"]["text"] if b["type"] == "section" else " · ".join(e["text"] for e in b["elements"])
         for b in message.blocks
         if b["type"] in ("section", "context")
     ]
-    return SlackMessage(text=fit("\n".join(parts)), blocks=[])
+    return SlackMessage(text=fit("\n".join(parts), TEXT_LIMIT), blocks=[])
 
 
 def render_reply(alert: Alert) -> SlackMessage:
@@ -188,9 +261,14 @@ def render_reply(alert: Alert) -> SlackMessage:
     link = f"<{escape_url(alert.url)}|{title}>" if alert.url else title
     line = f"Also reported by *{escape(alert.outlet or alert.source)}* — {link}"
     if alert.watchlists:
-        line += " · " + ", ".join(f"`{escape(w)}`" for w in alert.watchlists)
+        line += " · " + ", ".join(
+            w if w.startswith("+") else f"`{escape(shorten(w, 80))}`"
+            for w in capped(alert.watchlists, WATCHLIST_NAMES)
+        )
     text = f"Also reported by {escape(alert.outlet or alert.source)} — {title}"
-    return SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": line}}])
+    return SlackMessage(
+        text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": fit(line)}}]
+    )
 
 
 def render_console_reply(alert: Alert, parent: Alert) -> str:
@@ -211,7 +289,7 @@ def render_console_message(channel: str, message: SlackMessage) -> str:
             if b["type"] in ("section", "context")
         ]
     )
-    text = "\n".join(parts).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = plain_times("\n".join(parts)).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return f"● channel {channel}\n" + "\n".join(f"  {line}" for line in text.splitlines())
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from bot.ingest.normalize import url_key
@@ -132,6 +132,19 @@ class ItemRepo(Repository):
             for s in spans_from_json(m["spans"])
         ]
         return item_from_row(row), tuple(sorted(set(spans), key=lambda s: (s.field, s.start)))
+
+    def spans_for(self, item_id: int, watchlists: Iterable[str]) -> tuple[Span, ...]:
+        """The matched spans of ``item_id`` under ``watchlists`` only: what a channel subscribed to
+        those watchlists may highlight (another watchlist's terms are not its business)."""
+        names = list(watchlists)
+        if not names:
+            return ()
+        marks = ",".join("?" * len(names))
+        rows = self._all(
+            f"SELECT spans FROM matches WHERE item_id = ? AND watchlist IN ({marks})", [item_id, *names]
+        )
+        spans = {s for m in rows for s in spans_from_json(m["spans"])}
+        return tuple(sorted(spans, key=lambda s: (s.field, s.start)))
 
     def add_matches(self, item_id: int, matches: dict[str, list[Span]]) -> None:
         for name, spans in matches.items():

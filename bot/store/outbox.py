@@ -93,12 +93,20 @@ class OutboxRepo(Repository):
                 WHERE {where} ORDER BY a.id LIMIT ?""",
             [*params, limit],
         )
-        spans_by_item: dict[int, list[Span]] = {}
+        # Spans per (item, watchlist): an alert highlights only its own channel's watchlists' terms.
+        spans_by_match: dict[tuple[int, str], list[Span]] = {}
         ids = sorted({r["id"] for r in rows})
         if ids:
             marks = ",".join("?" * len(ids))
-            for m in self._all(f"SELECT item_id, spans FROM matches WHERE item_id IN ({marks})", ids):
-                spans_by_item.setdefault(m["item_id"], []).extend(spans_from_json(m["spans"]))
+            sql = f"SELECT item_id, watchlist, spans FROM matches WHERE item_id IN ({marks})"
+            for m in self._all(sql, ids):
+                spans_by_match[(m["item_id"], m["watchlist"])] = spans_from_json(m["spans"])
+
+        def spans(row: dict) -> tuple[Span, ...]:
+            names = json.loads(row["alert_watchlists"])
+            found = {s for w in names for s in spans_by_match.get((row["id"], w), [])}
+            return tuple(sorted(found, key=lambda s: (s.field, s.start)))
+
         return [
             QueuedAlert(
                 id=r["alert_id"],
@@ -106,7 +114,7 @@ class OutboxRepo(Repository):
                 watchlists=tuple(json.loads(r["alert_watchlists"])),
                 attempts=r["attempts"],
                 item=item_from_row(r),
-                spans=tuple(sorted(set(spans_by_item.get(r["id"], [])), key=lambda s: (s.field, s.start))),
+                spans=spans(r),
                 story_id=r["story_id"],
                 item_id=r["id"],
                 in_flight=bool(r["in_flight"]),
