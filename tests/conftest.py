@@ -47,3 +47,4 @@ def slack() -> Iterator[FakeSlack]:
     yield fake
     fake.stop()
     assert fake.violations == [], fake.violations
+    assert fake.refused == [], fake.refused  # real Slack would have refused these payloads

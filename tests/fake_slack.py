@@ -9,6 +9,11 @@ It also enforces what newsalert promises on every call: a message post (or a `re
 reply) without `unfurl_links=false, unfurl_media=false`, or carrying an image, is recorded in
 `violations` (the `slack` fixture fails the test if any were).
 
+It is strict by default, like Slack: a message or view over Slack's documented Block Kit limits
+(tests/slack_limits.py: blocks per message and view, section/header/text lengths, context
+elements, unknown block types, slack_sdk's own validators) is refused with `invalid_blocks`, and
+a response_url body with such blocks is recorded in `violations`. `strict = False` turns it off.
+
 For the Slack app it also answers `chat.postEphemeral`, `views.publish`, `users.info`
 (`admins`, `owners`), `conversations.info` / `.join` / `.members` (`private`, `not_member`,
 `members`) and `chat.getPermalink`, and serves response URLs: `response_url()` gives one, and
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 from urllib.parse import parse_qs
+
+from tests.slack_limits import message_problems, view_problems
 
 VALID_TOKEN = "xoxb-fake-token"
 
@@ -57,6 +64,8 @@ class FakeSlack:
         self.missing: set[str] = set()  # channel_not_found
         self.not_member: set[str] = set()  # not_in_channel
         self.reject_blocks = False  # answer invalid_blocks to any post with blocks
+        self.strict = True  # refuse what real Slack refuses (tests/slack_limits.py)
+        self.refused: list[str] = []  # why strict mode refused a call: method and problems
         self.violations: list[str] = []
         self.in_flight = self.max_in_flight = 0  # requests being answered at once, and the most seen
         self._slow: dict[str, list[float]] = {}
@@ -227,6 +236,8 @@ class FakeSlack:
                 original = self.messages.get((channel, params.get("ts")))
                 if original is None:
                     return 200, {"ok": False, "error": "message_not_found"}, {}
+                if refusal := self._refuse(method, message_problems(params)):
+                    return refusal
                 self._check_safe(method, params)
                 original.update(text=params.get("text", ""), blocks=params.get("blocks", []))
                 params["_ok"] = True
@@ -245,7 +256,16 @@ class FakeSlack:
                 self.violations.append(f"response_url reply without unfurls off: {body.get('text')!r}")
             if "image_url" in json.dumps(body) or '"image"' in json.dumps(body.get("blocks", [])):
                 self.violations.append(f"response_url reply carries an image: {body.get('text')!r}")
+            if self.strict and (problems := message_problems(body)):
+                self.violations.append(f"response_url reply Slack would refuse: {problems}")
             self.responses.append({**body, "_key": key})
+
+    def _refuse(self, method: str, problems: list[str]) -> tuple[int, dict, dict] | None:
+        """Slack's answer to a payload over its limits, in strict mode; None when it is fine."""
+        if not self.strict or not problems:
+            return None
+        self.refused.append(f"{method}: {problems}")
+        return 200, {"ok": False, "error": "invalid_blocks", "errors": problems}, {}
 
     def _ephemeral(self, params: dict) -> tuple[int, dict, dict]:
         channel = params.get("channel", "")
@@ -255,6 +275,8 @@ class FakeSlack:
             return 200, {"ok": False, "error": "not_in_channel"}, {}
         if not params.get("user"):
             return 200, {"ok": False, "error": "user_not_in_channel"}, {}
+        if refusal := self._refuse("chat.postEphemeral", message_problems(params)):
+            return refusal
         params["_ok"] = True
         return 200, {"ok": True, "message_ts": self._next_ts()}, {}
 
@@ -265,6 +287,8 @@ class FakeSlack:
             return 200, {"ok": False, "error": "invalid_arguments"}, {}
         if len(view.get("blocks", [])) > 100:
             return 200, {"ok": False, "error": "invalid_blocks"}, {}
+        if refusal := self._refuse("views.publish", view_problems(view)):
+            return refusal
         params["_ok"] = True
         self.views[params["user_id"]] = view
         return 200, {"ok": True, "view": {"id": "V0HOME", **view}}, {}
@@ -343,6 +367,8 @@ class FakeSlack:
             return 200, {"ok": False, "error": "no_text"}, {}
         if self.reject_blocks and params.get("blocks"):
             return 200, {"ok": False, "error": "invalid_blocks"}, {}
+        if refusal := self._refuse("chat.postMessage", message_problems(params)):
+            return refusal
         if params.get("thread_ts") and (channel, params["thread_ts"]) not in self.messages:
             return 200, {"ok": False, "error": "thread_not_found"}, {}
         self._check_safe("chat.postMessage", params)

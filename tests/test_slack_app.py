@@ -280,6 +280,7 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
         slack.stop()
         feeds.stop()
     assert slack.violations == [], slack.violations
+    assert slack.refused == [], slack.refused  # strict: real Slack would have refused these
     assert "Traceback" not in app.output(), app.output()
 
 
