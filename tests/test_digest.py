@@ -171,8 +171,8 @@ def test_stories_are_grouped_by_watchlist_and_ranked_by_sources(store) -> None:
         (fake, "deepfakes", 1),
         (small, "csam", 1),
     ]
-    text = json.dumps([m.blocks for m in render_digest(digest)])
-    assert text.index("*csam*") < text.index("*deepfakes*")
+    text = json.dumps([m.blocks for m in render_digest(digest)], ensure_ascii=False)
+    assert text.index("csam · 2 stories") < text.index("deepfakes · 1 story")
 
 
 def test_a_digest_missed_while_down_is_sent_once_on_start(store) -> None:
@@ -222,7 +222,9 @@ def test_two_hundred_stories_split_within_slack_limits() -> None:
 def test_more_than_top_stories_end_with_a_search_hint() -> None:
     stories = tuple(DigestStory(n, f"S{n}", "", 1, DAY1, "csam", "") for n in range(20))
     (message,) = render_digest(Digest(SID, "C1", ("csam",), DAY1, DAY1 + timedelta(days=1), stories, top=15))
-    assert "and 5 more — `/newsalert search csam since:1d`" in json.dumps(message.blocks, ensure_ascii=False)
+    assert "and 5 more — `/newsalert search watchlist:csam since:1d`" in json.dumps(
+        message.blocks, ensure_ascii=False
+    )
 
 
 def test_an_empty_period_says_so_unless_skip_empty(store) -> None:
@@ -343,3 +345,25 @@ def test_the_scheduler_keeps_one_cron_job_per_digest_subscription() -> None:
     subs.clear()
     scheduler.sync()
     assert not [j for j in scheduler.aps.get_jobs() if j.id.startswith("digest-")]
+
+
+def test_a_heading_is_never_cut_from_its_stories_and_counts_are_singular_when_one() -> None:
+    from tests.slack_limits import message_problems
+
+    one = render_digest(
+        Digest(SID, "C1", ("csam",), DAY1, DAY1, (DigestStory(1, "S", "", 1, DAY1, "csam", ""),))
+    )
+    assert "1 new story since" in one[0].text and "1 source" in json.dumps(one[0].blocks)
+    # 30 watchlists of 2 long stories each: 91 blocks, more than one message holds.
+    names = tuple(f"w{i:02d}" for i in range(30))
+    stories = tuple(
+        DigestStory(
+            n, "T" * 190 + str(n), "https://n.example/" + "a" * 200, 2, DAY1, names[n // 2], "Lead. " * 40
+        )
+        for n in range(60)
+    )
+    parts = render_digest(Digest(SID, "C1", names, DAY1, DAY1 + timedelta(days=1), stories, top=200))
+    assert len(parts) >= 2
+    for part in parts:
+        assert message_problems({"text": part.text, "blocks": part.blocks}) == []
+        assert part.blocks[-1]["type"] != "header"  # no heading left at the bottom, its stories in the next

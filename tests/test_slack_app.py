@@ -377,6 +377,10 @@ def test_search_and_query_test(bot: Bot) -> None:
     found = bot.command("search unicef since:7d")["text"]
     assert STORY in found and "1 source" in found and "reuters.example" in found
     assert "No story" in bot.command("search sextortion")["text"]
+    # The digest's hint: a watchlist's own query, kept to what that watchlist matched.
+    assert STORY in bot.command("search watchlist:unicef since:1d")["text"]
+    assert "No story" in bot.command("search watchlist:sextortion since:1d")["text"]
+    assert "No watchlist `nope`" in bot.command("search watchlist:nope")["text"]
     tested = bot.command('query test "child sexual abuse material" NEAR/10 UNICEF')["text"]
     assert "would have matched *1 item in 1 story* in the last 30 days" in tested
     assert "UNICEF" in tested and "reuters.example" in tested

@@ -18,11 +18,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.alerts.render import BLOCK_TEXT_LIMIT, SlackMessage, escape, escape_url, format_time, shorten
+from bot.alerts.render import (
+    BLOCK_TEXT_LIMIT,
+    TEXT_LIMIT,
+    SlackMessage,
+    escape,
+    escape_url,
+    fit,
+    format_time,
+    plural,
+    shorten,
+    slack_time,
+)
 from bot.alerts.sink import LOOKBACK
 from bot.alerts.summarize import summarize
 from bot.errors import ScheduleError
 from bot.model import Subscription
+
+HEADER_LIMIT = 150  # Slack's limit for a header block's text
 
 if TYPE_CHECKING:
     from bot.alerts.sink import Sink
@@ -147,60 +160,63 @@ def rank(stories: Sequence[DigestStory]) -> list[DigestStory]:
 
 
 def render_digest(digest: Digest) -> list[SlackMessage]:
-    """One or more messages within Slack's limits (50 blocks, 3,000 characters per section)."""
+    """One or more messages within Slack's limits (50 blocks, 3,000 characters per section); a
+    watchlist's heading always starts the part that holds its first stories."""
     names = ", ".join(digest.watchlists)
-    since = format_time(digest.since)
+    since = slack_time(digest.since)
     if not digest.stories:
         text = f"No new stories for {escape(names)} since {since}."
         return [
-            SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+            SlackMessage(
+                text=f"No new stories for {escape(names)} since {format_time(digest.since)}.",
+                blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            )
         ]
-    header = (
-        f"*Digest: {escape(names)}* — {len(digest.stories)} new "
-        f"{'story' if len(digest.stories) == 1 else 'stories'} since {since}"
-    )
-    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": header}}]
+    count = plural(len(digest.stories), "new story", "new stories")
+    title = shorten(f"Digest: {names}", HEADER_LIMIT)
+    groups: list[list[dict]] = [
+        [
+            {"type": "header", "text": {"type": "plain_text", "text": title}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{count} since {since}"}]},
+        ]
+    ]
     for watchlist in digest.watchlists:
-        group = [s for s in digest.shown if s.watchlist == watchlist]
-        if not group:
+        stories = [s for s in digest.shown if s.watchlist == watchlist]
+        if not stories:
             continue
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(watchlist)}*"}})
+        heading = shorten(f"{watchlist} · {plural(len(stories), 'story', 'stories')}", HEADER_LIMIT)
+        group: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": heading}}]
         text = ""
-        for story in group:
+        for story in stories:
             line = _line(story)
             if text and len(text) + 1 + len(line) > BLOCK_TEXT_LIMIT:
-                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+                group.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
                 text = ""
             text = f"{text}\n{line}" if text else line
         if text:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+            group.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        groups.append(group)
     hidden = len(digest.stories) - len(digest.shown)
     if hidden:
-        query = " OR ".join(digest.watchlists)
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": (
-                            f"and {hidden} more — `/newsalert search {escape(query)} since:{_days(digest)}d`"
-                        ),
-                    }
-                ],
-            }
+        # One search per watchlist, with that watchlist's own query (the name is not a search word).
+        hints = " · ".join(
+            f"`/newsalert search watchlist:{escape(w)} since:{_days(digest)}d`" for w in digest.watchlists[:3]
         )
-    fallback = f"Digest: {names} — {len(digest.stories)} new stories since {since}"
+        groups[-1].append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(f"and {hidden} more — {hints}")}]}
+        )
+    fallback = escape(f"Digest: {names} — ") + f"{count} since {format_time(digest.since)}"
+    fallback = fit(fallback, TEXT_LIMIT - 20)
     return [
-        SlackMessage(text=escape(fallback) if i == 0 else escape(f"{fallback} (part {i + 1})"), blocks=part)
-        for i, part in enumerate(_split(blocks))
+        SlackMessage(text=fallback if i == 0 else f"{fallback} (part {i + 1})", blocks=part)
+        for i, part in enumerate(_split(groups))
     ]
 
 
 def _line(story: DigestStory) -> str:
     title = escape(shorten(story.title, 200)) or "(untitled)"
     link = f"<{escape_url(story.url)}|{title}>" if story.url else title
-    sources = f"{story.sources} source{'s' if story.sources != 1 else ''}"
+    sources = plural(story.sources, "source")
     summary = summarize(story.lead, [], limit=160, max_sentences=1).text
     return f"• {link} — {sources}" + (f" — {escape(summary)}" if summary else "")
 
@@ -209,8 +225,17 @@ def _days(digest: Digest) -> int:
     return max(1, -(-int((digest.until - digest.since).total_seconds()) // 86400))
 
 
-def _split(blocks: list[dict]) -> list[list[dict]]:
-    return [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)]
+def _split(groups: list[list[dict]]) -> list[list[dict]]:
+    """Groups of blocks packed into messages of at most MAX_BLOCKS; a group starts a new message
+    rather than leave its heading at the bottom of one and its stories in the next."""
+    parts: list[list[dict]] = [[]]
+    for group in groups:
+        for i in range(0, len(group), MAX_BLOCKS):
+            chunk = group[i : i + MAX_BLOCKS]
+            if parts[-1] and len(parts[-1]) + len(chunk) > MAX_BLOCKS:
+                parts.append([])
+            parts[-1].extend(chunk)
+    return parts
 
 
 # --- building and sending --------------------------------------------------------------------

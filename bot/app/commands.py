@@ -266,12 +266,23 @@ def cmd_sources(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> R
 
 
 _SINCE = re.compile(r"(?<!\S)since:(\S+)(?!\S)")
+_WATCHLIST = re.compile(r"(?<!\S)watchlist:(\S+)(?!\S)")
 
 
 def cmd_search(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
     window = SEARCH_WINDOW
     if m := _SINCE.search(rest):
         window, rest = m.group(1), (rest[: m.start()] + rest[m.end() :]).strip()
+    watchlist = None
+    if m := _WATCHLIST.search(rest):
+        watchlist, rest = m.group(1), (rest[: m.start()] + rest[m.end() :]).strip()
+        with ctx.store() as store:
+            known = {w.name: w.query for w in store.catalog.active_watchlists()}
+        if watchlist not in known:
+            return Reply(
+                f"No watchlist `{escape(shorten(watchlist, 80))}`. `{COMMAND} watchlists` lists them."
+            )
+        rest = rest or known[watchlist]  # no words of its own: the watchlist's own query
     rest = straight_quotes(rest)
     if not rest:
         return Reply(f"Search for what? For example `{COMMAND} search unicef deepfake* since:7d`.")
@@ -280,7 +291,7 @@ def cmd_search(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
     except ValueError as e:
         return Reply(f"`since:{escape(window)}`: {escape(str(e))}")
     with ctx.store() as store:
-        hits = history.search(store, rest, since=since, limit=10, now=ctx.now())
+        hits = history.search(store, rest, since=since, watchlist=watchlist, limit=10, now=ctx.now())
     if not hits:
         return Reply(f"No story first seen in the last {escape(window)} matches `{escape(rest)}`.")
     lines = [f"*Latest stories matching* `{escape(rest)}` (last {escape(window)}):"]
