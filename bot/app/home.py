@@ -35,6 +35,15 @@ def _sections(title: str, lines: list[str]) -> list[dict]:
     return blocks
 
 
+HOME_LINES = 15  # lines of a list shown on Home; the rest is one command away
+
+
+def _first(lines: list[str], command: str) -> list[str]:
+    if len(lines) <= HOME_LINES:
+        return lines
+    return [*lines[:HOME_LINES], f"_and {len(lines) - HOME_LINES} more — {command} lists them all_"]
+
+
 def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: datetime) -> dict:
     """The Home tab for ``user``; ``can_see(channel)`` says whether they may see a channel."""
     visible: dict[str, bool] = {}
@@ -81,14 +90,17 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
     if not alert_lines:
         alert_lines = ["No alerts yet in channels you can see."]
 
+    # What an analyst opens Home for comes first: the latest alerts, then the sources' health
+    # (failing ones lead, as source_health sorts them); the long lists are cut to a first page
+    # with the command that shows them all, so the view stays far under Slack's 100 blocks.
     blocks = [
-        *_sections("Your channels with subscriptions", channel_lines),
-        {"type": "divider"},
-        *_sections("Watchlists", watchlist_lines),
-        {"type": "divider"},
-        *_sections("Sources", source_lines),
-        {"type": "divider"},
         *_sections("Latest alerts", alert_lines),
+        {"type": "divider"},
+        *_sections("Your channels with subscriptions", _first(channel_lines, f"`{COMMAND} list`")),
+        {"type": "divider"},
+        *_sections("Sources", _first(source_lines, f"`{COMMAND} sources`")),
+        {"type": "divider"},
+        *_sections("Watchlists", _first(watchlist_lines, f"`{COMMAND} watchlists`")),
         {
             "type": "context",
             "elements": [

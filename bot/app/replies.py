@@ -24,7 +24,7 @@ HELP_LINE = (
     "source add|remove."
 )
 
-HELP = f"""*newsalert* posts news alerts for trust & safety work. Commands:
+HELP = f"""*newsalert* posts news alerts for trust &amp; safety work. Commands:
 • `{COMMAND} subscribe csam deepfakes` — this channel gets realtime alerts for these watchlists
 • `{COMMAND} unsubscribe deepfakes` — it stops getting them
 • `{COMMAND} subscribe csam digest daily 09:00 Europe/Berlin` — a daily briefing instead (also \
