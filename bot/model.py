@@ -155,6 +155,7 @@ class QueuedAlert:
     created_at: datetime | None = None
     last_error: str = ""
     next_attempt_at: datetime | None = None
+    summary_count: int = 0  # > 0: stands for this many items of a flooding source (outbox.py)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def test_what_needs_a_human(tmp_path: Path) -> None:
     report = health(store, NOW)
     assert report.needs_human
     assert report.problems == (
+        "no poll has succeeded for 3 poll intervals (the last one 27 h ago)",  # every source fails
         'source "Gone" disabled: HTTP 410 Gone',
         'source "Never worked" failing for 240 h: timed out after 30s',  # since it was added
         'source "UN News" failing for 27 h: HTTP 503',
@@ -91,7 +92,7 @@ def test_what_needs_a_human(tmp_path: Path) -> None:
     assert body["broken_subscriptions"] == [{"channel": "C1", "reason": "channel_not_found"}]
 
 
-def test_healthz_stays_200_while_the_scheduler_lives(tmp_path: Path) -> None:
+def test_healthz_answers_503_when_alerts_cannot_flow(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
     catalog(store, "UN News")
@@ -106,11 +107,11 @@ def test_healthz_stays_200_while_the_scheduler_lives(tmp_path: Path) -> None:
     store.catalog.set_channel_broken("C1", "is_archived")
     store.close()
     status, body = healthz(str(db), scheduler_alive=True)
-    assert (status, body["status"]) == (200, "degraded")  # a human is needed; the process is fine
+    assert (status, body["status"]) == (503, "degraded")  # a human is needed: alerts cannot flow there
     assert body["problems"] == ["subscription of channel C1 broken: is_archived"]
 
     status, body = healthz(str(tmp_path / "missing.db"), scheduler_alive=True)
-    assert (status, body["status"]) == (200, "degraded") and "database unreadable" in body["problems"][0]
+    assert (status, body["status"]) == (503, "degraded") and "database unreadable" in body["problems"][0]
 
     status, body = healthz(str(db), scheduler_alive=False)
     assert (status, body["status"]) == (503, "down")
@@ -120,7 +121,7 @@ def test_healthz_stays_200_while_the_scheduler_lives(tmp_path: Path) -> None:
 def test_healthz_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
-    catalog(store, "UN News")
+    catalog(store, "UN News", at=datetime.now(UTC))
     with store.transaction():  # a long poll holds the write lock
         store.sources.record_fetch_failure("UN News", "https://un/rss", NOW, "HTTP 500")
         started = datetime.now(UTC)

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.alerts.compose import build_alert, story_state
-from bot.alerts.sink import LOOKBACK, RateLimiter, Sink
+from bot.alerts.render import SlackMessage, escape
+from bot.alerts.sink import LOOKBACK, METADATA_EVENT, RateLimiter, Sink
 from bot.errors import Rejected, RetryLater
 from bot.failpoints import failpoint
 from bot.model import QueuedAlert, StoryPost
@@ -64,8 +65,19 @@ def _dead_workers(holders: Sequence[str]) -> list[str]:
 
 
 def retry_delay(attempts: int) -> timedelta:
-    """5 s, 10 s, 20 s … capped at 15 minutes: Slack outages are usually short."""
-    return timedelta(seconds=min(900, 5 * 2 ** min(attempts, 10)))
+    """5 s, 10 s, 20 s … capped at 2 minutes: Slack outages are usually short, and a
+    successful Slack call clears the wait anyway (Deliverer._recovered)."""
+    return timedelta(seconds=min(120, 5 * 2 ** min(attempts, 10)))
+
+
+def summary_message(source: str, count: int) -> SlackMessage:
+    """The one alert that stands for a flooding source's matches beyond its per-poll budget."""
+    query = f'source:"{source}" since:1h'
+    text = (
+        f"Source *{escape(source)}* published {count} more matching items: "
+        f"see `/newsalert search {escape(query)}`"
+    )
+    return SlackMessage(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
 
 
 @dataclass
@@ -97,6 +109,7 @@ class Deliverer:
     def run(self) -> DeliveryReport:
         """Every channel with due alerts, in parallel: Slack's limit is per channel, so ten
         channels of twenty alerts take about twenty seconds rather than two hundred."""
+        self._recovered()
         channels = self.store.outbox.channels_with_pending_alerts(self.now())
         reports: list[DeliveryReport] = []
         if len(channels) <= 1 or self.store.path is None:
@@ -109,6 +122,16 @@ class Deliverer:
             report.add(part)
         report.queued = self.store.count("alerts", "status = 'queued'")
         return report
+
+    def _recovered(self) -> None:
+        """Slack answered (auth.test, a post): alerts waiting out an outage go on this round."""
+        if getattr(self.sink, "reachable", False) and (cleared := self.store.outbox.clear_outage_backoff()):
+            log.info("slack reachable again: %d waiting alerts due now", cleared)
+
+    def _pace(self, channel: str) -> None:
+        # Slack's pace is Slack's: the console (no token) prints as fast as it can.
+        if getattr(self.sink, "paced", True):
+            self.limiter.wait(channel)
 
     def _channel_in_thread(self, channel: str) -> DeliveryReport:
         # SQLite connections belong to the thread that opened them: one per worker.
@@ -175,6 +198,7 @@ class Deliverer:
                         str(e),
                         not_before=self.now() + delay,
                         in_flight=queued.in_flight or e.maybe_posted,
+                        outage=e.retry_after is None,
                     )
                     report.waiting_channels.add(channel)
                     return e.retry_after  # keep the channel's order: nothing after this one goes first
@@ -197,6 +221,9 @@ class Deliverer:
             log.info("alert muted alert=%d channel=%s (%s)", queued.id, queued.channel, muted)
             store.outbox.mark_alert_muted(queued.id, muted)
             report.muted += 1
+            return
+        if queued.summary_count:
+            self._summary(queued, report)
             return
         reporters = store.stories.story_sources(queued.story_id)
         alert = build_alert(
@@ -222,7 +249,7 @@ class Deliverer:
         store.outbox.mark_alert_in_flight(queued.id)
         if parent_post is None:
             if ts is None:
-                self.limiter.wait(queued.channel)
+                self._pace(queued.channel)
                 ts = self.sink.post(alert, plain=queued.plain_text)
             store.stories.save_story_post(
                 StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
@@ -238,7 +265,7 @@ class Deliverer:
                 0, queued.channel, parent_item, parent_spans, watchlists, reporters, queued.story_id
             )
             if ts is None:
-                self.limiter.wait(queued.channel)
+                self._pace(queued.channel)
                 ts = self.sink.reply(alert, parent, parent_post.ts, plain=queued.plain_text)
             try:
                 state = story_state(store, parent_post, parent_item.source, now)
@@ -259,6 +286,28 @@ class Deliverer:
         store.catalog.set_channel_broken(queued.channel, None)
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
+
+    def _summary(self, queued: QueuedAlert, report: DeliveryReport) -> None:
+        """A flooding source's overflow: one message, outside any story thread."""
+        payload = {"alert_id": queued.id, "summary": queued.summary_count}
+        ts = None
+        if queued.in_flight:
+            since = (queued.created_at or self.now()) - LOOKBACK
+            ts = self.sink.find_message(queued.channel, since, METADATA_EVENT, payload)
+        self.store.outbox.mark_alert_in_flight(queued.id)
+        if ts is None:
+            self._pace(queued.channel)
+            message = summary_message(queued.item.source, queued.summary_count)
+            ts = self.sink.post_message(queued.channel, message, METADATA_EVENT, payload)
+        self.store.outbox.mark_alert_sent(queued.id, ts, self.now())
+        report.sent += 1
+        log.info(
+            "flood summary sent alert=%d channel=%s source=%r items=%d",
+            queued.id,
+            queued.channel,
+            queued.item.source,
+            queued.summary_count,
+        )
 
     def _rejected(self, queued: QueuedAlert, e: Rejected, report: DeliveryReport) -> None:
         if e.error in CHANNEL_ERRORS:

@@ -29,6 +29,10 @@ LOOKBACK = timedelta(minutes=10)
 
 class Sink(Protocol):
     name: str
+    # paced: deliver at Slack's pace (RateLimiter); reachable: the last call to the destination
+    # was answered, so alerts waiting out an outage may go now (outbox.Deliverer._recovered).
+    paced: bool
+    reachable: bool
 
     def post(self, alert: Alert, *, plain: bool = False) -> str:
         """Deliver one alert; return its message ts. Raises RetryLater, Rejected or SlackAuthError."""
@@ -67,6 +71,8 @@ class ConsoleSink:
     """Prints alerts: the bot's behaviour when no Slack token is configured."""
 
     name = "console"
+    paced = False  # printing has no rate limit: 300 alerts print at once, not in five minutes
+    reachable = True
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream

@@ -19,6 +19,7 @@ from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
 from bot.ingest.fetch import Limits, Validators, backoff_delay, fetch_all
 from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
+from bot.match.query import Matcher
 from bot.model import Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
 from bot.store import Store
@@ -29,6 +30,9 @@ log = logging.getLogger("newsalert.pipeline")
 POLL_BATCH = 250  # sources fetched, prepared and stored together: ~20 MB of bodies in memory
 GROUP_ITEMS = 1000  # new items per commit, at most (see _CommitGroups)
 GROUP_SECONDS = 0.25  # the longest a poll holds the write lock
+# Alerts one source may queue to one channel per poll; the rest become one summary alert
+# (outbox.py), so a source publishing hundreds of matches at once cannot bury everyone else's.
+SOURCE_ALERT_BUDGET = 20
 
 
 @dataclass
@@ -39,6 +43,7 @@ class PollReport:
     matches: int = 0  # new items that matched at least one watchlist
     alerts_queued: int = 0
     held_back: int = 0  # matched, but older than the first-poll window: stored silently
+    summarised: int = 0  # over a source's per-poll alert budget: counted in one summary alert
 
     def add(self, other: PollReport) -> None:
         for name in vars(self):
@@ -99,12 +104,11 @@ def poll(
     sources = store.catalog.active_sources() if sources is None else sources
     if due_only:
         sources = [s for s in sources if store.sources.source_due(s.name, now())]
-    watchlists = {w.name: w.query for w in store.catalog.active_watchlists()}
+    watchlists = usable_watchlists(store, {w.name: w.query for w in store.catalog.active_watchlists()}, now())
     states = {s.name: store.sources.source_state(s.name) for s in sources}
     subscriptions = store.catalog.realtime_subscriptions()
     report = PollReport()
-    # The watchlists are compiled only when a body needs matching (none do in an all-304 poll);
-    # they were checked when saved (config load, Slack), so a bad query cannot get this far.
+    # The watchlists are compiled (again, together) only when a body needs matching.
     with Preparer(watchlists, pool_min_bytes=pool_min_bytes) as preparer:
         # In batches: only one batch's bodies are in memory at a time, however long the list.
         for start in range(0, len(sources), POLL_BATCH):
@@ -112,6 +116,26 @@ def poll(
             left = -(-(len(sources) - start) // POLL_BATCH)  # this batch and those after it
             report.add(_poll_batch(settings, store, batch, states, subscriptions, preparer, left, now))
     return report
+
+
+def usable_watchlists(store: Store, watchlists: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """The watchlists that compile, each tried alone: one stored by an older version or a bad
+    edit is disabled (recorded for `status`, logged with its name), and the others keep alerting."""
+    good: dict[str, str] = {}
+    faults: dict[str, str] = {}
+    for name, query in watchlists.items():
+        try:
+            Matcher({name: query})
+        except RecursionError:
+            faults[name] = "query too deeply nested to compile"
+        except Exception as e:  # any failure to compile disables this watchlist alone
+            faults[name] = f"{type(e).__name__}: {e}"[:300]
+        else:
+            good[name] = query
+    for name, error in faults.items():
+        log.error("watchlist disabled name=%r reason=%s (fix it with /newsalert watchlist)", name, error)
+    store.faults.set_watchlist_faults(faults, watchlists, now)
+    return good
 
 
 def _poll_batch(
@@ -326,6 +350,7 @@ def ingest(
     fetched_at: datetime,
     cutoff: datetime | None,
     story_window: timedelta = timedelta(hours=72),
+    budget: int = SOURCE_ALERT_BUDGET,
 ) -> PollReport:
     """Store the new items of one source and queue their alerts (the caller holds a transaction).
 
@@ -343,6 +368,8 @@ def ingest(
     originals = store.items.items_by_url_key([p.url_key for p in prepared])
     since = fetched_at - story_window
     index = store.stories.story_index(since)
+    queued: dict[str, int] = {}  # channel -> alerts queued from this source in this poll
+    overflow: dict[str, tuple[int, list[str], int]] = {}  # channel -> (first item, watchlists, count)
     for p in prepared:
         item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
         if (found := known.get(item.guid)) is not None:
@@ -389,8 +416,18 @@ def ingest(
             report.held_back += 1
             continue
         for channel, names in plan.items():
+            if queued.get(channel, 0) >= budget:
+                first, first_names, count = overflow.get(channel, (item_id, names, 0))
+                overflow[channel] = (first, first_names, count + 1)
+                report.summarised += 1
+                continue
             if store.outbox.enqueue_alert(item_id, channel, names, fetched_at):
+                queued[channel] = queued.get(channel, 0) + 1
                 report.alerts_queued += 1
+    for channel, (first, names, count) in overflow.items():
+        log.warning("source flooding name=%r channel=%s summarised=%d", source.name, channel, count)
+        if store.outbox.enqueue_alert(first, channel, names, fetched_at, summary_count=count):
+            report.alerts_queued += 1
     return report
 
 

@@ -1,9 +1,11 @@
 """Health: is the bot doing its job, and does anything need a human?
 
 `newsalert status` prints it as a table (exit code 1 when a human is needed, so it works as a
-health check); `GET /healthz` returns it as JSON. "Needs a human" means something that will not
-fix itself: a source failing for a day or more (or disabled because the web says it is gone), an
-alert queued for over an hour, a subscription whose channel cannot be posted to.
+health check); `GET /healthz` returns it as JSON. "Healthy" means alerts can flow; anything else needs
+a human: no poll succeeded for three intervals, a watchlist disabled because it cannot compile, an
+alert queued for over an hour (the outbox is stuck), dead letters, a subscription whose channel
+cannot be posted to, a source failing for a day or more (or disabled because the web says it is
+gone). Notes (a source flooding a channel) are shown but do not make it unhealthy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from bot.timefmt import relative
 
 SOURCE_FAILING = timedelta(hours=24)
 ALERT_WAITING = timedelta(hours=1)
+POLL_SILENCE = 3  # poll intervals without one successful fetch before polling counts as stopped
+FLOOD_WINDOW = timedelta(hours=24)  # flood summaries this recent are named in `status`
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SourceHealth:
     failing_since: datetime | None = None  # set while failing
     type: str = "feed"
     interval: int = 900
+    added_at: datetime | None = None
 
     @property
     def failing(self) -> bool:
@@ -75,6 +80,9 @@ class Health:
     dead_letters: int = 0
     broken: tuple[tuple[str, str], ...] = ()  # (channel, why)
     problems: tuple[str, ...] = field(default=())
+    disabled_watchlists: tuple[tuple[str, str], ...] = ()  # (name, why)
+    floods: tuple[tuple[str, str, int], ...] = ()  # (source, channel, items summarised)
+    notes: tuple[str, ...] = ()
 
     @property
     def needs_human(self) -> bool:
@@ -92,6 +100,9 @@ class Health:
                 "dead_letters": self.dead_letters,
             },
             "broken_subscriptions": [{"channel": c, "reason": why} for c, why in self.broken],
+            "disabled_watchlists": [{"name": n, "reason": why} for n, why in self.disabled_watchlists],
+            "floods": [{"source": s, "channel": c, "summarised": n} for s, c, n in self.floods],
+            "notes": list(self.notes),
         }
 
 
@@ -114,6 +125,17 @@ def health(store: Store, now: datetime | None = None) -> Health:
             f"({outbox.queued} waiting){why}"
         )
     problems += [f"subscription of channel {channel} broken: {why}" for channel, why in broken]
+    if silence := _polls_stopped(sources, now):
+        problems.insert(0, silence)
+    disabled_watchlists = tuple(store.faults.watchlist_faults())
+    problems += [f'watchlist "{name}" disabled: {why}' for name, why in disabled_watchlists]
+    if outbox.dead:
+        problems.append(f"{outbox.dead} alerts dead-lettered (see `newsalert outbox`)")
+    floods = tuple(store.outbox.recent_floods(now - FLOOD_WINDOW))
+    notes = tuple(
+        f'source "{source}" flooded channel {channel}: {n} matching items summarised, not posted'
+        for source, channel, n in floods
+    )
     return Health(
         checked_at=now,
         sources=sources,
@@ -122,7 +144,24 @@ def health(store: Store, now: datetime | None = None) -> Health:
         dead_letters=outbox.dead,
         broken=broken,
         problems=tuple(problems),
+        disabled_watchlists=disabled_watchlists,
+        floods=floods,
+        notes=notes,
     )
+
+
+def _polls_stopped(sources: tuple[SourceHealth, ...], now: datetime) -> str:
+    """A problem when no source has been fetched successfully for POLL_SILENCE intervals."""
+    active = [s for s in sources if not s.disabled]
+    if not active:
+        return ""
+    interval = timedelta(seconds=min(s.interval for s in active))
+    successes = [s.last_success for s in active if s.last_success]
+    since = max(successes) if successes else min((s.added_at for s in active if s.added_at), default=None)
+    if since is None or now - since <= POLL_SILENCE * interval:
+        return ""
+    last = f"the last one {_hours(now - since)} ago" if successes else "none ever"
+    return f"no poll has succeeded for {POLL_SILENCE} poll intervals ({last})"
 
 
 def source_health(store: Store, now: datetime) -> list[SourceHealth]:
@@ -153,16 +192,14 @@ def _source(row: SourceRow) -> SourceHealth:
         failing_since=failing_since,
         type=row.type,
         interval=row.interval,
+        added_at=row.added_at,
     )
 
 
 def healthz(store_path: str, scheduler_alive: bool) -> tuple[int, dict]:
-    """For `GET /healthz`: 200 while the process and its scheduler run, whatever the feeds do.
-
-    A failing feed, a stuck alert or an unreadable database make the body say "degraded" (with the
-    same problems as `newsalert status`), never the status code: a liveness probe that restarted
-    the bot because a feed is down would fix nothing. 503 only when the scheduler has died.
-    """
+    """For `GET /healthz`: 200 only when alerts can flow, 503 with the same problems as
+    `newsalert status` otherwise (the scheduler died, polls stopped, a watchlist disabled, the
+    outbox stuck, dead letters, an unreadable database), so a monitor pages someone."""
     if not scheduler_alive:
         return 503, {
             "status": "down",
@@ -178,8 +215,9 @@ def healthz(store_path: str, scheduler_alive: bool) -> tuple[int, dict]:
             store.close()
     except Exception as e:  # a health check reports what is wrong; it never fails itself
         verdict = {"needs_human": True, "problems": [f"database unreadable: {e}"]}
-    status = "degraded" if verdict["needs_human"] else "ok"
-    return 200, {"status": status, "scheduler": "alive", **verdict}
+    if verdict["needs_human"]:
+        return 503, {"status": "degraded", "scheduler": "alive", **verdict}
+    return 200, {"status": "ok", "scheduler": "alive", **verdict}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -217,6 +255,8 @@ def print_health(report: Health, out: TextIO | None = None) -> None:
     console.print(f"\noutbox: {report.outbox_depth} queued{oldest}{dead}")
     broken = ", ".join(f"{c} ({why})" for c, why in report.broken) or "none"
     console.print(f"broken subscriptions: {broken}", markup=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
     if report.needs_human:
         console.print("\n[bold]needs a human:[/bold]")
         for problem in report.problems:

@@ -37,11 +37,13 @@ AUTH_ERRORS = {
 
 class SlackSink:
     name = "slack"
+    paced = True
 
     def __init__(self, token: str, base_url: str, *, timeout: int = 30):
         # Posts get no automatic retry: a retried post whose first answer was lost would post twice.
         # The outbox retries them instead, after looking for the first one (find_posted).
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self.reachable = False  # set by every answered call, cleared by every unanswered one
         # Reads are idempotent, so these may retry on their own: rate limits (honouring
         # Retry-After), 5xx, and dropped connections.
         self.reader = WebClient(
@@ -129,12 +131,15 @@ class SlackSink:
             alert.channel, message, METADATA_EVENT, alert_payload(alert), thread_ts=thread_ts
         )
 
-    @staticmethod
-    def _call(method: Callable[..., Any], **kwargs: Any) -> Any:
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         """Call the Web API, turning its failures into RetryLater / Rejected / SlackAuthError."""
         try:
-            return method(**kwargs)
+            response = method(**kwargs)
+            self.reachable = True
+            return response
         except SlackApiError as e:
+            # Slack answered (a 5xx is Slack not working; anything else, Slack is there).
+            self.reachable = e.response.status_code < 500
             error = e.response.get("error", "unknown_error")
             if error in AUTH_ERRORS:
                 raise SlackAuthError(f"Slack rejected the bot token: {error}") from None
@@ -147,6 +152,7 @@ class SlackSink:
                 raise RetryLater(f"Slack HTTP {e.response.status_code}: {error}") from None
             raise Rejected(error) from None
         except Exception as e:  # no answer: refused, reset, timed out — it may or may not have arrived
+            self.reachable = False
             raise RetryLater(f"{type(e).__name__}: {e}", maybe_posted=True) from None
 
 

@@ -2,7 +2,7 @@
 
 `Store` opens and migrates one SQLite file (WAL mode) and holds one repository per resource:
 ``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.outbox``,
-``store.people``, ``store.digests`` and ``store.history``. They share the connection and the
+``store.people``, ``store.digests``, ``store.history`` and ``store.faults``. They share the connection and the
 Store's transactions, so a change that spans resources is still one commit.
 """
 
@@ -19,6 +19,7 @@ from bot.errors import StoreError
 from bot.store.catalog import CatalogRepo
 from bot.store.db import BUSY_TIMEOUT, CACHE_KIB, all_rows, enable_wal
 from bot.store.digests import DigestRepo
+from bot.store.faults import FaultRepo
 from bot.store.history import HistoryRepo
 from bot.store.items import ItemRepo
 from bot.store.outbox import OutboxRepo
@@ -43,6 +44,7 @@ class Store:
         self.people = PeopleRepo(self)
         self.digests = DigestRepo(self)
         self.history = HistoryRepo(self)
+        self.faults = FaultRepo(self)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:

@@ -15,12 +15,24 @@ from bot.store.rows import (
 
 
 class OutboxRepo(Repository):
-    def enqueue_alert(self, item_id: int, channel: str, watchlists: Iterable[str], now: datetime) -> bool:
-        """Queue one alert; False when this item already has one for this channel."""
+    def enqueue_alert(
+        self,
+        item_id: int,
+        channel: str,
+        watchlists: Iterable[str],
+        now: datetime,
+        *,
+        summary_count: int | None = None,
+    ) -> bool:
+        """Queue one alert; False when this item already has one for this channel.
+
+        Only that conflict is tolerated: any other failure (a NOT NULL column a newer version
+        added, a full disk) raises, so the item's transaction rolls back and it is fetched again.
+        """
         cursor = self.db.execute(
-            """INSERT OR IGNORE INTO alerts (item_id, channel, watchlists, status, created_at, attempts)
-               VALUES (?, ?, ?, 'queued', ?, 0)""",
-            [item_id, channel, json.dumps(list(watchlists)), iso(now)],
+            """INSERT INTO alerts (item_id, channel, watchlists, status, created_at, attempts, summary_count)
+               VALUES (?, ?, ?, 'queued', ?, 0, ?) ON CONFLICT(item_id, channel) DO NOTHING""",
+            [item_id, channel, json.dumps(list(watchlists)), iso(now), summary_count],
         )
         return cursor.rowcount == 1
 
@@ -66,17 +78,27 @@ class OutboxRepo(Repository):
         self.db.execute("DELETE FROM channel_claims WHERE channel = ? AND worker = ?", [channel, worker])
 
     def pending_alerts(self, channel: str, now: datetime, limit: int = 200) -> list[QueuedAlert]:
-        """The channel's queued alerts up to the first one not yet due, oldest first.
+        """The channel's queued alerts in fair order (fair_order) up to the first one not yet due.
 
-        Order matters: a story's parent must be posted before its replies, so an alert waiting
-        for its retry time holds back the ones queued after it.
+        An alert waiting for its retry time holds back the ones after it: the channel waits.
         """
-        due: list[QueuedAlert] = []
-        for queued in self._queued("a.status = 'queued' AND a.channel = ?", [channel], limit):
-            if queued.next_attempt_at is not None and queued.next_attempt_at > now:
+        rows = self._all(
+            """SELECT a.id, a.next_attempt_at, i.source, i.story_id FROM alerts a
+               JOIN items i ON i.id = a.item_id
+               WHERE a.status = 'queued' AND a.channel = ? ORDER BY a.id""",
+            [channel],
+        )
+        ids: list[int] = []
+        for r in fair_order(rows):
+            due = from_iso(r["next_attempt_at"])
+            if len(ids) >= limit or (due is not None and due > now):
                 break
-            due.append(queued)
-        return due
+            ids.append(r["id"])
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        by_id = {q.id: q for q in self._queued(f"a.id IN ({marks})", ids, len(ids))}
+        return [by_id[i] for i in ids]
 
     def queued_alerts(self, limit: int = 500) -> list[QueuedAlert]:
         return self._queued("a.status = 'queued'", [], limit)
@@ -88,7 +110,7 @@ class OutboxRepo(Repository):
         rows = self._all(
             f"""SELECT a.id AS alert_id, a.channel, a.watchlists AS alert_watchlists, a.attempts,
                        a.in_flight, a.plain_text, a.created_at AS alert_created, a.last_error,
-                       a.next_attempt_at, i.*
+                       a.next_attempt_at, a.summary_count, i.*
                 FROM alerts a JOIN items i ON i.id = a.item_id
                 WHERE {where} ORDER BY a.id LIMIT ?""",
             [*params, limit],
@@ -122,6 +144,7 @@ class OutboxRepo(Repository):
                 created_at=datetime.fromisoformat(r["alert_created"]),
                 last_error=r["last_error"] or "",
                 next_attempt_at=from_iso(r["next_attempt_at"]),
+                summary_count=r["summary_count"] or 0,
             )
             for r in rows
         ]
@@ -136,16 +159,38 @@ class OutboxRepo(Repository):
             [ts, iso(now), alert_id],
         )
 
-    def mark_alert_retry(self, alert_id: int, error: str, *, not_before: datetime, in_flight: bool) -> None:
+    def mark_alert_retry(
+        self, alert_id: int, error: str, *, not_before: datetime, in_flight: bool, outage: bool = False
+    ) -> None:
         """A failed attempt; the alert stays queued until ``not_before``.
 
-        ``in_flight`` stays set when the attempt may have reached Slack (no answer came back).
+        ``in_flight`` stays set when the attempt may have reached Slack (no answer came back);
+        ``outage``: the wait is for Slack to come back (clear_outage_backoff ends it early).
         """
         self.db.execute(
-            """UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, in_flight = ?
-               WHERE id = ?""",
-            [error, iso(not_before), int(in_flight), alert_id],
+            """UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, in_flight = ?,
+                   outage = ? WHERE id = ?""",
+            [error, iso(not_before), int(in_flight), int(outage), alert_id],
         )
+
+    def clear_outage_backoff(self) -> int:
+        """Slack answers again: alerts waiting out an outage are due now (rate limits still hold)."""
+        cursor = self.db.execute(
+            """UPDATE alerts SET next_attempt_at = NULL, outage = 0
+               WHERE status = 'queued' AND outage = 1 AND next_attempt_at IS NOT NULL"""
+        )
+        return cursor.rowcount
+
+    def recent_floods(self, since: datetime) -> list[tuple[str, str, int]]:
+        """(source, channel, items summarised) of flood summaries queued since ``since``."""
+        rows = self._all(
+            """SELECT i.source, a.channel, sum(a.summary_count) AS n FROM alerts a
+               JOIN items i ON i.id = a.item_id
+               WHERE a.summary_count > 0 AND a.created_at >= ? GROUP BY i.source, a.channel
+               ORDER BY n DESC""",
+            [iso(since)],
+        )
+        return [(r["source"], r["channel"], r["n"]) for r in rows]
 
     def mark_alert_plain_text(self, alert_id: int, error: str) -> None:
         self.db.execute(
@@ -207,3 +252,38 @@ class OutboxRepo(Repository):
             oldest_channel=oldest["channel"] if oldest else "",
             oldest_error=(oldest["last_error"] or "") if oldest else "",
         )
+
+
+def fair_order(rows: Sequence[dict]) -> list[dict]:
+    """Queued alerts (oldest first, with "id", "source" and "story_id") served round-robin by source.
+
+    One source's flood cannot push another's alert behind its own: each turn takes the oldest
+    alert of every source. Within a source, and within a story (whose reports may come from
+    several sources), the queue's order holds, so a story's parent goes before its replies: an
+    alert that comes up before an older one of its story waits for it.
+    """
+    turns: dict[str, int] = {}
+    placed = []
+    for r in rows:
+        turn = turns.get(r["source"], 0)
+        turns[r["source"]] = turn + 1
+        placed.append((turn, r["id"], r))
+    placed.sort(key=lambda p: (p[0], p[1]))
+    story_queue: dict[int, list[int]] = {}
+    for r in rows:
+        story_queue.setdefault(r["story_id"], []).append(r["id"])
+    early: dict[int, list[dict]] = {}  # story -> its alerts that came up before an older one
+    ordered: list[dict] = []
+    for _, _, r in placed:
+        queue = story_queue[r["story_id"]]
+        if queue[0] != r["id"]:
+            early.setdefault(r["story_id"], []).append(r)
+            continue
+        ordered.append(r)
+        queue.pop(0)
+        held = sorted(early.get(r["story_id"], []), key=lambda w: w["id"])
+        while held and queue and held[0]["id"] == queue[0]:
+            ordered.append(held.pop(0))
+            queue.pop(0)
+        early[r["story_id"]] = held
+    return ordered
