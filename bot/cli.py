@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from bot.alerts.digest import next_digest
 from bot.alerts.render import format_time, render_console_message, shorten
 from bot.alerts.sink import ConsoleSink
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
-from bot.errors import ConfigError, QueryError, SlackAuthError, StoreError
+from bot.errors import ConfigError, QueryError, RetryLater, SlackAuthError, StoreError
 from bot.match.backtest import backtest, format_backtest, format_test
 from bot.match.query import Query, compile_query
 from bot.ops import health as health_status
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail"
+    )
+    common.add_argument(
+        "--allow-newer-schema",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use a database a newer newsalert has migrated (it may lose what that version stores)",
     )
     common.add_argument(
         "--log-format",
@@ -185,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config == DEFAULT_CONFIG and not Path(config).is_file():
         # Outside a checkout (an installed package, another directory): the starter config it ships.
         config = str(demo.STARTER_CONFIG)
+    Store.allow_newer_schema = getattr(args, "allow_newer_schema", False)
     try:
         settings = load_settings(config, db_path=getattr(args, "db", None))
         return COMMANDS[args.command](settings, args)
@@ -194,9 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as e:
         print(f"newsalert: database error: {e}", file=sys.stderr)
         return EXIT_DATABASE
+    except sqlite3.Error as e:  # disk full, I/O error, a locked file: nothing half-written is kept
+        print(f"newsalert: database error: {settings_path_db(args)}: {e}", file=sys.stderr)
+        return EXIT_DATABASE
     except SlackAuthError as e:
         print(f"newsalert: Slack error: {e}", file=sys.stderr)
         return EXIT_SLACK_AUTH
+
+
+def settings_path_db(args: argparse.Namespace) -> str:
+    return getattr(args, "db", None) or os.environ.get("NEWSALERT_DB") or "the database"
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -404,6 +419,9 @@ def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
             )
     except digests.ScheduleError as e:
         print(f"newsalert: {e}", file=sys.stderr)
+        return 1
+    except RetryLater as e:
+        print(f"newsalert: digest not sent, Slack unavailable ({e}); its window stays open", file=sys.stderr)
         return 1
     finally:
         store.close()

@@ -13,7 +13,7 @@ from bot.alerts.outbox import DeliveryReport, deliver_pending
 from bot.alerts.sink import Sink
 from bot.app.context import AppContext
 from bot.config import Settings
-from bot.errors import ConfigError, SlackAuthError
+from bot.errors import ConfigError, RetryLater, SlackAuthError
 from bot.ingest.poll import PollReport, poll
 from bot.model import Source, Subscription
 from bot.scheduler import Scheduler
@@ -105,6 +105,10 @@ class Newsalert:
                     digest.send_digest(store, self.sink, subscription_id, datetime.now(UTC))
             except SlackAuthError as e:
                 log.critical("digest not sent: %s", e)
+            except RetryLater as e:  # Slack down or a long rate limit: the next run finishes it
+                log.warning(
+                    "digest not sent subscription=%s reason=%s (its window stays open)", subscription_id, e
+                )
             except Exception:  # a digest failing must not stop the scheduler; the window stays open
                 log.exception(
                     "digest failed subscription=%s (its window stays open for the next one)", subscription_id

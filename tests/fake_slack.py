@@ -422,3 +422,8 @@ class FakeSlack:
             )
         if '"image"' in json.dumps(params.get("blocks", [])) or "image_url" in json.dumps(params):
             self.violations.append(f"{method} carries an image: {params.get('text')!r}")
+
+
+def _blocks(params: dict) -> list[dict]:
+    blocks = params.get("blocks") or []
+    return json.loads(blocks) if isinstance(blocks, str) else blocks

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from datetime import UTC, datetime
+import io
+import json
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.alerts.digest import send_digest
 from bot.alerts.outbox import Deliverer, deliver_pending, retry_delay
-from bot.alerts.sink import RateLimiter
+from bot.alerts.sink import ConsoleSink, RateLimiter
 from bot.ingest.poll import poll
-from bot.model import Source
-from bot.ops.health import health
+from bot.model import Item, Source, Span, Subscription, Watchlist
+from bot.ops.health import health, healthz
 from bot.slack.sink import SlackSink
 from bot.store import Store
+from bot.store.rows import subscription_id
+from tests.conftest import bot_env, run_bot
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 from tests.test_pipeline import rss, settings_for, sync
@@ -99,3 +105,214 @@ def test_after_an_outage_a_successful_slack_call_sends_waiting_alerts_at_once(
 
 def test_the_outage_backoff_is_capped_at_two_minutes() -> None:
     assert [retry_delay(n).total_seconds() for n in (0, 1, 4, 5, 30)] == [5, 10, 80, 120, 120]
+
+
+# --- digests ------------------------------------------------------------------------------------
+
+DIGEST_SUB = Subscription("C1", ("csam",), "digest", "daily 09:00", "UTC")
+
+
+def digest_store(path: Path, created: datetime) -> Store:
+    store = Store.open(path)
+    store.catalog.sync_config([], [Watchlist("csam", "CSAM")], [DIGEST_SUB], created)
+    return store
+
+
+def add_story(store: Store, n: int, seen: datetime, url: str = "") -> int:
+    item = Item(
+        "S", f"g{n}", url or f"https://n.example/{n}", f"CSAM story {n}", "Police found CSAM.", seen, seen
+    )
+    with store.transaction():
+        item_id = store.items.add_item(item, story_id=store.stories.new_story(seen))
+        store.items.add_matches(item_id, {"csam": [Span("title", 0, 4, "csam")]})
+    return store.items.story_of(item_id)
+
+
+def test_an_item_stored_in_the_second_the_subscription_was_made_is_in_the_first_digest(tmp_path) -> None:
+    created = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)
+    store = digest_store(tmp_path / "d.db", created)
+    story = add_story(store, 1, created + timedelta(milliseconds=300))  # the same second
+    sid = subscription_id(DIGEST_SUB)
+    assert [s.story_id for s in send_digest(store, ConsoleSink(io.StringIO()), sid, created).stories] == [
+        story
+    ]
+    store.close()
+
+
+def test_polls_and_digest_sends_at_once_put_every_story_in_exactly_one_digest(tmp_path) -> None:
+    path = tmp_path / "d.db"
+    digest_store(path, datetime.now(UTC) - timedelta(seconds=5)).close()
+    sid = subscription_id(DIGEST_SUB)
+    written: list[int] = []
+    digested: list[int] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(first: int) -> None:
+        try:
+            with Store.open(path) as store:
+                for n in range(first, first + 150):
+                    written.append(add_story(store, n, datetime.now(UTC)))
+        except BaseException as e:  # reported by the test, not lost in the thread
+            errors.append(e)
+
+    def sender() -> None:
+        try:
+            with Store.open(path) as store:
+                while not stop.is_set():
+                    # Digests built in the same second as the writes: the case times could not order.
+                    digest = send_digest(store, ConsoleSink(io.StringIO()), sid, datetime.now(UTC))
+                    digested.extend(s.story_id for s in digest.stories)
+        except BaseException as e:
+            errors.append(e)
+
+    writers = [threading.Thread(target=writer, args=(k * 1000,)) for k in range(2)]
+    senders = [threading.Thread(target=sender) for _ in range(2)]
+    for t in writers + senders:
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    stop.set()
+    for t in senders:
+        t.join(timeout=120)
+    assert errors == []
+    with Store.open(path) as store:
+        digested.extend(
+            s.story_id for s in send_digest(store, ConsoleSink(io.StringIO()), sid, datetime.now(UTC)).stories
+        )
+    assert len(written) == 300
+    assert sorted(digested) == sorted(written)  # each once: none lost, none twice
+
+
+def test_a_digest_slack_refuses_is_re_rendered_within_limits_and_sent(tmp_path, slack: FakeSlack) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    store = digest_store(tmp_path / "d.db", created)
+    long_link = "https://n.example/q?" + "&".join(f"a{n}=b" for n in range(500))  # ~2,000 characters
+    add_story(store, 1, created + timedelta(minutes=1), url=long_link)
+    add_story(store, 2, created + timedelta(minutes=2))
+    sid = subscription_id(DIGEST_SUB)
+    digest = send_digest(store, SlackSink(VALID_TOKEN, slack.url, timeout=5), sid, datetime.now(UTC))
+    assert len(digest.stories) == 2
+    (posted,) = slack.top_level("C1")
+    text = json.dumps(posted["blocks"])
+    assert "CSAM story 1" in text and "CSAM story 2" in text and long_link[:60] not in text
+    assert [r["status"] for r in store.db["digests"].rows] == ["sent"]
+    store.close()
+
+
+def test_a_digest_refused_even_as_plain_text_does_not_stay_sending(tmp_path, slack: FakeSlack) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    store = digest_store(tmp_path / "d.db", created)
+    add_story(store, 1, created + timedelta(minutes=1))
+    for _ in range(3):
+        slack.fail_next("chat.postMessage", error="invalid_blocks")
+    sid = subscription_id(DIGEST_SUB)
+    send_digest(store, SlackSink(VALID_TOKEN, slack.url, timeout=5), sid, datetime.now(UTC))
+    assert [r["status"] for r in store.db["digests"].rows] == ["failed"]
+    assert store.digests.unfinished_digest(sid) is None
+    store.close()
+
+
+def test_a_rate_limited_digest_waits_and_is_sent_in_the_same_run(tmp_path, slack: FakeSlack) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    store = digest_store(tmp_path / "d.db", created)
+    add_story(store, 1, created + timedelta(minutes=1))
+    slack.rate_limit("C1", retry_after=1, times=2)
+    waits: list[float] = []
+    sid = subscription_id(DIGEST_SUB)
+    send_digest(
+        store, SlackSink(VALID_TOKEN, slack.url, timeout=5), sid, datetime.now(UTC), sleep=waits.append
+    )
+    assert waits.count(1.0) == 2
+    assert len(slack.top_level("C1")) == 1
+    assert [r["status"] for r in store.db["digests"].rows] == ["sent"]
+    store.close()
+
+
+# --- the database -------------------------------------------------------------------------------
+
+
+def feed_config(tmp_path: Path, feeds: FeedServer, watchlists: str = "") -> Path:
+    url = feeds.serve("/a.rss", rss(("CSAM ring arrested in Lyon", "https://n.example/lyon", NOW)))
+    config = tmp_path / "newsalert.toml"
+    config.write_text(
+        f'[defaults]\nallow_private_sources = true\n\n[[sources]]\nname = "A"\nurl = "{url}"\n\n'
+        f'[watchlists.csam]\nquery = "CSAM"\n{watchlists}\n'
+        '[[subscriptions]]\nchannel = "C0000000001"\nwatchlists = ["csam"]\n'
+    )
+    return config
+
+
+def newer_schema(db: Path) -> None:
+    """What a newer newsalert leaves: a migration this one does not know, and a column it cannot fill."""
+    with Store.open(db) as store:
+        store.db["alerts"].add_column("priority", str)
+        store.db["alerts"].transform(not_null={"priority"})
+        store.db.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+            " VALUES ('newsalert', 'm099_x', '')"
+        )
+        store.db.conn.commit()
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused(tmp_path, feeds: FeedServer) -> None:
+    db = tmp_path / "t.db"
+    newer_schema(db)
+    config = feed_config(tmp_path, feeds)
+    result = run_bot("--config", str(config), "poll", "--once", env=bot_env(NEWSALERT_DB=str(db)))
+    assert result.returncode == 3, result.stderr
+    assert (
+        "migrated by a newer newsalert (m099_x)" in result.stderr and "--allow-newer-schema" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_an_alert_that_cannot_be_stored_fails_the_poll_and_loses_nothing(tmp_path, feeds: FeedServer) -> None:
+    db = tmp_path / "t.db"
+    newer_schema(db)
+    config = feed_config(tmp_path, feeds)
+    result = run_bot(
+        "--config", str(config), "poll", "--once", "--allow-newer-schema", env=bot_env(NEWSALERT_DB=str(db))
+    )
+    assert result.returncode == 3, result.stderr
+    assert "database error" in result.stderr and "NOT NULL" in result.stderr
+    assert "Traceback" not in result.stderr
+    with Store.open_readonly(db) as store:  # the item was not kept without its alert: it alerts later
+        assert store.count("items") == 0
+
+
+def test_a_database_error_mid_poll_is_one_line_not_a_traceback(tmp_path, feeds: FeedServer) -> None:
+    db = tmp_path / "t.db"
+    with Store.open(db) as store:  # every write to items now fails, as on a full disk
+        store.db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON items"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+        store.db.conn.commit()
+    result = run_bot(
+        "--config", str(feed_config(tmp_path, feeds)), "poll", "--once", env=bot_env(NEWSALERT_DB=str(db))
+    )
+    assert result.returncode == 3, result.stderr
+    assert "database or disk is full" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_watchlist_that_cannot_compile_is_disabled_and_the_others_alert(
+    tmp_path, feeds: FeedServer, store: Store
+) -> None:
+    url = feeds.serve("/a.rss", rss(("CSAM ring arrested in Lyon", "https://n.example/lyon", NOW)))
+    settings = settings_for(tmp_path, Source("A", url))
+    sync(store, settings)
+    # Stored by an older version or a bad edit: a query the compiler cannot take.
+    store.db.execute(
+        "UPDATE watchlists SET query = ? WHERE name = 'deepfakes'", ["(" * 5000 + "x" + ")" * 5000]
+    )
+    store.db.conn.commit()
+    report = poll(settings, store)
+    assert report.alerts_queued == 1  # csam still alerts
+    verdict = health(store)
+    assert verdict.needs_human
+    assert any(p.startswith('watchlist "deepfakes" disabled') for p in verdict.problems)
+    db = settings.db_path
+    result = run_bot("status", env=bot_env(NEWSALERT_DB=db))
+    assert result.returncode == 1 and 'watchlist "deepfakes" disabled' in result.stdout
+    assert healthz(db, scheduler_alive=True)[0] == 503

@@ -1,16 +1,17 @@
 """Digest subscriptions: scheduled briefings that cover every matching story exactly once.
 
-A digest covers the stories first seen by the bot (not published: a late item must not fall
-through) after the end of the previous digest's window, up to the moment it is built. The
-window end is stored per subscription when the digest is sent, so a restart, a skipped run or a
-DST change neither loses nor repeats a story.
+A digest covers the stories first stored by the bot (not published: a late item must not fall
+through) after the end of the previous digest's window, up to the moment it is built, counted in
+item ids, not seconds. The window end is stored per subscription when the digest is sent, so a
+restart, a skipped run or a DST change neither loses nor repeats a story.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.alerts.outbox import CLAIM_STALE, dead_workers, worker_id  # the outbox's claim rules
 from bot.alerts.render import (
     BLOCK_TEXT_LIMIT,
     TEXT_LIMIT,
@@ -27,12 +29,13 @@ from bot.alerts.render import (
     fit,
     format_time,
     plural,
+    render_plain,
     shorten,
     slack_time,
 )
-from bot.alerts.sink import LOOKBACK
+from bot.alerts.sink import LOOKBACK, RateLimiter
 from bot.alerts.summarize import summarize
-from bot.errors import ScheduleError
+from bot.errors import Rejected, RetryLater, ScheduleError
 from bot.model import Subscription
 
 HEADER_LIMIT = 150  # Slack's limit for a header block's text
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("newsalert.digest")
 
 MAX_BLOCKS = 50  # Slack's limit per message
+BLOCK_ERRORS = {"invalid_blocks", "invalid_blocks_format", "msg_too_long"}
 DEFAULT_TOP = 15
 _DAYS = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 _CRON_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
@@ -257,9 +261,25 @@ def build_digest(store: Store, subscription_id: str, until: datetime) -> Digest:
     """The digest that would be sent now: everything since the last one (or the subscription's start)."""
     sub, created, covered = find_subscription(store, subscription_id)
     unfinished = store.digests.unfinished_digest(subscription_id)
-    since = unfinished[1] if unfinished else (covered or created)
+    if unfinished:
+        since, seq_start, seq_end = unfinished.since, unfinished.seq_start, unfinished.seq_end
+    else:
+        since = covered or created
+        seq_start, seq_end = store.digests.covered_seq(subscription_id, created), store.digests.last_seq()
+    return _digest(store, sub, subscription_id, since, until, seq_start, seq_end)
+
+
+def _digest(
+    store: Store,
+    sub: Subscription,
+    subscription_id: str,
+    since: datetime,
+    until: datetime,
+    start: int,
+    end: int,
+) -> Digest:
     stories = []
-    for story_id, watchlist, first_seen in store.digests.digest_stories(sub.watchlists, since, until):
+    for story_id, watchlist, first_seen in store.digests.digest_stories(sub.watchlists, start, end):
         items = store.stories.story_items(story_id)
         lead = next((item for _, item, dup in items if dup is None), items[0][1])
         stories.append(
@@ -276,28 +296,75 @@ def build_digest(store: Store, subscription_id: str, until: datetime) -> Digest:
     return Digest(subscription_id, sub.channel, sub.watchlists, since, until, tuple(rank(stories)), sub.top)
 
 
-def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -> Digest:
+RATE_LIMIT_TRIES = 5  # 429s a digest part waits out in one run before it is left for the next
+LONGEST_RATE_WAIT = 60.0  # seconds: a longer Retry-After ends this run (the window stays open)
+LINK_LIMIT = 500  # characters: a longer link is dropped (title kept) when Slack refuses the blocks
+_LINK = re.compile(r"<([^|<>]*)\|([^<>]*)>")
+
+
+def send_digest(
+    store: Store,
+    sink: Sink,
+    subscription_id: str,
+    now: datetime,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    limiter: RateLimiter | None = None,
+) -> Digest:
     """Post the digest and move the subscription's window to ``now`` — exactly once.
 
     The window is recorded before posting; a crash after Slack took the messages is found on
-    the next attempt by the metadata they carry, and that window is completed, not re-sent.
+    the next attempt by the metadata they carry, and that window is completed, not re-sent. A
+    part Slack refuses is sent again within limits (long links dropped, then plain text); one
+    refused even so closes the digest as 'failed' (logged) rather than leaving it 'sending'.
+    Rate limits are waited out here, parts paced like alerts. Raises RetryLater when Slack
+    stays unavailable: the row stays 'sending' and the next run finishes it.
     """
     sub, created, covered = find_subscription(store, subscription_id)
+    worker = worker_id()
     unfinished = store.digests.unfinished_digest(subscription_id)
-    if unfinished:
-        digest_id, _, until = unfinished  # finish that window first; the next one starts after it
-    else:
-        digest_id, until = store.digests.begin_digest(subscription_id, covered or created, now, now), now
-    digest = build_digest(store, subscription_id, until)
+    record = None
+    if unfinished:  # finish that window first; the next one starts after it
+        record = store.digests.claim_unfinished(
+            subscription_id,
+            worker,
+            now,
+            stale_before=now - CLAIM_STALE,
+            dead_workers=dead_workers(store.digests.digest_workers()),
+        )
+    elif store.digests.begin_digest(subscription_id, covered or created, now, now, worker=worker):
+        record = store.digests.unfinished_digest(subscription_id)
+    if record is None:
+        log.info("digest busy subscription=%s (another sender has it)", subscription_id)
+        return Digest(subscription_id, sub.channel, sub.watchlists, covered or created, now, (), sub.top)
+    digest_id, until = record.id, record.until
+    digest = _digest(store, sub, subscription_id, record.since, until, record.seq_start, record.seq_end)
     messages = [] if (sub.skip_empty and not digest.stories) else render_digest(digest)
+    limiter = limiter or RateLimiter(sleep=sleep)
     sent: list[str] = []
+    refused = ""
     for part, message in enumerate(messages):
         payload = {"digest_id": digest_id, "subscription": subscription_id, "part": part}
         ts = None
         if unfinished:
             ts = sink.find_message(sub.channel, until - LOOKBACK, DIGEST_EVENT, payload)
-        sent.append(ts or sink.post_message(sub.channel, message, DIGEST_EVENT, payload))
-    store.digests.finish_digest(digest_id, subscription_id, until, sent)
+        if ts is None:
+            try:
+                ts = _post_part(sink, sub.channel, message, payload, sleep, limiter)
+            except Rejected as e:
+                refused = e.error
+                log.error(
+                    "digest part refused subscription=%s channel=%s part=%d error=%s",
+                    subscription_id,
+                    sub.channel,
+                    part,
+                    e.error,
+                )
+                continue
+        sent.append(ts)
+    store.digests.finish_digest(
+        digest_id, subscription_id, until, sent, status="failed" if refused and not sent else "sent"
+    )
     log.info(
         "digest sent subscription=%s channel=%s stories=%d messages=%d",
         subscription_id,
@@ -306,6 +373,52 @@ def send_digest(store: Store, sink: Sink, subscription_id: str, now: datetime) -
         len(sent),
     )
     return digest
+
+
+def _post_part(
+    sink: Sink,
+    channel: str,
+    message: SlackMessage,
+    payload: dict,
+    sleep: Callable[[float], None],
+    limiter: RateLimiter,
+) -> str:
+    """One part: waiting out short rate limits, then re-rendered within limits if refused."""
+    attempts = [message, _short_links(message), render_plain(message)]
+    for n, attempt in enumerate(attempts):
+        for _ in range(RATE_LIMIT_TRIES):
+            if getattr(sink, "paced", True):
+                limiter.wait(channel)
+            try:
+                return sink.post_message(channel, attempt, DIGEST_EVENT, payload)
+            except RetryLater as e:
+                if e.retry_after is None or e.retry_after > LONGEST_RATE_WAIT or e.maybe_posted:
+                    raise
+                log.warning("digest rate limited channel=%s: waiting %.0fs", channel, e.retry_after)
+                sleep(e.retry_after)
+            except Rejected as e:
+                if e.error not in BLOCK_ERRORS or n == len(attempts) - 1:
+                    raise
+                log.warning("digest blocks refused channel=%s error=%s: re-rendering", channel, e.error)
+                break
+        else:
+            raise RetryLater(f"rate limited {RATE_LIMIT_TRIES} times")
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _short_links(message: SlackMessage) -> SlackMessage:
+    """The message with every link longer than LINK_LIMIT replaced by its title, sections cut to size."""
+
+    def cut(match: re.Match[str]) -> str:
+        return match.group(0) if len(match.group(1)) <= LINK_LIMIT else match.group(2)
+
+    blocks = []
+    for block in message.blocks:
+        if block.get("type") == "section" and "text" in block:
+            text = _LINK.sub(cut, block["text"]["text"])
+            block = {**block, "text": {**block["text"], "text": shorten(text, BLOCK_TEXT_LIMIT)}}
+        blocks.append(block)
+    return SlackMessage(text=message.text, blocks=blocks)
 
 
 def missed_digests(store: Store, now: datetime, grace: timedelta) -> list[str]:

@@ -46,7 +46,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _dead_workers(holders: Sequence[str]) -> list[str]:
+def dead_workers(holders: Sequence[str]) -> list[str]:
     """Claim holders on this host whose process is gone (killed, crashed): their claims are free."""
     host = socket.gethostname()
     dead = []
@@ -161,7 +161,7 @@ class Deliverer:
             self.worker,
             now,
             stale_before=now - CLAIM_STALE,
-            dead_workers=_dead_workers(self.store.outbox.claim_holders()),
+            dead_workers=dead_workers(self.store.outbox.claim_holders()),
         ):
             log.info("channel busy channel=%s (another worker is delivering it)", channel)
             report.waiting_channels.add(channel)

@@ -32,6 +32,9 @@ __all__ = ["Store"]
 
 
 class Store:
+    # Set by `--allow-newer-schema`: use a database whose migrations this version does not know.
+    allow_newer_schema = False
+
     def __init__(self, db: sqlite_utils.Database, path: str | None = None):
         self.db = db
         self.path = path  # for another connection to the same file (one per thread)
@@ -69,6 +72,7 @@ class Store:
             # Two processes starting at once must not both migrate: the first takes the write
             # lock, the second waits and then finds nothing pending.
             with store.transaction():
+                refuse_newer_schema(db, allowed=cls.allow_newer_schema, path=str(path))
                 migrations.apply(db)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{path}: cannot use database: {e}") from None
@@ -133,3 +137,15 @@ class Store:
     def has_table(self, name: str) -> bool:
         rows = all_rows(self.db, "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
         return bool(rows)
+
+
+def refuse_newer_schema(db: sqlite_utils.Database, *, allowed: bool, path: str) -> None:
+    """A StoreError when a newer newsalert has migrated this file: its tables may hold columns
+    this version cannot fill (a NOT NULL without default), so writing would lose alerts."""
+    known = {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
+    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+    if unknown and not allowed:
+        raise StoreError(
+            f"{path}: migrated by a newer newsalert ({', '.join(unknown)}); upgrade newsalert, "
+            "or pass --allow-newer-schema to use it anyway"
+        )

@@ -456,6 +456,8 @@ def m014_fair_delivery_and_sequences(db: sqlite_utils.Database) -> None:
     db["alerts"].add_column("outage", int, not_null_default=0)
     db["digests"].add_column("seq_start", int)
     db["digests"].add_column("seq_end", int)
+    db["digests"].add_column("worker", str)  # who is sending it: two senders never post one twice
+    db["digests"].add_column("claimed_at", str)
     db["subscriptions"].add_column("digest_covered_seq", int)
     # Windows already sent end at the last item first seen by then.
     db.execute(
