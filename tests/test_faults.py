@@ -28,6 +28,7 @@ from bot.store.rows import subscription_id
 from tests.conftest import bot_env, run_bot
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
+from tests.store_checks import story_of
 from tests.test_pipeline import rss, settings_for, sync
 
 NOW = datetime.now(UTC)
@@ -125,7 +126,7 @@ def add_story(store: Store, n: int, seen: datetime, url: str = "") -> int:
     with store.transaction():
         item_id = store.items.add_item(item, story_id=store.stories.new_story(seen))
         store.items.add_matches(item_id, {"csam": [Span("title", 0, 4, "csam")]})
-    return store.items.story_of(item_id)
+    return story_of(store, item_id)
 
 
 def test_an_item_stored_in_the_second_the_subscription_was_made_is_in_the_first_digest(tmp_path) -> None:

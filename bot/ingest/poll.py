@@ -104,7 +104,7 @@ def poll(
     sources = store.catalog.active_sources() if sources is None else sources
     if due_only:
         sources = [s for s in sources if store.sources.source_due(s.name, now())]
-    watchlists = usable_watchlists(store, {w.name: w.query for w in store.catalog.active_watchlists()}, now())
+    watchlists = usable_watchlists(store, {w.name: w.query for w in store.catalog.active_watchlists()}, now)
     states = {s.name: store.sources.source_state(s.name) for s in sources}
     subscriptions = store.catalog.realtime_subscriptions()
     report = PollReport()
@@ -118,7 +118,9 @@ def poll(
     return report
 
 
-def usable_watchlists(store: Store, watchlists: Mapping[str, str], now: datetime) -> dict[str, str]:
+def usable_watchlists(
+    store: Store, watchlists: Mapping[str, str], now: Callable[[], datetime]
+) -> dict[str, str]:
     """The watchlists that compile, each tried alone: one stored by an older version or a bad
     edit is disabled (recorded for `status`, logged with its name), and the others keep alerting."""
     good: dict[str, str] = {}
@@ -134,7 +136,8 @@ def usable_watchlists(store: Store, watchlists: Mapping[str, str], now: datetime
             good[name] = query
     for name, error in faults.items():
         log.error("watchlist disabled name=%r reason=%s (fix it with /newsalert watchlist)", name, error)
-    store.faults.set_watchlist_faults(faults, watchlists, now)
+    if faults or store.faults.watchlist_faults():  # the usual poll writes nothing
+        store.faults.set_watchlist_faults(faults, watchlists, now())
     return good
 
 
