@@ -198,6 +198,9 @@ def test_a_digest_slack_refuses_is_re_rendered_within_limits_and_sent(tmp_path, 
     text = json.dumps(posted["blocks"])
     assert "CSAM story 1" in text and "CSAM story 2" in text and long_link[:60] not in text
     assert [r["status"] for r in store.db["digests"].rows] == ["sent"]
+    # Slack refused the first rendering (the case this reproduces), and only that one.
+    assert len(slack.refused) == 1 and "section text" in slack.refused[0]
+    slack.refused.clear()
     store.close()
 
 
