@@ -55,7 +55,7 @@ def click(
     with ctx.store() as store:
         # The message is found by where it is, not by the button's value: a value is only a hint.
         post = store.stories.story_post_at(channel, message_ts)
-        if post is None and value.isdigit():
+        if post is None and value.isdigit() and len(value) <= 18:  # a story id, not a 5,000-digit one
             post = store.stories.story_post(int(value), channel)
         if post is None:
             return Click(notice="newsalert has no record of this alert any more.")

@@ -10,9 +10,11 @@ Socket Mode: the app connects out with the app-level token (xapp-…); no public
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from slack_bolt import App, BoltRequest
@@ -27,6 +29,12 @@ log = logging.getLogger("newsalert.slack")
 
 EVENTS_PATH = "/slack/events"
 MAX_BODY = 1024 * 1024  # Slack's payloads are a few kB; anything this big is not from Slack
+# Bolt runs listeners on this pool and a request is answered when its listener calls ack(): the
+# pool must never be full of slow work, or a slash command misses Slack's 3 seconds. Listeners
+# hand slow work (App Home renders, Web API reads) to bot.slack.listeners.slow instead.
+LISTENER_THREADS = 32
+READ_TIMEOUT = 10.0  # seconds a client may take to send its headers and body
+MAX_CONNECTIONS = 64  # connections served at once; more are answered 503 at once and closed
 
 
 class _QuietClientWarning(logging.Filter):
@@ -49,6 +57,7 @@ def create_app(ctx: AppContext, *, socket_mode: bool = False) -> App:
         request_verification_enabled=not socket_mode,
         # Listeners ack first and work after: the HTTP answer goes out on ack().
         process_before_response=False,
+        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="newsalert-listener"),
     )
     register_listeners(app, ctx)
     return app
@@ -71,6 +80,7 @@ def make_server(
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "newsalert"
+        timeout = READ_TIMEOUT  # the socket's timeout: a slow or silent client cannot hold a thread
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug("http %s " + format, self.client_address[0], *args)
@@ -114,9 +124,34 @@ def make_server(
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _CappedServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _CappedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once: beyond that, 503 and close."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        if not self._slots.acquire(blocking=False):
+            log.warning("http: %d connections open, refusing %s", MAX_CONNECTIONS, client_address[0])
+            with contextlib.suppress(OSError):  # the client may be gone already
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def run_socket_mode(ctx: AppContext) -> None:
