@@ -320,3 +320,17 @@ def test_a_watchlist_that_cannot_compile_is_disabled_and_the_others_alert(
     result = run_bot("status", env=bot_env(NEWSALERT_DB=db))
     assert result.returncode == 1 and 'watchlist "deepfakes" disabled' in result.stdout
     assert healthz(db, scheduler_alive=True)[0] == 503
+
+
+def test_the_console_is_not_paced_like_slack(tmp_path, feeds: FeedServer, store: Store) -> None:
+    """Point 10: without a token, a poll of 300 alerts prints them at once instead of over minutes."""
+    url = feeds.serve("/many.rss", rss(*((unlike(i, "c"), f"https://c.example/{i}", NOW) for i in range(30))))
+    settings = settings_for(tmp_path, Source("Many", url))
+    sync(store, settings)
+    poll(settings, store)
+    slept: list[float] = []
+    limiter = RateLimiter(sleep=slept.append)  # Slack's pace: one post per 1.1 s per channel
+    out = io.StringIO()
+    report = Deliverer(store, ConsoleSink(out), limiter=limiter).run()
+    # 20 alerts and the flood summary; a paced sink would wait 1.1 s before each after the first.
+    assert report.sent == 21 and slept == []

@@ -387,7 +387,7 @@ def _post_part(
     attempts = [message, _short_links(message), render_plain(message)]
     for n, attempt in enumerate(attempts):
         for _ in range(RATE_LIMIT_TRIES):
-            if getattr(sink, "paced", True):
+            if sink.paced:
                 limiter.wait(channel)
             try:
                 return sink.post_message(channel, attempt, DIGEST_EVENT, payload)

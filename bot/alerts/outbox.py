@@ -130,7 +130,7 @@ class Deliverer:
 
     def _pace(self, channel: str) -> None:
         # Slack's pace is Slack's: the console (no token) prints as fast as it can.
-        if getattr(self.sink, "paced", True):
+        if self.sink.paced:
             self.limiter.wait(channel)
 
     def _channel_in_thread(self, channel: str) -> DeliveryReport:
