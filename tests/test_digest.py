@@ -262,6 +262,8 @@ def test_digests_reach_the_fake_slack_and_an_interrupted_one_is_finished_not_rep
 class _Printer:
     """A sink that keeps what it was given."""
 
+    paced = False
+
     def __init__(self) -> None:
         self.messages: list = []
 
