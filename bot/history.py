@@ -87,9 +87,11 @@ def search(
     watchlist: str | None = None,
     source: str | None = None,
     limit: int = 20,
+    offset: int = 0,
     now: datetime | None = None,
 ) -> list[StoryHit]:
-    """Stories with an item first seen in the last ``since`` that ``query`` matches, newest first.
+    """Stories with an item first seen in the last ``since`` that ``query`` matches, newest first;
+    ``offset`` skips that many of the newest (a later page).
 
     ``watchlist`` keeps stories that watchlist matched; ``source`` keeps items from that source (or
     outlet, for aggregator items). Raises bot.errors.QueryError for a query that does not parse.
@@ -101,7 +103,8 @@ def search(
     )
     found: dict[int, tuple[int, str, str, datetime]] = {}  # story -> (item, title, url, story first seen)
     position = 0
-    while position < len(candidates) and len(found) < limit:
+    wanted = offset + limit  # confirmed stories in order: the page is the last ``limit`` of them
+    while position < len(candidates) and len(found) < wanted:
         # Candidates come story by story, newest story first: the first confirmed item of a story
         # is its earliest match, and once ``limit`` stories are confirmed the rest can only be older.
         batch = []
@@ -119,8 +122,9 @@ def search(
             if compiled.match(row.title, row.text, source=row.source) is not None:
                 first_seen = datetime.fromisoformat(story_first_seen)
                 found[story_id] = (item_id, row.title, row.url, first_seen)
-                if len(found) == limit:
+                if len(found) == wanted:
                     break
+    found = dict(list(found.items())[offset:])
     watchlists = store.history.story_watchlists(list(found))
     return [
         StoryHit(

@@ -194,10 +194,19 @@ def test_mute_durations_and_names(ctx: AppContext) -> None:
         assert store.people.channels_muting_source("UN News", NOW + timedelta(weeks=3)) == set()  # expired
 
 
-def test_pending_message_for_slow_commands_only() -> None:
-    assert pending_message("source add https://x") is not None
-    assert pending_message("query test x") is not None
-    assert pending_message("list") is None and pending_message("source remove x") is None
+def test_pending_message_for_slow_commands_only_and_never_before_a_refusal(ctx: AppContext) -> None:
+    ws = FakeWorkspace()
+
+    def pending(text: str, user: str = "U0ADMIN") -> str | None:
+        return pending_message(text, user=user, ctx=ctx, workspace=ws)
+
+    assert pending("source add https://x") is not None
+    assert pending("query test x") is not None
+    assert pending("list") is None and pending("source remove x") is None
+    # A non-admin's `source add` is refused at once: no "Fetching that source…" before the refusal.
+    assert pending("source add https://x", user="U1") is None
+    assert ws.asked == ["U1"]
+    assert run(ctx, "source add https://x.example/f", user="U1").text.startswith("Only newsalert admins")
 
 
 def add_alerted_story(store: Store, *, source: str = "UN News", channel: str = "C1") -> StoryPost:

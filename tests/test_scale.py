@@ -8,8 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from bot.alerts.digest import Digest, DigestStory, render_digest
 from bot.alerts.render import MessageState, render_plain, render_reply, render_slack
+from bot.app.commands import handle
+from bot.app.context import AppContext, Reply
 from bot.app.home import home_view
-from bot.model import Source, Subscription, Summary, Watchlist
+from bot.app.paging import Cursor, parse_cursor
+from bot.config import Settings
+from bot.model import Item, Source, Subscription, Summary, Watchlist
 from bot.store import Store
 from tests.slack_limits import message_problems, view_problems
 from tests.test_render import alert
@@ -58,3 +62,111 @@ def test_app_home_with_300_sources_and_200_watchlists_fits_and_leads_with_alerts
     assert view_problems(view) == []
     assert view["blocks"][0]["text"]["text"] == "Latest alerts"
     assert "and 285 more" in str(view["blocks"])  # sources cut to a first page, the rest a command away
+
+
+# -- every command reply at scale, page by page --------------------------------------------------
+
+
+class Everyone:
+    """A Workspace where nobody is a workspace admin and every channel is visible."""
+
+    def is_workspace_admin(self, user_id: str) -> bool:
+        return False
+
+    def join(self, channel_id: str) -> str | None:
+        return None
+
+    def can_see(self, user_id: str, channel_id: str) -> bool:
+        return True
+
+    def permalink(self, channel_id: str, ts: str) -> str | None:
+        return None
+
+
+def big_workspace(tmp_path) -> AppContext:
+    """300 sources (all failing), 200 watchlists with long queries, one channel subscribed to all,
+    300 stories that every watchlist matched, muted sources in the channel."""
+    sources = tuple(Source(f"Source {i}", f"https://feeds{i}.example/rss") for i in range(300))
+    watchlists = tuple(
+        Watchlist(w, f"unicef OR {w} OR ({'long query term ' * 20})", "a description " * 10)
+        for w in WATCHLISTS
+    )
+    settings = Settings("t.toml", sources, watchlists, (), db_path=str(tmp_path / "t.db"))
+    store = Store.open(settings.db_path)
+    store.catalog.sync_config(sources, watchlists, (Subscription("C1", WATCHLISTS),), NOW)
+    with store.transaction():
+        for s in sources:
+            store.sources.record_fetch_failure(s.name, s.url, NOW, "HTTP 503: " + "service unavailable " * 20)
+        for i in range(40):
+            store.people.mute("C1", "source", f"Source {i}", "U1", NOW)
+        for i in range(300):
+            story = store.stories.new_story(NOW - timedelta(minutes=i))
+            item = Item(
+                f"Source {i}",
+                f"g{i}",
+                f"https://n.example/{i}",
+                f"UNICEF story {i} " + "x" * 200,
+                "",
+                NOW,
+                NOW,
+            )
+            item_id = store.items.add_item(item, story_id=story, new_story=True)
+            store.items.add_matches(item_id, {w: [] for w in WATCHLISTS})
+    store.close()
+    return AppContext(settings, now=lambda: NOW)
+
+
+def pages(ctx: AppContext, command: str) -> list[Reply]:
+    """Every page of ``command``'s reply, following its "Next page" button like a click does."""
+    replies = [handle(command, user="U1", channel="C1", ctx=ctx, workspace=Everyone())]
+    while len(replies) < 200:
+        buttons = [e for b in replies[-1].blocks or [] if b["type"] == "actions" for e in b["elements"]]
+        following = [b for b in buttons if b["action_id"] == "page_next"]
+        if not following:
+            break
+        cursor = parse_cursor(following[0]["value"])
+        assert cursor is not None
+        replies.append(
+            handle(cursor.command, user="U1", channel="C1", ctx=ctx, workspace=Everyone(), page=cursor.page)
+        )
+    return replies
+
+
+def test_every_command_reply_fits_page_by_page_and_the_pages_hold_everything(tmp_path) -> None:
+    ctx = big_workspace(tmp_path)
+    expected = {
+        "sources": ("Source 299", 300),
+        "status": ("Source 299", 300),
+        "watchlists": ("watchlist-199", 200),
+        "list": ("Source 39", 40),
+        "search unicef": ("UNICEF story 299", 300),
+    }
+    for command, (last, count) in expected.items():
+        replies = pages(ctx, command)
+        assert len(replies) > 1, command  # paged, not a wall
+        for reply in replies:
+            assert message_problems({"text": reply.text, "blocks": reply.blocks}) == [], command
+        shown = "".join(str(r.blocks) for r in replies)
+        assert last in shown, command
+        if command == "sources":
+            assert sum(str(r.blocks).count("⚠️ *Source") for r in replies) == count
+        if command == "search unicef":
+            assert len(replies) == 30 and "Previous page" in str(replies[-1].blocks)
+    status = pages(ctx, "status")[0]
+    assert "✅ healthy" not in status.text and "300 of 300 sources failing" in status.text
+
+
+def test_a_page_cursor_is_bounded_and_checked() -> None:
+    assert parse_cursor("2|sources") == Cursor(2, "sources")
+    assert parse_cursor("7|search unicef since:7d") == Cursor(7, "search unicef since:7d")
+    for value in (
+        "9" * 5000,
+        "",
+        "garbage",
+        "0|sources",
+        "2|source add https://x",
+        "-1|list",
+        "2|",
+        "1" * 5000 + "|list",
+    ):
+        assert parse_cursor(value) is None, value[:20]

@@ -227,6 +227,40 @@ escalation_channel = "{ESCALATION}"
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
         assert self.post(body, "application/x-www-form-urlencoded")[0] == 200
 
+    def press(self, button: dict, *, user: str = USER, channel: str = ALERTS) -> dict:
+        """Click ``button`` on an ephemeral reply; the body that came back through its response_url."""
+        url = self.slack.response_url()
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+            "api_app_id": "A0NEWSALERT",
+            "token": "legacy-unused",
+            "container": {
+                "type": "message",
+                "message_ts": "1.000001",
+                "channel_id": channel,
+                "is_ephemeral": True,
+            },
+            "trigger_id": "1.2.4",
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "channel": {"id": channel, "name": "alerts"},
+            "response_url": url,
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": "paging",
+                    "value": button["value"],
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        assert self.post(body, "application/x-www-form-urlencoded")[0] == 200
+        wait_for(lambda: self.slack.responses_to(url), what=f"the answer to {button['action_id']}")
+        (reply,) = self.slack.responses_to(url)
+        return reply
+
     def event(self, event: dict) -> int:
         body = json.dumps(
             {
@@ -648,3 +682,69 @@ def test_socket_mode_connects_out_with_the_app_token(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "Slack refused SLACK_APP_TOKEN for Socket Mode: invalid_auth" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- paging -------------------------------------------------------------------------------------
+
+
+def buttons(reply: dict) -> dict[str, dict]:
+    return {
+        e["action_id"]: e for b in reply.get("blocks", []) if b["type"] == "actions" for e in b["elements"]
+    }
+
+
+def test_paging_through_sources_and_search_replaces_the_reply(bot: Bot) -> None:
+    from datetime import UTC, datetime
+
+    from bot.model import Item, Source
+
+    now = datetime.now(UTC)
+    store = Store.open(bot.db)
+    with store.transaction():
+        for i in range(45):
+            store.catalog.add_source(
+                Source(f"Extra {i:02d}", f"https://extra{i}.example/rss", interval=86400), ADMIN, now
+            )
+        for i in range(23):
+            story = store.stories.new_story(now)
+            item = Item(
+                "Wire",
+                f"page-{i}",
+                f"https://pages.example/{i}",
+                f"Grooming case number {i:02d}",
+                "",
+                now,
+                now,
+            )
+            store.items.add_item(item, story_id=story, new_story=True)
+    store.close()
+    try:
+        first = bot.command("sources")
+        assert "Page 1 of 3" in json.dumps(first["blocks"]) and "Previous page" not in json.dumps(first)
+        second = bot.press(buttons(first)["page_next"])
+        assert second["replace_original"] is True and second["response_type"] == "ephemeral"
+        assert "Page 2 of 3" in json.dumps(second["blocks"])
+        third = bot.press(buttons(second)["page_next"])
+        assert "page_next" not in buttons(third) and "Extra 44" in json.dumps(third["blocks"])
+        assert "Page 2 of 3" in json.dumps(bot.press(buttons(third)["page_prev"])["blocks"])
+
+        found = bot.command("search grooming since:1d")
+        assert found["text"].count("Grooming case number") == 10
+        later = bot.press(buttons(found)["page_next"])
+        assert (
+            later["text"].count("Grooming case number") == 10 and "Grooming case number 12" in later["text"]
+        )
+        last = bot.press(buttons(later)["page_next"])
+        assert last["text"].count("Grooming case number") == 3 and "page_next" not in buttons(last)
+
+        # A button value Slack would never send back from us is answered, not a traceback.
+        for value in ("9" * 5000, "garbage", "3|source add https://evil.example/feed"):
+            stale = bot.press({"action_id": "page_next", "value": value})
+            assert "run the command again" in stale["text"] and stale["replace_original"] is True
+        assert bot.query("SELECT count(*) FROM sources WHERE url LIKE '%evil%'") == [(0,)]
+    finally:
+        store = Store.open(bot.db)
+        with store.transaction():
+            for i in range(45):
+                store.catalog.remove_source(f"Extra {i:02d}", ADMIN, now)
+        store.close()

@@ -17,9 +17,10 @@ from datetime import timedelta
 from bot import history
 from bot.alerts.digest import next_digest
 from bot.alerts.digest import trigger as digest_trigger
-from bot.alerts.render import escape, escape_url, format_time, mention, shorten
+from bot.alerts.render import WATCHLIST_NAMES, escape, escape_url, format_time, mention, shorten
 from bot.app.admin import cmd_source, cmd_watchlist, find_source, straight_quotes, subcommand
 from bot.app.context import COMMAND, AppContext, Handler, Invocation, Reply, Workspace
+from bot.app.paging import page_of
 from bot.app.replies import (
     HELP,
     HELP_LINE,
@@ -28,7 +29,7 @@ from bot.app.replies import (
     hit_line,
     query_error,
     source_health_line,
-    status_text,
+    status_lines,
 )
 from bot.config import format_duration, parse_duration
 from bot.errors import QueryError, ScheduleError
@@ -40,6 +41,8 @@ from bot.store import Store
 
 QUERY_TEST_WINDOW = timedelta(days=30)
 SEARCH_WINDOW = "30d"
+SEARCH_PAGE = 10  # stories a page of `search` shows
+SEARCH_PAGES = 50  # pages `search` goes back: 500 stories; narrower words find older ones
 
 
 def unescape_slack(text: str) -> str:
@@ -47,19 +50,24 @@ def unescape_slack(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def pending_message(text: str) -> str | None:
-    """What to acknowledge a slow command with at once (the answer follows); None for quick ones."""
+def pending_message(text: str, *, user: str, ctx: AppContext, workspace: Workspace) -> str | None:
+    """What to acknowledge a slow command with at once (the answer follows); None for quick ones.
+
+    A command its user may not run is not slow: its refusal is the answer, so nothing is promised.
+    """
     head, rest = subcommand(unescape_slack(text))
     if head == "source" and subcommand(rest)[0] == "add":
-        return "Fetching that source once to check it…"
+        return "Fetching that source once to check it…" if ctx.is_admin(user, workspace) else None
     if head in ("search", "query"):
         return "Searching the history…"
     return None
 
 
-def handle(text: str, *, user: str, channel: str, ctx: AppContext, workspace: Workspace) -> Reply:
-    """Run one `/newsalert` command line and say what happened."""
-    invocation = Invocation(user, channel, unescape_slack(text))
+def handle(
+    text: str, *, user: str, channel: str, ctx: AppContext, workspace: Workspace, page: int = 1
+) -> Reply:
+    """Run one `/newsalert` command line and say what happened (``page`` of a long answer)."""
+    invocation = Invocation(user, channel, unescape_slack(text), page)
     head, rest = subcommand(invocation.text)
     handler = COMMANDS.get(head or "help")
     if handler is None:
@@ -239,7 +247,13 @@ def cmd_list(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Repl
                 lines.append(f"• story “{title}”{until} (by {mention(m.user)})")
     else:
         lines.append("Nothing is muted here.")
-    return Reply("\n".join(lines))
+    return paged("", lines, "list", inv)
+
+
+def paged(heading: str, lines: list[str], command: str, inv: Invocation, **more: bool) -> Reply:
+    """A listing reply: one page of it, with buttons to the others (bot.app.paging)."""
+    page = page_of(heading, lines, command, inv.page, **more)
+    return Reply(page.text, blocks=page.blocks)
 
 
 def cmd_watchlists(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
@@ -247,13 +261,13 @@ def cmd_watchlists(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -
         watchlists = store.catalog.active_watchlists()
     if not watchlists:
         return Reply("There are no watchlists yet. An admin adds one with `watchlist add NAME QUERY`.")
-    lines = [f"*Watchlists* ({len(watchlists)}):"]
+    lines = []
     for w in watchlists:
         line = f"• `{escape(w.name)}` — `{escape(' '.join(w.query.split()))}`"
         if w.description:
-            line += f" _{escape(w.description)}_"
+            line += f" _{escape(shorten(w.description, 300))}_"
         lines.append(line)
-    return Reply("\n".join(lines))
+    return paged(f"*Watchlists* ({len(watchlists)}):", lines, "watchlists", inv)
 
 
 def cmd_sources(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
@@ -262,7 +276,8 @@ def cmd_sources(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> R
         sources = status.source_health(store, now)
     if not sources:
         return Reply("There are no sources yet. An admin adds one with `source add URL [NAME]`.")
-    return Reply("\n".join([f"*Sources* ({len(sources)}):", *(source_health_line(s, now) for s in sources)]))
+    lines = [source_health_line(s, now) for s in sources]
+    return paged(f"*Sources* ({len(sources)}):", lines, "sources", inv)
 
 
 _SINCE = re.compile(r"(?<!\S)since:(\S+)(?!\S)")
@@ -290,18 +305,33 @@ def cmd_search(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
         since = timedelta(seconds=parse_duration(window))
     except ValueError as e:
         return Reply(f"`since:{escape(window)}`: {escape(str(e))}")
+    page = min(inv.page, SEARCH_PAGES)
     with ctx.store() as store:
-        hits = history.search(store, rest, since=since, watchlist=watchlist, limit=10, now=ctx.now())
+        hits = history.search(
+            store,
+            rest,
+            since=since,
+            watchlist=watchlist,
+            limit=SEARCH_PAGE + 1,  # one more than a page: is there a next one?
+            offset=(page - 1) * SEARCH_PAGE,
+            now=ctx.now(),
+        )
     if not hits:
+        if page > 1:
+            return Reply(f"No more stories match `{escape(shorten(rest, 200))}`.")
         return Reply(f"No story first seen in the last {escape(window)} matches `{escape(rest)}`.")
-    lines = [f"*Latest stories matching* `{escape(rest)}` (last {escape(window)}):"]
+    more, hits = len(hits) > SEARCH_PAGE and page < SEARCH_PAGES, hits[:SEARCH_PAGE]
+    heading = f"*Latest stories matching* `{escape(shorten(rest, 300))}` (last {escape(window)}):"
+    lines = []
     for hit in hits:
         title = escape(shorten(hit.title, 200)) or "(untitled)"
         link = f"<{escape_url(hit.url)}|{title}>" if hit.url else title
         sources = f"{hit.sources} source{'s' if hit.sources != 1 else ''}"
-        watchlists = f" · {code_list(hit.watchlists)}" if hit.watchlists else ""
+        named = code_list(hit.watchlists[:WATCHLIST_NAMES])
+        more_names = len(hit.watchlists) - WATCHLIST_NAMES
+        watchlists = f" · {named}" + (f", +{more_names}" if more_names > 0 else "") if hit.watchlists else ""
         lines.append(f"• {link} — {sources} · {format_time(hit.first_seen)}{watchlists}")
-    return Reply("\n".join(lines))
+    return paged(heading, lines, inv.text, Invocation(inv.user, inv.channel, inv.text, page), more=more)
 
 
 def cmd_query(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Reply:
@@ -381,7 +411,8 @@ def cmd_status(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
     with ctx.store() as store:
         report = status.health(store, now)
         rates = store.people.not_relevant_rates()
-    return Reply(status_text(report, rates, now))
+    heading, *lines = status_lines(report, rates, now)
+    return paged(heading, lines, "status", inv)
 
 
 COMMANDS: dict[str, Handler] = {

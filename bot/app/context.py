@@ -38,8 +38,9 @@ class Workspace(Protocol):
 
 @dataclass(frozen=True)
 class Reply:
-    text: str  # mrkdwn
+    text: str  # mrkdwn; the fallback when there are blocks
     in_channel: bool = False  # shown to the channel: the command changed what it receives
+    blocks: list[dict] | None = None  # a page of a long answer, with its paging buttons
 
 
 def _utcnow() -> datetime:
@@ -81,6 +82,7 @@ class Invocation:
     user: str
     channel: str
     text: str
+    page: int = 1  # which page of a long answer (bot.app.paging)
 
 
 Handler = Callable[[str, Invocation, AppContext, Workspace], Reply]

@@ -77,17 +77,23 @@ def source_health_line(source: SourceHealth, now: datetime) -> str:
     return line + f" · next poll {next_poll}"
 
 
-def status_text(report: status.Health, rates: dict[str, tuple[int, int]], now: datetime) -> str:
-    """bot.status.Health (and the not-relevant rates) as a Slack message."""
+def status_lines(report: status.Health, rates: dict[str, tuple[int, int]], now: datetime) -> list[str]:
+    """bot.status.Health (and the not-relevant rates) as lines of a Slack message, headline first."""
     polls = [t for s in report.sources for t in (s.last_success, s.last_error_at) if t is not None]
+    failing = [s for s in report.sources if s.failures or s.disabled]
+    if report.needs_human:
+        verdict = "⚠️ needs a human"
+    elif failing:  # working, but not "healthy" above a list of failing sources
+        verdict = f"⚠️ {len(failing)} of {len(report.sources)} sources failing"
+    else:
+        verdict = "✅ healthy"
     lines = [
-        "*newsalert status* — " + ("⚠️ needs a human" if report.needs_human else "✅ healthy"),
+        "*newsalert status* — " + verdict,
         f"Last poll: {relative(max(polls), now) if polls else 'never'}",
         f"Queued alerts: {report.outbox_depth}"
         + (f" (oldest queued {relative(report.oldest_queued, now)})" if report.oldest_queued else "")
         + (f" · {report.dead_letters} undeliverable" if report.dead_letters else ""),
     ]
-    failing = [s for s in report.sources if s.failures or s.disabled]
     if failing:
         lines.append(f"Failing sources ({len(failing)}):")
         for s in failing:
@@ -112,7 +118,7 @@ def status_text(report: status.Health, rates: dict[str, tuple[int, int]], now: d
         for watchlist, (flagged, posted) in rates.items():
             share = f"{flagged / posted:.0%}" if posted else "–"
             lines.append(f"• `{escape(watchlist)}`: {flagged} / {posted} ({share})")
-    return "\n".join(lines)
+    return lines
 
 
 # -- admins ----------------------------------------------------------------------------------------

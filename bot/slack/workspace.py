@@ -13,16 +13,21 @@ MAX_MEMBERS = 5000  # members read to decide whether a user is in a private chan
 
 
 class SlackWorkspace:
-    """One per request: it caches conversations.info answers for that request only."""
+    """One per request: it caches conversations.info and users.info answers for that request only."""
 
     def __init__(self, client: WebClient):
         self.client = client
         self._channels: dict[str, dict] = {}
+        self._admins: dict[str, bool] = {}
 
     def is_workspace_admin(self, user_id: str) -> bool:
         # users:read. Admins and owners may manage watchlists and sources.
-        user = self.client.users_info(user=user_id)["user"]
-        return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+        if user_id not in self._admins:
+            user = self.client.users_info(user=user_id)["user"]
+            self._admins[user_id] = bool(
+                user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")
+            )
+        return self._admins[user_id]
 
     def _info(self, channel_id: str) -> dict:
         if channel_id not in self._channels:
