@@ -10,7 +10,7 @@ from bot.alerts.digest import Digest, DigestStory, render_digest
 from bot.alerts.render import MessageState, render_plain, render_reply, render_slack
 from bot.app.commands import handle
 from bot.app.context import AppContext, Reply
-from bot.app.home import home_view
+from bot.app.home import home_view, parse_home_page
 from bot.app.paging import Cursor, parse_cursor
 from bot.config import Settings
 from bot.model import Item, Source, Subscription, Summary, Watchlist
@@ -58,10 +58,27 @@ def test_app_home_with_300_sources_and_200_watchlists_fits_and_leads_with_alerts
     subs = tuple(Subscription(f"C{i:04d}", WATCHLISTS) for i in range(40))
     store.catalog.sync_config(sources, watchlists, subs, NOW)
     view = home_view(store, "U1", lambda channel: True, NOW)
-    store.close()
     assert view_problems(view) == []
     assert view["blocks"][0]["text"]["text"] == "Latest alerts"
-    assert "and 285 more" in str(view["blocks"])  # sources cut to a first page, the rest a command away
+    assert "Page 1 of 20" in str(view["blocks"])  # sources cut to pages, with buttons to the others
+    next_sources = [
+        e
+        for b in view["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["value"] == "sources:2"
+    ]
+    assert next_sources and next_sources[0]["text"]["text"] == "Next sources"
+    last = home_view(store, "U1", lambda channel: True, NOW, {"sources": 20, "watchlists": 14})
+    assert view_problems(last) == []
+    assert "Page 20 of 20" in str(last["blocks"]) and "Page 14 of 14" in str(last["blocks"])
+    # conversations.info rate limited for some channels: Home says so instead of hiding them quietly.
+    limited = home_view(store, "U1", lambda channel: None if channel < "C0010" else True, NOW)
+    assert "Slack did not answer for 10 channels just now" in str(limited["blocks"])
+    store.close()
+    assert parse_home_page("sources:3") == ("sources", 3)
+    for value in ("9" * 5000, "sources:" + "9" * 5000, "secrets:1", "sources:0", "sources:x"):
+        assert parse_home_page(value) is None
 
 
 # -- every command reply at scale, page by page --------------------------------------------------

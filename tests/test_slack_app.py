@@ -742,6 +742,34 @@ def test_paging_through_sources_and_search_replaces_the_reply(bot: Bot) -> None:
             stale = bot.press({"action_id": "page_next", "value": value})
             assert "run the command again" in stale["text"] and stale["replace_original"] is True
         assert bot.query("SELECT count(*) FROM sources WHERE url LIKE '%evil%'") == [(0,)]
+
+        # App Home pages its sources too: "Next sources" publishes the view with page 2.
+        bot.slack.views.pop(USER, None)
+        assert bot.event({"type": "app_home_opened", "user": USER, "channel": "D0HOME", "tab": "home"}) == 200
+        wait_for(lambda: USER in bot.slack.views, what="views.publish")
+        home = bot.slack.views.pop(USER)
+        (next_sources,) = [
+            e
+            for b in home["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["value"] == "sources:2"
+        ]
+        payload = {
+            "type": "block_actions",
+            "user": {"id": USER, "username": "u0user", "team_id": "T0FAKE"},
+            "api_app_id": "A0NEWSALERT",
+            "token": "legacy-unused",
+            "container": {"type": "view", "view_id": "V0HOME"},
+            "trigger_id": "1.2.5",
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "view": {"id": "V0HOME", "type": "home", "private_metadata": home["private_metadata"]},
+            "actions": [{**next_sources, "block_id": "b", "action_ts": f"{time.time():.6f}"}],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        assert bot.post(body, "application/x-www-form-urlencoded")[0] == 200
+        wait_for(lambda: USER in bot.slack.views, what="the second page of Home")
+        assert "Page 2 of 4" in json.dumps(bot.slack.views[USER]["blocks"])
     finally:
         store = Store.open(bot.db)
         with store.transaction():

@@ -7,10 +7,11 @@ channel must not leak through the Home tab).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
-from bot.alerts.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, shorten
+from bot.alerts.render import BLOCK_TEXT_LIMIT, escape, escape_url, format_time, mention, plural, shorten
 from bot.app.context import COMMAND
 from bot.app.replies import source_health_line
 from bot.ops.health import source_health
@@ -19,6 +20,10 @@ from bot.store import Store
 LATEST = 10
 MAX_BLOCKS = 100  # Slack's limit for a view
 _STATE = {"claimed": "claimed by", "done": "done by", "escalated": "escalated by"}
+
+
+def _header(title: str) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": title}}
 
 
 def _sections(title: str, lines: list[str]) -> list[dict]:
@@ -35,23 +40,67 @@ def _sections(title: str, lines: list[str]) -> list[dict]:
     return blocks
 
 
-HOME_LINES = 15  # lines of a list shown on Home; the rest is one command away
+HOME_LINES = 15  # lines of a list shown on Home a page; the others are a button or a command away
+HOME_LISTS = ("channels", "sources", "watchlists")  # the lists Home pages, in a button's value
 
 
-def _first(lines: list[str], command: str) -> list[str]:
-    if len(lines) <= HOME_LINES:
-        return lines
-    return [*lines[:HOME_LINES], f"_and {len(lines) - HOME_LINES} more — {command} lists them all_"]
+def _page(name: str, lines: list[str], command: str, page: int) -> list[dict]:
+    """Page ``page`` of a Home list, with Previous/Next buttons ("home_page", value "sources:2")."""
+    count = max(1, -(-len(lines) // HOME_LINES))
+    page = min(max(page, 1), count)
+    shown = lines[(page - 1) * HOME_LINES : page * HOME_LINES]
+    if count == 1:
+        return _sections(_TITLES[name], shown)[1:]
+    shown = [*shown, f"_Page {page} of {count} · {command} lists them all_"]
+    buttons = []
+    if page > 1:
+        buttons.append(_home_button(name, page - 1, "Previous"))
+    if page < count:
+        buttons.append(_home_button(name, page + 1, "Next"))
+    return [*_sections(_TITLES[name], shown)[1:], {"type": "actions", "elements": buttons}]
 
 
-def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: datetime) -> dict:
-    """The Home tab for ``user``; ``can_see(channel)`` says whether they may see a channel."""
-    visible: dict[str, bool] = {}
+def _home_button(name: str, page: int, label: str) -> dict:
+    return {
+        "type": "button",
+        "action_id": f"home_page_{label.lower()}_{name}",
+        "text": {"type": "plain_text", "text": f"{label} {name}"},
+        "value": f"{name}:{page}",
+    }
+
+
+_TITLES = {
+    "channels": "Your channels with subscriptions",
+    "sources": "Sources",
+    "watchlists": "Watchlists",
+}
+
+
+def parse_home_page(value: str) -> tuple[str, int] | None:
+    """(list, page) from a Home paging button's value; None when it is not one Home made."""
+    name, _, page = value[:40].partition(":")
+    if name not in HOME_LISTS or not page.isdigit() or len(page) > 4 or int(page) < 1:
+        return None
+    return name, int(page)
+
+
+def home_view(
+    store: Store,
+    user: str,
+    can_see: Callable[[str], bool | None],
+    now: datetime,
+    pages: dict[str, int] | None = None,
+) -> dict:
+    """The Home tab for ``user``; ``can_see(channel)`` says whether they may see a channel (None:
+    Slack could not say just now, a rate limit; Home says so rather than hiding it quietly);
+    ``pages`` which page of each long list to show (the first by default)."""
+    pages = pages or {}
+    visible: dict[str, bool | None] = {}
 
     def sees(channel: str) -> bool:
         if channel not in visible:
             visible[channel] = can_see(channel)
-        return visible[channel]
+        return visible[channel] is True
 
     by_channel: dict[str, list[str]] = {}
     for sub in store.catalog.realtime_subscriptions():
@@ -65,6 +114,13 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
         if muted:
             line += " · muted sources: " + ", ".join(escape(m) for m in muted)
         channel_lines.append(line)
+    unread = [c for c, seen in visible.items() if seen is None]
+    if unread:
+        channel_lines.insert(  # first, on every page's reading: it explains what is missing
+            0,
+            f"_Slack did not answer for {plural(len(unread), 'channel')} just now (rate limited); "
+            "they show again when you reopen Home._",
+        )
     if not channel_lines:
         channel_lines = [
             f"No channel you can see has subscriptions yet. In a channel: `{COMMAND} subscribe WATCHLIST`."
@@ -96,11 +152,14 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
     blocks = [
         *_sections("Latest alerts", alert_lines),
         {"type": "divider"},
-        *_sections("Your channels with subscriptions", _first(channel_lines, f"`{COMMAND} list`")),
+        _header(_TITLES["channels"]),
+        *_page("channels", channel_lines, f"`{COMMAND} list` in a channel", pages.get("channels", 1)),
         {"type": "divider"},
-        *_sections("Sources", _first(source_lines, f"`{COMMAND} sources`")),
+        _header(_TITLES["sources"]),
+        *_page("sources", source_lines, f"`{COMMAND} sources`", pages.get("sources", 1)),
         {"type": "divider"},
-        *_sections("Watchlists", _first(watchlist_lines, f"`{COMMAND} watchlists`")),
+        _header(_TITLES["watchlists"]),
+        *_page("watchlists", watchlist_lines, f"`{COMMAND} watchlists`", pages.get("watchlists", 1)),
         {
             "type": "context",
             "elements": [
@@ -111,4 +170,4 @@ def home_view(store: Store, user: str, can_see: Callable[[str], bool], now: date
             ],
         },
     ]
-    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS], "private_metadata": json.dumps(pages)[:3000]}

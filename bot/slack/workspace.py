@@ -49,10 +49,14 @@ class SlackWorkspace:
         return "I am not a member of this channel"
 
     def can_see(self, user_id: str, channel_id: str) -> bool:
+        return self.visibility(user_id, channel_id) is True
+
+    def visibility(self, user_id: str, channel_id: str) -> bool | None:
+        """can_see, and None when Slack could not say just now (rate limited, an error)."""
         try:
             info = self._info(channel_id)
-        except SlackApiError:
-            return False
+        except SlackApiError as e:
+            return False if _error(e) == "channel_not_found" else None
         if not (info.get("is_private") or info.get("is_im") or info.get("is_mpim")):
             return True  # a public channel: anyone in the workspace can read it
         try:
