@@ -14,7 +14,7 @@ It is strict by default, like Slack: a message or view over Slack's documented B
 elements, unknown block types, slack_sdk's own validators) is refused with `invalid_blocks`, and
 a response_url body with such blocks is recorded in `violations`. `strict = False` turns it off.
 
-For the Slack app it also answers `chat.postEphemeral`, `views.publish`, `users.info`
+For the Slack app it also answers `chat.postEphemeral`, `views.publish`, `views.open` (`modals`), `users.info`
 (`admins`, `owners`), `conversations.info` / `.join` / `.members` (`private`, `not_member`,
 `members`) and `chat.getPermalink`, and serves response URLs: `response_url()` gives one, and
 the JSON posted to it is kept in `responses`.
@@ -75,6 +75,7 @@ class FakeSlack:
         self.private: set[str] = set()  # conversations.info is_private; conversations.join refuses
         self.members: dict[str, set[str]] = {}  # conversations.members
         self.views: dict[str, dict] = {}  # user -> the Home view last published
+        self.modals: list[dict] = []  # views opened with views.open, in order
         self.responses: list[dict] = []  # bodies posted to response URLs, with "_key"
         self._response_keys = itertools.count(1)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -293,6 +294,19 @@ class FakeSlack:
         self.views[params["user_id"]] = view
         return 200, {"ok": True, "view": {"id": "V0HOME", **view}}, {}
 
+    def _views_open(self, params: dict) -> tuple[int, dict, dict]:
+        view = params.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        if not params.get("trigger_id"):
+            return 200, {"ok": False, "error": "invalid_trigger_id"}, {}
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            return 200, {"ok": False, "error": "invalid_arguments"}, {}
+        if refusal := self._refuse("views.open", view_problems(view)):
+            return refusal
+        params["_ok"] = True
+        self.modals.append(view)
+        return 200, {"ok": True, "view": {"id": f"V0MODAL{len(self.modals)}", **view}}, {}
+
     def _users_info(self, params: dict) -> tuple[int, dict, dict]:
         user = params.get("user", "")
         if not user.startswith(("U", "W")):
@@ -350,6 +364,7 @@ class FakeSlack:
     _app_methods: ClassVar[dict[str, Callable[[FakeSlack, dict], tuple[int, dict, dict]]]] = {
         "chat.postEphemeral": _ephemeral,
         "views.publish": _views_publish,
+        "views.open": _views_open,
         "users.info": _users_info,
         "conversations.info": _conversations_info,
         "conversations.join": _conversations_join,

@@ -22,7 +22,7 @@ from bot.alerts.sink import ConsoleSink
 from bot.app.commands import handle, pending_message
 from bot.app.context import AppContext
 from bot.app.home import home_view
-from bot.app.triage import click
+from bot.app.triage import click, escalate, mute
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, FetchError
 from bot.model import Fetched, Item, Source, StoryPost, Subscription, Watchlist
@@ -218,35 +218,77 @@ def add_alerted_story(store: Store, *, source: str = "UN News", channel: str = "
     return post
 
 
-def test_buttons_record_and_render_who_did_what(ctx: AppContext) -> None:
+def test_controls_record_and_render_who_did_what(ctx: AppContext) -> None:
     with ctx.store() as store:
         post = add_alerted_story(store)
+        other = store.stories.story_items(post.story_id)[0][1]
+        store.items.add_item(
+            replace(other, source="AP", guid="g2", url="https://ap.example/1"), story_id=post.story_id
+        )
     ws = FakeWorkspace()
 
     def press(action: str, user: str = "U1"):
         return click(action, user=user, channel="C1", message_ts=post.ts, value="0", ctx=ctx, workspace=ws)
 
+    def controls(result) -> list[str]:
+        (actions,) = [b for b in result.message.blocks if b["type"] == "actions"]
+        return [e.get("action_id") for e in actions["elements"]]
+
     claimed = press("alert_claim")
     assert claimed.message is not None and "Claimed by <@U1>" in json.dumps(claimed.message.blocks)
-    escalated = press("alert_escalate", user="U2")
+    assert controls(claimed) == ["alert_unclaim", "alert_done", "alert_more"]  # Claim became Unclaim
+    unclaimed = press("alert_unclaim")
+    assert "Unclaimed by <@U1>" in json.dumps(unclaimed.message.blocks)  # type: ignore[union-attr]
+    assert controls(unclaimed) == ["alert_claim", "alert_done", "alert_more"]
+    done = press("alert_done", user="U2")
+    assert "Done by <@U2>" in json.dumps(done.message.blocks) and controls(done) == [
+        "alert_reopen",
+        "alert_more",
+    ]  # type: ignore[union-attr]
+    assert controls(press("alert_reopen")) == ["alert_claim", "alert_done", "alert_more"]
+    escalated = escalate(
+        user="U2",
+        channel="C1",
+        message_ts=post.ts,
+        reason="Names a <!channel> school",
+        severity="high",
+        to_channel=None,
+        ctx=ctx,
+        workspace=ws,
+    )
     (escalation,) = escalated.posts
     assert escalation.channel == "C0ESC" and "<@U2> escalated an alert from <#C1>" in escalation.text
+    assert "*High*" in escalation.text and "Names a &lt;!channel&gt; school" in escalation.text
     assert "https://x.slack.test/archives/C1/p100000001" in escalation.text
+    elsewhere = escalate(
+        user="U2",
+        channel="C1",
+        message_ts=post.ts,
+        reason="x",
+        severity="nonsense",
+        to_channel="C0LEGAL",
+        ctx=ctx,
+        workspace=ws,
+    )
+    assert elsewhere.posts[0].channel == "C0LEGAL" and "*Medium*" in elsewhere.posts[0].text
     press("alert_not_relevant")
     press("alert_not_relevant")  # one vote per person
-    muted = press("alert_mute_source", user="U3")
+    muted = mute(user="U3", channel="C1", message_ts=post.ts, target="all_sources", duration="7d", ctx=ctx)
+    assert "2 sources" in (muted.notice or "") and "until 2026-02-12 18:00 UTC" in (muted.notice or "")
     blocks = json.dumps(muted.message.blocks)  # type: ignore[union-attr]
     assert "Escalated by <@U2>" in blocks and "Source UN News muted here by <@U3>" in blocks
     assert "Not relevant: <@U1>" in blocks
+    assert "not one newsalert offers" in (
+        mute(user="U3", channel="C1", message_ts=post.ts, target="x", duration="1y", ctx=ctx).notice or ""
+    )
     with ctx.store() as store:
         assert store.people.not_relevant_rates() == {"csam": (1, 1), "unicef": (1, 1)}
+        assert store.people.channels_muting_source("AP", NOW) == {"C1"}
+        assert store.people.channels_muting_source("AP", NOW + timedelta(days=8)) == set()
         assert [r.action for r in reversed(store.people.audit_log())] == [
-            "claim",
-            "escalate",
-            "not relevant",
-            "not relevant",
-            "mute source",
-        ]
+            "claim", "unclaim", "done", "reopen", "escalate", "escalate",
+            "not relevant", "not relevant", "mute source", "mute source",
+        ]  # fmt: skip
     assert (
         "no record"
         in click(
@@ -254,7 +296,17 @@ def test_buttons_record_and_render_who_did_what(ctx: AppContext) -> None:
         ).notice
     )  # type: ignore[operator]
     ctx.settings = replace(ctx.settings, escalation_channel=None)
-    assert "No escalation channel" in (press("alert_escalate").notice or "")
+    nowhere = escalate(
+        user="U2",
+        channel="C1",
+        message_ts=post.ts,
+        reason="x",
+        severity="low",
+        to_channel=None,
+        ctx=ctx,
+        workspace=ws,
+    )
+    assert "No escalation channel" in (nowhere.notice or "") and not nowhere.posts
 
 
 def test_muted_source_and_story_are_not_delivered(ctx: AppContext) -> None:
@@ -274,9 +326,16 @@ def test_muted_source_and_story_are_not_delivered(ctx: AppContext) -> None:
 def test_alert_rendering_with_buttons_and_state() -> None:
     message = render_slack(alert(story_id=7), MessageState(triage="claimed", triage_by="U1"), actions=True)
     kinds = [b["type"] for b in message.blocks]
-    assert kinds == ["section", "context", "section", "context", "actions", "actions"]
+    assert kinds == ["section", "context", "section", "context", "actions"]
     assert "Claimed by <@U1>" in json.dumps(message.blocks[3])
-    assert {e["value"] for b in message.blocks[4:] for e in b["elements"]} == {"7"}
+    unclaim, done, more = message.blocks[4]["elements"]
+    assert (unclaim["value"], done["value"], done["style"]) == ("7", "7", "primary")
+    assert [o["value"] for o in more["options"]] == [
+        "escalate|7",
+        "mute_story|7",
+        "mute_source|7",
+        "not_relevant|7",
+    ]
     assert "actions" not in json.dumps(render_plain(message).blocks)
     # A user id that is not one renders as text, never as a mention or a ping.
     assert "<!channel>" not in json.dumps(render_slack(alert(), MessageState("done", "<!channel>")).blocks)

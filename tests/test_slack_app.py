@@ -202,7 +202,37 @@ escalation_channel = "{ESCALATION}"
         (reply,) = self.slack.responses_to(url)
         return reply
 
-    def click(self, action_id: str, *, ts: str, story: int, channel: str = ALERTS, user: str = USER) -> None:
+    def choose(self, choice: str, *, ts: str, story: int, channel: str = ALERTS, user: str = USER) -> None:
+        """Pick ``choice`` from an alert's overflow menu."""
+        option = {"text": {"type": "plain_text", "text": choice}, "value": f"{choice}|{story}"}
+        self.click("alert_more", ts=ts, story=story, channel=channel, user=user, option=option)
+
+    def submit(self, view: dict, values: dict, *, user: str = USER) -> tuple[int, str]:
+        """Submit the modal ``view`` (as views.open got it) with ``values`` (block -> state)."""
+        state = {block: {block: value} for block, value in values.items()}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+            "api_app_id": "A0NEWSALERT",
+            "token": "legacy-unused",
+            "trigger_id": "1.2.6",
+            "view": {**view, "id": "V0MODAL", "team_id": "T0FAKE", "state": {"values": state}},
+        }
+        return self.post(
+            urllib.parse.urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded"
+        )
+
+    def click(
+        self,
+        action_id: str,
+        *,
+        ts: str,
+        story: int,
+        channel: str = ALERTS,
+        user: str = USER,
+        option: dict | None = None,
+    ) -> None:
         payload = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
@@ -218,9 +248,9 @@ escalation_channel = "{ESCALATION}"
                 {
                     "action_id": action_id,
                     "block_id": "triage",
-                    "value": str(story),
                     "type": "button",
                     "action_ts": f"{time.time():.6f}",
+                    **({"type": "overflow", "selected_option": option} if option else {"value": str(story)}),
                 }
             ],
         }
@@ -513,41 +543,71 @@ def updates_of(bot: Bot, channel: str, ts: str) -> list[dict]:
     return [u for u in bot.slack.updates() if u["channel"] == channel and u["ts"] == ts]
 
 
-def test_every_alert_carries_the_buttons(bot: Bot) -> None:
+def test_every_alert_carries_claim_done_and_a_menu(bot: Bot) -> None:
     _, story = bot.alert_message(ALERTS)
     (post,) = [p for p in bot.slack.posts() if p["channel"] == ALERTS and STORY in p["text"]]
-    buttons = [e for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["action_id"] for b in buttons] == [
-        "alert_claim",
-        "alert_done",
-        "alert_escalate",
-        "alert_mute_story",
-        "alert_mute_source",
-        "alert_not_relevant",
+    (actions,) = [b for b in post["blocks"] if b["type"] == "actions"]
+    claim, done, more = actions["elements"]
+    assert (claim["action_id"], claim["style"], claim["value"]) == ("alert_claim", "primary", str(story))
+    assert done["action_id"] == "alert_done" and more["type"] == "overflow"
+    assert [o["value"].split("|")[0] for o in more["options"]] == [
+        "escalate",
+        "mute_story",
+        "mute_source",
+        "not_relevant",
     ]
-    assert {b["value"] for b in buttons} == {str(story)}
 
 
-def test_claim_done_and_escalate(bot: Bot) -> None:
+def controls(update: dict) -> list[str]:
+    return [e["action_id"] for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_claim_unclaim_done_reopen_and_escalate_through_the_modal(bot: Bot) -> None:
     ts, story = bot.alert_message(SECOND)
+
+    def last() -> dict:
+        return updates_of(bot, SECOND, ts)[-1]
+
     bot.click("alert_claim", ts=ts, story=story, channel=SECOND, user=USER)
     wait_for(lambda: updates_of(bot, SECOND, ts), what="chat.update after Claim")
-    assert f"Claimed by <@{USER}>" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"])
+    assert f"Claimed by <@{USER}>" in json.dumps(last()["blocks"])
+    assert controls(last()) == ["alert_unclaim", "alert_done", "alert_more"]
     assert bot.query("SELECT state, user_id FROM triage WHERE channel = ?", (SECOND,)) == [("claimed", USER)]
+    bot.click("alert_unclaim", ts=ts, story=story, channel=SECOND, user=USER)
+    wait_for(lambda: controls(last())[0] == "alert_claim", what="Unclaim")
+    assert f"Unclaimed by <@{USER}>" in json.dumps(last()["blocks"])
 
-    bot.click("alert_escalate", ts=ts, story=story, channel=SECOND, user=ADMIN)
+    bot.choose("escalate", ts=ts, story=story, channel=SECOND, user=ADMIN)
+    wait_for(lambda: bot.slack.modals, what="the Escalate modal (views.open)")
+    form = bot.slack.modals[-1]
+    assert form["callback_id"] == "escalate_form" and form["private_metadata"] == f"{SECOND}|{ts}"
+    # No reason: the form says so and nothing is posted.
+    status, answer = bot.submit(form, {"reason": {"type": "plain_text_input", "value": " "}}, user=ADMIN)
+    assert status == 200 and json.loads(answer)["response_action"] == "errors"
+    values = {
+        "reason": {"type": "plain_text_input", "value": "Names a school; legal should see it"},
+        "severity": {
+            "type": "static_select",
+            "selected_option": {"value": "high", "text": {"type": "plain_text", "text": "High"}},
+        },
+        "to": {"type": "conversations_select", "selected_conversation": None},
+    }
+    assert bot.submit(form, values, user=ADMIN)[0] == 200
     wait_for(lambda: [p for p in bot.slack.posts() if p["channel"] == ESCALATION], what="the escalation post")
     (escalation,) = [p for p in bot.slack.posts() if p["channel"] == ESCALATION]
     assert f"<@{ADMIN}> escalated an alert from <#{SECOND}>" in escalation["text"]
+    assert "*High*" in escalation["text"] and "Names a school; legal should see it" in escalation["text"]
     assert f"https://fake.slack.test/archives/{SECOND}/p" in escalation["text"]
     assert escalation["unfurl_links"] is False
-    wait_for(lambda: "Escalated by" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"]), what="update")
+    wait_for(lambda: "Escalated by" in json.dumps(last()["blocks"]), what="update")
 
     bot.click("alert_done", ts=ts, story=story, channel=SECOND, user=USER)
-    wait_for(
-        lambda: f"Done by <@{USER}>" in json.dumps(updates_of(bot, SECOND, ts)[-1]["blocks"]), what="Done"
-    )
+    wait_for(lambda: f"Done by <@{USER}>" in json.dumps(last()["blocks"]), what="Done")
+    assert controls(last()) == ["alert_reopen", "alert_more"]
     assert bot.query("SELECT state FROM triage WHERE channel = ?", (SECOND,)) == [("done",)]
+    bot.click("alert_reopen", ts=ts, story=story, channel=SECOND, user=OWNER)
+    wait_for(lambda: f"Reopened by <@{OWNER}>" in json.dumps(last()["blocks"]), what="Reopen")
+    assert controls(last()) == ["alert_claim", "alert_done", "alert_more"]
     assert any(
         e["channel"] == SECOND and e["user"] == ADMIN for e in bot.slack.calls_to("chat.postEphemeral")
     )
@@ -573,8 +633,22 @@ def test_not_relevant_is_counted_per_watchlist_in_status(bot: Bot) -> None:
 def test_muting_a_story_stops_its_follow_ups_in_that_channel_only(bot: Bot) -> None:
     ts, story = bot.alert_message(ALERTS)
     other_ts, _ = bot.alert_message(SECOND)
-    bot.click("alert_mute_story", ts=ts, story=story, channel=ALERTS, user=USER)
+    opened = len(bot.slack.modals)
+    bot.choose("mute_story", ts=ts, story=story, channel=ALERTS, user=USER)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the Mute dialog")
+    form = bot.slack.modals[-1]
+    assert form["callback_id"] == "mute_form"
+    assert [
+        o["value"] for b in form["blocks"] if b.get("block_id") == "duration" for o in b["element"]["options"]
+    ] == ["24h", "7d", "forever"]
+    values = {
+        "target": {"type": "radio_buttons", "selected_option": {"value": "story"}},
+        "duration": {"type": "radio_buttons", "selected_option": {"value": "7d"}},
+    }
+    assert bot.submit(form, values)[0] == 200
     wait_for(lambda: "Story muted here by" in json.dumps(updates_of(bot, ALERTS, ts)[-1:]), what="the update")
+    (until,) = bot.query("SELECT until FROM mutes WHERE channel = ? AND kind = 'story'", (ALERTS,))[0]
+    assert until is not None  # muted for 7 days, not for ever
     updates_after_mute = len(updates_of(bot, ALERTS, ts))
     # The story's next report arrives: threaded in the other channel, nothing in the muted one.
     bot.feeds.serve("/wire.rss", rss(WIRE, COPY))

@@ -24,15 +24,29 @@ class SlackMessage:
     blocks: list[dict]
 
 
-# The buttons on every alert (action_id -> label). The value of each is the story id; the Slack
-# app finds the story's message from the channel and the clicked message's ts.
-TRIAGE_BUTTONS = {"alert_claim": "Claim", "alert_done": "Done", "alert_escalate": "Escalate"}
-FEEDBACK_BUTTONS = {
-    "alert_mute_story": "Mute this story",
-    "alert_mute_source": "Mute source here",
-    "alert_not_relevant": "Not relevant",
+# The controls on every alert: one primary button for the next triage step (Claim, or Unclaim
+# once claimed; Reopen once done), Done beside it, and an overflow menu for the rest. Every value
+# is the story id; the Slack app finds the story's message from the channel and the message's ts.
+TRIAGE_BUTTONS = {
+    "alert_claim": "Claim",
+    "alert_unclaim": "Unclaim",
+    "alert_done": "Done",
+    "alert_reopen": "Reopen",
 }
-TRIAGE_LABELS = {"claimed": "Claimed by", "done": "Done by", "escalated": "Escalated by"}
+MORE_ACTION = "alert_more"  # the overflow menu; its options' values are "<choice>|<story id>"
+MORE_CHOICES = {
+    "escalate": "Escalate…",
+    "mute_story": "Mute this story…",
+    "mute_source": "Mute source…",
+    "not_relevant": "Not relevant",
+}
+TRIAGE_LABELS = {
+    "claimed": "Claimed by",
+    "done": "Done by",
+    "escalated": "Escalated by",
+    "unclaimed": "Unclaimed by",
+    "reopened": "Reopened by",
+}
 
 
 @dataclass(frozen=True)
@@ -222,26 +236,34 @@ def render_slack(alert: Alert, state: MessageState | None = None, *, actions: bo
     if state is not None and (lines := state.lines()):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": fit(" · ".join(lines))}]})
     if actions:
-        blocks += alert_buttons(alert.story_id)
+        blocks += alert_buttons(alert.story_id, state.triage if state else None)
     return SlackMessage(text=fallback_text(alert), blocks=blocks)
 
 
-def alert_buttons(story_id: int) -> list[dict]:
-    def buttons(labels: dict[str, str]) -> list[dict]:
-        return [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "text": {"type": "plain_text", "text": label},
-                "value": str(story_id),
-            }
-            for action_id, label in labels.items()
-        ]
+def alert_buttons(story_id: int, triage: str | None = None) -> list[dict]:
+    """The controls for an alert in triage state ``triage``: they change as the state does."""
 
-    return [
-        {"type": "actions", "block_id": "triage", "elements": buttons(TRIAGE_BUTTONS)},
-        {"type": "actions", "block_id": "feedback", "elements": buttons(FEEDBACK_BUTTONS)},
+    def button(action_id: str, *, primary: bool = False) -> dict:
+        b = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": TRIAGE_BUTTONS[action_id]},
+            "value": str(story_id),
+        }
+        return {**b, "style": "primary"} if primary else b
+
+    if triage == "done":
+        elements = [button("alert_reopen")]
+    elif triage in ("claimed", "escalated"):
+        elements = [button("alert_unclaim"), button("alert_done", primary=True)]
+    else:
+        elements = [button("alert_claim", primary=True), button("alert_done")]
+    options = [
+        {"text": {"type": "plain_text", "text": label}, "value": f"{choice}|{story_id}"}
+        for choice, label in MORE_CHOICES.items()
     ]
+    elements.append({"type": "overflow", "action_id": MORE_ACTION, "options": options})
+    return [{"type": "actions", "block_id": "triage", "elements": elements}]
 
 
 def render_plain(message: SlackMessage) -> SlackMessage:

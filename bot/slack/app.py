@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from slack_bolt import App, BoltRequest
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.app.context import AppContext
 from bot.errors import SlackAuthError
+from bot.slack.client import web_client
 from bot.slack.listeners import register_listeners
 
 log = logging.getLogger("newsalert.slack")
@@ -47,7 +47,9 @@ class _QuietClientWarning(logging.Filter):
 def create_app(ctx: AppContext, *, socket_mode: bool = False) -> App:
     settings = ctx.settings
     logging.getLogger("slack_bolt.App").addFilter(_QuietClientWarning())
-    client = WebClient(token=settings.slack_token, base_url=settings.slack_api_url)
+    # Bolt's own calls (views.publish, chat.update, reads) retry safely; listeners post through
+    # posting_client, which never retries (bot/slack/client.py).
+    client = web_client(settings.slack_token, settings.slack_api_url)
     app = App(
         client=client,
         signing_secret=settings.slack_signing_secret or "",
