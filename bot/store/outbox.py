@@ -226,6 +226,13 @@ class OutboxRepo(Repository):
                 self._store.catalog.set_channel_broken(channel, None)
         return cursor.rowcount
 
+    def hold_alert(self, alert_id: int, reason: str, until: datetime) -> None:
+        """Not posted yet, on purpose: a mute that ends at ``until``; no attempt is counted."""
+        self.db.execute(
+            "UPDATE alerts SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+            [reason, iso(until), alert_id],
+        )
+
     def mark_alert_muted(self, alert_id: int, reason: str) -> None:
         """Not posted, on purpose: a mute. Kept (status 'muted') so the outbox tells why."""
         self.db.execute(

@@ -51,6 +51,17 @@ class PeopleRepo(Repository):
             return None
         return "story muted" if row["kind"] == "story" else f"source {row['target']} muted"
 
+    def mute_ends(self, channel: str, story_id: int, source: str, now: datetime) -> datetime | None:
+        """When the mutes in force on this story or source in ``channel`` all end; None when one
+        of them is for ever (or none is in force)."""
+        rows = self._all(
+            """SELECT until FROM mutes WHERE channel = ? AND (until IS NULL OR until > ?)
+               AND ((kind = 'story' AND target = ?) OR (kind = 'source' AND target = ?))""",
+            [channel, iso(now), str(story_id), source],
+        )
+        ends = [from_iso(r["until"]) for r in rows]
+        return None if not ends or None in ends else max(e for e in ends if e is not None)
+
     def channels_muting_source(self, source: str, now: datetime) -> set[str]:
         rows = self._all(
             """SELECT channel FROM mutes WHERE kind = 'source' AND target = ?
