@@ -323,6 +323,23 @@ def test_muted_source_and_story_are_not_delivered(ctx: AppContext) -> None:
     assert out.getvalue() == ""
 
 
+def test_a_follow_up_muted_for_a_while_is_held_and_arrives_when_the_mute_ends(ctx: AppContext) -> None:
+    out = io.StringIO()
+    with ctx.store() as store:
+        post = add_alerted_story(store)
+        store.people.mute("C1", "story", str(post.story_id), "U1", NOW, NOW + timedelta(hours=24))
+        store.outbox.enqueue_alert(post.item_id, "C1", ["csam"], NOW)
+        held = deliver_pending(store, ConsoleSink(out), now=lambda: NOW)
+        assert (held.sent, held.muted) == (0, 1)
+        ((status, why),) = store.db.execute("SELECT status, last_error FROM alerts").fetchall()
+        assert status == "queued" and why.startswith("story muted until 2026-02-06T18:00")
+        assert deliver_pending(store, ConsoleSink(out), now=lambda: NOW + timedelta(hours=23)).sent == 0
+        later = deliver_pending(store, ConsoleSink(out), now=lambda: NOW + timedelta(hours=24, minutes=1))
+        assert later.sent == 1 and later.muted == 0
+        assert store.db.execute("SELECT status FROM alerts").fetchall() == [("sent",)]
+    assert "UNICEF warns on CSAM" in out.getvalue()
+
+
 def test_alert_rendering_with_buttons_and_state() -> None:
     message = render_slack(alert(story_id=7), MessageState(triage="claimed", triage_by="U1"), actions=True)
     kinds = [b["type"] for b in message.blocks]

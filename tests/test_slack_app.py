@@ -654,12 +654,28 @@ def test_muting_a_story_stops_its_follow_ups_in_that_channel_only(bot: Bot) -> N
     bot.feeds.serve("/wire.rss", rss(WIRE, COPY))
     wait_for(lambda: bot.slack.replies(SECOND, other_ts), 20, "the follow-up in the other channel")
     wait_for(
-        lambda: bot.query("SELECT status FROM alerts WHERE channel = ? AND status = 'muted'", (ALERTS,)),
-        what="the muted follow-up",
+        lambda: bot.query(
+            "SELECT id FROM alerts WHERE channel = ? AND status = 'queued'"
+            " AND last_error LIKE 'story muted until%'",
+            (ALERTS,),
+        ),
+        what="the muted follow-up, held",
     )
     assert bot.slack.replies(ALERTS, ts) == []
     assert len(updates_of(bot, ALERTS, ts)) == updates_after_mute  # the parent is not updated either
     assert "story “" + STORY in bot.command("list", channel=ALERTS)["text"]
+    # Seven days pass (the stored times move back by 7 days): the held follow-up arrives in the thread.
+    store = Store.open(bot.db)
+    with store.transaction():
+        store.db.execute("UPDATE mutes SET until = '2000-01-01T00:00:00+00:00' WHERE channel = ?", (ALERTS,))
+        store.db.execute(
+            "UPDATE alerts SET next_attempt_at = '2000-01-01T00:00:00+00:00'"
+            " WHERE channel = ? AND status = 'queued'",
+            (ALERTS,),
+        )
+    store.close()
+    wait_for(lambda: bot.slack.replies(ALERTS, ts), 20, "the held follow-up, after the mute")
+    assert "story “" not in bot.command("list", channel=ALERTS)["text"]
 
 
 def test_app_home_shows_channels_watchlists_sources_and_latest_alerts(bot: Bot) -> None:

@@ -218,8 +218,15 @@ class Deliverer:
         store, now = self.store, self.now()
         # Checked here, not only when the alert is queued: a mute clicked while it waited counts too.
         if muted := store.people.alert_muted(queued.channel, queued.story_id, queued.item.source, now):
-            log.info("alert muted alert=%d channel=%s (%s)", queued.id, queued.channel, muted)
-            store.outbox.mark_alert_muted(queued.id, muted)
+            # A mute for a while holds the alert until it ends (it arrives then); one for ever drops it.
+            if ends := store.people.mute_ends(queued.channel, queued.story_id, queued.item.source, now):
+                log.info(
+                    "alert held alert=%d channel=%s (%s) until=%s", queued.id, queued.channel, muted, ends
+                )
+                store.outbox.hold_alert(queued.id, f"{muted} until {ends.isoformat()}", ends)
+            else:
+                log.info("alert muted alert=%d channel=%s (%s)", queued.id, queued.channel, muted)
+                store.outbox.mark_alert_muted(queued.id, muted)
             report.muted += 1
             return
         if queued.summary_count:
