@@ -18,7 +18,7 @@ from bot.alerts.digest import DEFAULT_TOP, trigger
 from bot.alerts.digest import timezone as digest_timezone
 from bot.errors import ConfigError, QueryError, ScheduleError
 from bot.match.query import compile_query
-from bot.model import SOURCE_TYPES, Source, Subscription, Watchlist
+from bot.model import SOURCE_TYPES, WATCHLIST_NAME, WATCHLIST_NAME_RULE, Source, Subscription, Watchlist
 from bot.urls import source_url_problem
 
 DEFAULT_CONFIG = "config/newsalert.toml"
@@ -358,6 +358,8 @@ def _read_watchlists(doc: dict, r: _Reader) -> tuple[Watchlist, ...]:
     for name, entry in raw.items():
         label = f"watchlists.{name}"
         where = ("watchlists", name)
+        if not WATCHLIST_NAME.match(name):
+            raise r.fail(f"{name!r} cannot be a watchlist name: {WATCHLIST_NAME_RULE}", label, *where)
         if not isinstance(entry, dict):
             raise r.fail("must be a table with a query", label, *where)
         r.check_keys(entry, _WATCHLIST, label, *where)

@@ -6,9 +6,15 @@ render and the sinks need, and nothing more); and the rows the store hands back,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+
+# What a watchlist may be called, from Slack or the config file: a word that is safe to print in
+# any message (no <, >, & or spaces) and to type after `watchlist:` in a search.
+WATCHLIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+WATCHLIST_NAME_RULE = "letters, digits, - and _, up to 40 characters"
 
 SourceType = Literal["feed", "jsonfeed", "wordpress"]
 SOURCE_TYPES: tuple[str, ...] = ("feed", "jsonfeed", "wordpress")

@@ -125,6 +125,12 @@ def test_bad_toml_names_file_and_line(tmp_path: Path) -> None:
             "watchlists.deepfakes.query",
             'watchlist "deepfakes"',
         ),
+        (
+            ("[watchlists.deepfakes]", '[watchlists."<!here>"]'),
+            18,
+            "watchlists.<!here>",
+            "'<!here>' cannot be a watchlist name: letters, digits, - and _",
+        ),
         (('name = "APP"', 'name = "UN News"'), 10, 'sources[1] "UN News".name', "duplicate source name"),
         (
             ('channel = "C0123456789"', 'channel = "not a channel!"'),

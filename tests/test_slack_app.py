@@ -742,6 +742,13 @@ def test_manifest_is_valid_yaml_with_the_scopes_used() -> None:
         "channels:read",
         "groups:read",
         "users:read",
+        # DM and group-DM subscriptions are accepted, so the scopes to read and post there:
+        "im:read",
+        "im:write",
+        "im:history",
+        "mpim:read",
+        "mpim:write",
+        "mpim:history",
     }
     assert manifest["features"]["slash_commands"][0]["command"] == "/newsalert"
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True

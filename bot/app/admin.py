@@ -10,11 +10,10 @@ from bot.app.context import COMMAND, AppContext, Invocation, Reply, Workspace
 from bot.app.probe import probe_source
 from bot.config import format_duration
 from bot.match.query import compile_query
-from bot.model import Source
+from bot.model import WATCHLIST_NAME, WATCHLIST_NAME_RULE, Source
 from bot.store import Store
 from bot.urls import source_url_problem
 
-WATCHLIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 MAX_SOURCE_NAME = 80
 
 
@@ -55,9 +54,7 @@ def cmd_watchlist(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) ->
             f"`{COMMAND} watchlist remove NAME`."
         )
     if not WATCHLIST_NAME.match(name):
-        return Reply(
-            f"`{escape(name)}` cannot be a watchlist name: letters, digits, - and _, up to 40 characters."
-        )
+        return Reply(f"`{escape(name)}` cannot be a watchlist name: {WATCHLIST_NAME_RULE}.")
     now = ctx.now()
     if action != "remove":
         compile_query(query, watchlist=name)  # a QueryError becomes the reply, nothing is saved
