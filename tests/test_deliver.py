@@ -259,3 +259,23 @@ def test_channels_are_delivered_in_parallel_each_in_its_own_order(store, slack) 
         titles = [m["text"].split(" —")[0] for m in slack.top_level(channel)]
         assert titles == ["CSAM story 0", "CSAM story 1", "CSAM story 2"]
     assert len(slack.posts()) == 9
+
+
+def test_chat_update_is_paced_per_channel_and_retried_on_a_server_error(slack: FakeSlack) -> None:
+    from tests.test_render import alert
+
+    slept: list[float] = []
+    clock = [100.0]
+    s = sink(slack)
+    s.update_pace = RateLimiter(rate=1 / 1.2, clock=lambda: clock[0], sleep=slept.append)
+    parents = {channel: alert(channel=channel) for channel in ("C1", "C2")}
+    posted = {channel: s.post(parent) for channel, parent in parents.items()}
+    for _ in range(3):
+        s.update(parents["C1"], posted["C1"])
+    s.update(parents["C2"], posted["C2"])
+    assert len(slept) == 2 and all(d > 1.0 for d in slept)  # C1's 2nd and 3rd waited; C2 did not
+    # chat.update is idempotent: a 500 is retried by the client, and the update goes through.
+    before = len(slack.updates())
+    slack.fail_next("chat.update", status=500)
+    s.update(parents["C2"], posted["C2"])
+    assert len(slack.updates()) == before + 1

@@ -1,4 +1,4 @@
-"""The Slack Web API side of delivery: SlackSink, and the one WebClient factory the app shares."""
+"""The Slack Web API side of delivery: SlackSink, on clients from bot/slack/client.py (the one factory)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
 from bot.alerts.render import MessageState, SlackMessage, render_plain, render_reply, render_slack
-from bot.alerts.sink import METADATA_EVENT, ConsoleSink, Sink, alert_payload
+from bot.alerts.sink import METADATA_EVENT, ConsoleSink, RateLimiter, Sink, alert_payload
 from bot.config import Settings
 from bot.errors import Rejected, RetryLater, SlackAuthError
 from bot.model import Alert
+from bot.slack.client import web_client
 
 log = logging.getLogger("newsalert")
 
@@ -42,20 +37,14 @@ class SlackSink:
     def __init__(self, token: str, base_url: str, *, timeout: int = 30):
         # Posts get no automatic retry: a retried post whose first answer was lost would post twice.
         # The outbox retries them instead, after looking for the first one (find_posted).
-        self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self.client = web_client(token, base_url, posts=True, timeout=timeout)
         self.reachable = False  # set by every answered call, cleared by every unanswered one
-        # Reads are idempotent, so these may retry on their own: rate limits (honouring
-        # Retry-After), 5xx, and dropped connections.
-        self.reader = WebClient(
-            token=token,
-            base_url=base_url,
-            timeout=timeout,
-            retry_handlers=[
-                RateLimitErrorRetryHandler(max_retry_count=2),
-                ServerErrorRetryHandler(max_retry_count=2),
-                ConnectionErrorRetryHandler(max_retry_count=2),
-            ],
-        )
+        # Reads and chat.update are idempotent, so these may retry on their own: rate limits
+        # (honouring Retry-After), 5xx, and dropped connections.
+        self.reader = web_client(token, base_url, timeout=timeout)
+        # chat.update is Tier 3 (about 50 a minute): a poll that threads 70 follow-ups would update
+        # their parents faster than that, so updates are paced per channel like posts.
+        self.update_pace = RateLimiter(rate=1 / 1.2)
 
     def check_auth(self) -> dict:
         """auth.test once at start so a bad token fails loudly rather than on every alert."""
@@ -71,8 +60,9 @@ class SlackSink:
 
     def update(self, parent: Alert, ts: str, state: MessageState | None = None) -> None:
         message = render_slack(parent, state, actions=True)
+        self.update_pace.wait(parent.channel)
         self._call(
-            self.client.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
+            self.reader.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
         )
 
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
