@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", default="newsalert.toml", help="file or directory (./newsalert.toml)"
     )
     init.add_argument("--force", action="store_true", help="replace an existing file")
+    render = commands.add_parser(
+        "render", parents=[common], help="an HTML preview of the bot's Slack messages"
+    )
+    render.add_argument("--sample", action="store_true", required=True, help="render the built-in samples")
+    render.add_argument("--out", default="newsalert-preview.html", help="the HTML file to write")
     story = commands.add_parser("story", parents=[common], help="show one story: its items and sources")
     story.add_argument("story_id", type=int, metavar="ID", help="story id (shown with each console alert)")
     commands.add_parser(
@@ -189,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = getattr(args, "config", None) or os.environ.get("NEWSALERT_CONFIG") or DEFAULT_CONFIG
     if args.command == "init":
         return cmd_init(args)
+    if args.command == "render":  # needs no config: the samples are built in
+        from bot.app.preview import write_sample
+
+        print(f"wrote {write_sample(Path(args.out))}")
+        return 0
     if config == DEFAULT_CONFIG and not Path(config).is_file():
         # Outside a checkout (an installed package, another directory): the starter config it ships.
         config = str(demo.STARTER_CONFIG)

@@ -470,6 +470,4 @@ def m014_fair_delivery_and_sequences(db: sqlite_utils.Database) -> None:
                seq_start = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_start),
                seq_end = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_end)"""
     )
-    db["watchlist_faults"].create(
-        {"name": str, "error": str, "at": str}, pk="name", if_not_exists=True
-    )
+    db["watchlist_faults"].create({"name": str, "error": str, "at": str}, pk="name", if_not_exists=True)
