@@ -873,3 +873,59 @@ def test_paging_through_sources_and_search_replaces_the_reply(bot: Bot) -> None:
             for i in range(45):
                 store.catalog.remove_source(f"Extra {i:02d}", ADMIN, now)
         store.close()
+
+
+def home_click(bot: Bot, action_id: str, user: str) -> None:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": "T0FAKE"},
+        "api_app_id": "A0NEWSALERT",
+        "token": "legacy-unused",
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "trigger_id": "1.2.7",
+        "team": {"id": "T0FAKE", "domain": "fake"},
+        "view": {"id": "V0HOME", "type": "home", "private_metadata": "{}"},
+        "actions": [{"action_id": action_id, "block_id": "watchlist_forms", "type": "button",
+                     "action_ts": f"{time.time():.6f}"}],
+    }  # fmt: skip
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    assert bot.post(body, "application/x-www-form-urlencoded")[0] == 200
+
+
+def test_app_home_watchlist_forms_add_for_admins_refuse_others_and_test_for_anyone(bot: Bot) -> None:
+    assert bot.event({"type": "app_home_opened", "user": USER, "channel": "D0HOME", "tab": "home"}) == 200
+    wait_for(lambda: USER in bot.slack.views, what="views.publish")
+    home = json.dumps(bot.slack.views[USER])
+    assert all(f"home_watchlist_{kind}" in home for kind in ("add", "edit", "test"))
+
+    opened = len(bot.slack.modals)
+    home_click(bot, "home_watchlist_add", USER)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the refusal")
+    assert "Only newsalert admins" in json.dumps(bot.slack.modals[-1])  # a clear refusal, no form
+
+    home_click(bot, "home_watchlist_add", ADMIN)
+    wait_for(lambda: len(bot.slack.modals) > opened + 1, what="the Add form")
+    form = bot.slack.modals[-1]
+    assert form["callback_id"] == "watchlist_form" and form["private_metadata"] == "add"
+    values = {
+        "name": {"type": "plain_text_input", "value": "childcare"},
+        "query": {"type": "plain_text_input", "value": 'UNICEF NEAR/5 "children"'},
+    }
+    status, answer = bot.submit(form, values, user=ADMIN)
+    assert status == 200 and json.loads(answer)["response_action"] == "update"
+    assert "Watchlist `childcare` added" in answer
+    assert bot.query("SELECT query FROM watchlists WHERE name = 'childcare'") == [
+        ('UNICEF NEAR/5 "children"',)
+    ]
+    # Submitted by someone who is not an admin (a form kept open, or forged): refused, not saved.
+    sneaky = {**values, "name": {"type": "plain_text_input", "value": "sneaky"}}
+    assert "Only newsalert admins" in bot.submit(form, sneaky, user=USER)[1]
+    assert bot.query("SELECT count(*) FROM watchlists WHERE name = 'sneaky'") == [(0,)]
+    bad = {**values, "name": {"type": "plain_text_input", "value": "<!here>"}}
+    assert "cannot be a watchlist name" in bot.submit(form, bad, user=ADMIN)[1]
+
+    home_click(bot, "home_watchlist_test", USER)
+    wait_for(lambda: bot.slack.modals[-1].get("private_metadata") == "test", what="the Test form")
+    tested = bot.submit(bot.slack.modals[-1], {"query": {"type": "plain_text_input", "value": "UNICEF"}})[1]
+    assert "would have matched" in tested
+    assert "removed" in bot.command("watchlist remove childcare", user=ADMIN)["text"]

@@ -161,6 +161,24 @@ def home_view(
         _header(_TITLES["watchlists"]),
         *_page("watchlists", watchlist_lines, f"`{COMMAND} watchlists`", pages.get("watchlists", 1)),
         {
+            "type": "actions",
+            "block_id": "watchlist_forms",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": f"home_watchlist_{kind}",
+                    "text": {"type": "plain_text", "text": label},
+                    "value": kind,
+                    **({"style": "primary"} if kind == "add" else {}),
+                }
+                for kind, label in (
+                    ("add", "Add watchlist"),
+                    ("edit", "Edit watchlist"),
+                    ("test", "Test a query"),
+                )
+            ],
+        },
+        {
             "type": "context",
             "elements": [
                 {

@@ -140,3 +140,70 @@ def submitted(values: dict, block: str) -> str:
     if isinstance(state.get("selected_option"), dict):
         return str(state["selected_option"].get("value") or "")
     return str(state.get("value") or state.get("selected_conversation") or "")
+
+
+WATCHLIST = "watchlist_form"  # callback_id of the Home tab's watchlist forms
+WATCHLIST_FORMS = {  # kind -> (title, submit label, the command it runs)
+    "add": ("Add a watchlist", "Add", "watchlist add"),
+    "edit": ("Edit a watchlist", "Save", "watchlist edit"),
+    "test": ("Test a query", "Test", "query test"),
+}
+WATCHLIST_ADMIN = ("add", "edit")  # forms that change the catalog: admins only
+
+
+def watchlist_modal(kind: str) -> dict:
+    """Home's form to add or edit a watchlist (admins) or to test a query (anyone)."""
+    title, submit, _ = WATCHLIST_FORMS[kind]
+    blocks: list[dict] = []
+    if kind != "test":
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "name",
+                "label": _text("Name"),
+                "hint": _text("Letters, digits, - and _, up to 40 characters."),
+                "element": {"type": "plain_text_input", "action_id": "name", "max_length": 40},
+            }
+        )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": "query",
+            "label": _text("Query"),
+            "hint": _text('For example: sextort* OR "sexual extortion"'),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "query",
+                "multiline": True,
+                "max_length": 2000,
+            },
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": WATCHLIST,
+        "private_metadata": kind,
+        "title": _text(title),
+        "submit": _text(submit),
+        "close": _text("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def watchlist_command(kind: str, values: dict) -> str | None:
+    """The `/newsalert` command line a submitted watchlist form stands for; None for an odd form."""
+    if kind not in WATCHLIST_FORMS:
+        return None
+    query = " ".join(submitted(values, "query").split())
+    name = submitted(values, "name").strip() if kind != "test" else ""
+    return " ".join(part for part in (WATCHLIST_FORMS[kind][2], name, query) if part)
+
+
+def notice_modal(title: str, mrkdwn: str) -> dict:
+    """A modal that only says something (a result, a refusal)."""
+    return {
+        "type": "modal",
+        "title": _text(shorten(title, 24)),
+        "close": _text("Close"),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": shorten(mrkdwn, 3000)}}],
+    }
