@@ -187,3 +187,21 @@ def test_a_page_cursor_is_bounded_and_checked() -> None:
         "1" * 5000 + "|list",
     ):
         assert parse_cursor(value) is None, value[:20]
+
+
+def test_every_modal_fits_at_scale() -> None:
+    from bot.app.modals import escalate_modal, mute_modal, notice_modal, watchlist_modal
+
+    long_title = "A very long headline " * 40
+    views = [
+        escalate_modal("C0ALERTS", "1.000001", long_title, "C0ESCALATE"),
+        escalate_modal("C0ALERTS", "1.000001", "", None),
+        mute_modal("C0ALERTS", "1.000001", "story", ["Reuters"]),
+        mute_modal(
+            "C0ALERTS", "1.000001", "source", [f"Outlet with a long name number {i}" * 3 for i in range(13)]
+        ),
+        *(watchlist_modal(kind) for kind in ("add", "edit", "test")),
+        notice_modal("Test a query with a long title", "x" * 5000),
+    ]
+    for view in views:
+        assert view_problems(view) == [], view.get("callback_id")
