@@ -929,3 +929,18 @@ def test_app_home_watchlist_forms_add_for_admins_refuse_others_and_test_for_anyo
     tested = bot.submit(bot.slack.modals[-1], {"query": {"type": "plain_text_input", "value": "UNICEF"}})[1]
     assert "would have matched" in tested
     assert "removed" in bot.command("watchlist remove childcare", user=ADMIN)["text"]
+
+
+def test_one_client_factory_retries_reads_and_updates_but_never_a_post() -> None:
+    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+    from bot.slack.client import posting_client, web_client
+
+    safe = web_client(VALID_TOKEN, "http://127.0.0.1:9/api/")
+    kinds = {type(h) for h in safe.retry_handlers}
+    assert RateLimitErrorRetryHandler in kinds and ConnectionErrorRetryHandler in kinds
+    poster = posting_client(safe)
+    assert poster.retry_handlers == [] and poster.base_url == safe.base_url and poster.token == VALID_TOKEN
+    # An escalation post on a dropped connection is tried once: nothing listens on port 9.
+    with pytest.raises(OSError):
+        poster.chat_postMessage(channel="C1", text="x", unfurl_links=False, unfurl_media=False)

@@ -190,8 +190,9 @@ def mute(
     return Click(message=message, notice=notice)
 
 
-def story_sources(ctx: AppContext, channel: str, message_ts: str) -> list[str] | None:
-    """The sources (feeds) of the story an alert is about, lead first; None when it is gone."""
+def mutable_sources(ctx: AppContext, channel: str, message_ts: str) -> list[str] | None:
+    """The sources (feed names, what a source mute names) of the alert's story, its own first; None
+    when newsalert has no record of the alert."""
     with ctx.store() as store:
         post = _post_of(store, channel, message_ts, "")
         if post is None:

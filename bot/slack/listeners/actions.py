@@ -120,7 +120,7 @@ def _menu(choice: str, body: dict, channel: str, ts: str, client: WebClient, ctx
         )
         _apply(result, client, channel, ts, user, choice)
         return
-    sources = triage.story_sources(ctx, channel, ts)
+    sources = triage.mutable_sources(ctx, channel, ts)
     if sources is None:
         _notice(client, channel, user, triage.GONE)
         return
