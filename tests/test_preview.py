@@ -20,6 +20,7 @@ def test_the_sample_page_renders_every_block_type_the_bot_uses() -> None:
         assert part in page, part
     assert '<span class="button primary">Claim</span>' in page
     assert "<b>child sexual abuse material</b>" in page  # the matched words, bold
+    assert "AI-generated <b>child sexual abuse material</b></a>" in page  # in the link label too
     assert '<a href="https://reuters.example/world/unicef-ai-abuse">' in page
 
 

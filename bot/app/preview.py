@@ -18,7 +18,7 @@ from bot.alerts.digest import Digest, DigestStory, render_digest
 from bot.alerts.render import MessageState, render_slack
 from bot.app.home import home_view
 from bot.app.modals import escalate_modal, mute_modal
-from bot.model import Alert, Source, Subscription, Summary, Watchlist
+from bot.model import Alert, Item, Source, StoryPost, Subscription, Summary, Watchlist
 from bot.store import Store
 
 BLOCK_TYPES = ("section", "context", "header", "divider", "actions", "input")
@@ -76,7 +76,7 @@ def _token(inner: str) -> str:
     if target.startswith("!"):
         return f'<span class="mention">@{html.escape(target[1:])}</span>'
     href = html.escape(html.unescape(target), quote=True)
-    return f'<a href="{href}">{label or html.escape(html.unescape(target))}</a>'
+    return f'<a href="{href}">{_inline(label) if label else html.escape(html.unescape(target))}</a>'
 
 
 def mrkdwn(text: str) -> str:
@@ -234,6 +234,10 @@ def sample_page() -> str:
             store.catalog.sync_config(
                 sources, watchlists, (Subscription("C0ALERTS", ("csam", "unicef")),), NOW
             )
+            item = Item("Outlet 0", "g1", alert.url, TITLE, LEAD, NOW, NOW)
+            story = store.stories.new_story(NOW)
+            item_id = store.items.add_item(item, story_id=story, new_story=True)
+            store.stories.save_story_post(StoryPost(story, "C0ALERTS", item_id, "1.000001", ("csam",)), NOW)
             home = home_view(store, "U0ANALYST", lambda channel: True, NOW)
         finally:
             store.close()
