@@ -50,14 +50,16 @@ def unescape_slack(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def pending_message(text: str, *, user: str, ctx: AppContext, workspace: Workspace) -> str | None:
+def pending_message(text: str, *, user: str, ctx: AppContext) -> str | None:
     """What to acknowledge a slow command with at once (the answer follows); None for quick ones.
 
-    A command its user may not run is not slow: its refusal is the answer, so nothing is promised.
+    A command its user may not run is not slow: its refusal is the answer, so nothing is promised
+    before it. Only the config's admins are known without asking Slack, and the ack must not
+    wait for users.info: a workspace admin's `source add` is acked silently, then answered.
     """
     head, rest = subcommand(unescape_slack(text))
     if head == "source" and subcommand(rest)[0] == "add":
-        return "Fetching that source once to check it…" if ctx.is_admin(user, workspace) else None
+        return "Fetching that source once to check it…" if user in ctx.settings.slack_admins else None
     if head in ("search", "query"):
         return "Searching the history…"
     return None

@@ -57,6 +57,8 @@ class SlackWorkspace:
             info = self._info(channel_id)
         except SlackApiError as e:
             return False if _error(e) == "channel_not_found" else None
+        except OSError:  # no answer at all (after the client's retries): not a "no"
+            return None
         if not (info.get("is_private") or info.get("is_im") or info.get("is_mpim")):
             return True  # a public channel: anyone in the workspace can read it
         try:

@@ -29,7 +29,7 @@ def register(app: App, ctx: AppContext) -> None:
         workspace = SlackWorkspace(client)
         # The ack is the HTTP answer (or the Socket Mode envelope ack); the real reply follows
         # through response_url, so a slow command (a fetch, a search) never misses the 3 s.
-        pending = pending_message(text, user=user, ctx=ctx, workspace=workspace)
+        pending = pending_message(text, user=user, ctx=ctx)
         if pending:
             ack(text=pending)
         else:

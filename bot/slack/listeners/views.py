@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
@@ -29,13 +30,23 @@ def publish_home(client: WebClient, user: str, ctx: AppContext, pages: dict[str,
 
 
 def register(app: App, ctx: AppContext) -> None:
+    # Like a Home open (events.py), a page of Home is drawn off Bolt's listener pool: it asks Slack
+    # about every subscribed channel, and that pool must stay free to ack within 3 seconds.
+    renders = ThreadPoolExecutor(2, thread_name_prefix="newsalert-home-page")
+
+    def render(user: str, client: WebClient, pages: dict[str, int]) -> None:
+        try:
+            publish_home(client, user, ctx, pages)
+        except Exception:
+            log.exception("app home: could not publish a page user=%s", user)
+
     @app.action(re.compile(r"^home_page_"))
     def home_page(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
         ack()
         pages = _pages((body.get("view") or {}).get("private_metadata") or "")
         if (found := parse_home_page(str(action.get("value") or ""))) is not None:
             pages[found[0]] = found[1]
-        publish_home(client, body["user"]["id"], ctx, pages)
+        renders.submit(render, body["user"]["id"], client, pages)
 
     @app.action(re.compile(r"^home_watchlist_(add|edit|test)$"))
     def watchlist_form(ack: Ack, body: dict, action: dict, client: WebClient) -> None:
@@ -67,7 +78,7 @@ def register(app: App, ctx: AppContext) -> None:
             text = "Sorry, that failed on newsalert's side; the error is in its log."
         ack(response_action="update", view=modals.notice_modal(modals.WATCHLIST_FORMS[kind][0], text))
         if kind in modals.WATCHLIST_ADMIN:
-            publish_home(client, user, ctx)  # the list under it changed
+            renders.submit(render, user, client, {})  # the list under it changed
 
 
 def _pages(metadata: str) -> dict[str, int]:
