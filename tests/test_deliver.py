@@ -279,3 +279,33 @@ def test_chat_update_is_paced_per_channel_and_retried_on_a_server_error(slack: F
     slack.fail_next("chat.update", status=500)
     s.update(parents["C2"], posted["C2"])
     assert len(slack.updates()) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("copy", "folded"),
+    [
+        ("Meta sues maker of CrushAI nudify app", True),  # a news-search copy of the lead headline
+        ("UPDATE 1-Meta sues the maker of CrushAI 'nudify' app", True),
+        ("Facebook parent files lawsuit against developer of AI undressing apps", False),
+        ("Meta takes Hong Kong firm to court over 'nudify' app adverts", False),
+    ],
+)
+def test_a_copy_whose_headline_says_nothing_new_is_folded_into_the_parent(
+    store, slack, copy: str, folded: bool
+) -> None:
+    story = store.stories.new_story(NOW)
+    for n, (source, title) in enumerate([("Reuters", "Meta sues maker of CrushAI nudify app"), ("AP", copy)]):
+        item = Item(source, f"g{n}", f"https://{source.lower()}.example/{n}", title, "", NOW, NOW)
+        item_id = store.items.add_item(item, story_id=story)
+        store.items.add_matches(
+            item_id, {"deepfakes": [Span("title", title.find("nudify"), title.find("nudify") + 6, "nudif*")]}
+        )
+        store.outbox.enqueue_alert(item_id, "C1", ["deepfakes"], NOW)
+    report = deliver_pending(store, sink(slack))
+    assert (report.sent, report.folded) == (2, int(folded))
+    assert len(slack.top_level("C1")) == 1
+    assert len(slack.posts()) == (1 if folded else 2)  # the reply, unless folded
+    (update,) = slack.updates()
+    assert "2 sources" in json.dumps(update) and "AP" in json.dumps(update)
+    assert status(store) == ["sent", "sent"]  # folded is delivered: counted on the parent
+    assert deliver_pending(store, sink(slack)).sent == 0

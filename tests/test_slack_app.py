@@ -52,8 +52,8 @@ def rss(*items: tuple[str, str, str]) -> str:
 
 
 WIRE = ("" + STORY, "https://reuters.example/world/unicef-ai-abuse", LEAD)
-COPY = (  # the same story from another outlet: a follow-up in the story's thread
-    "UNICEF calls on governments to criminalize AI-generated child abuse imagery",
+COPY = (  # the same story from another outlet, headlined its own way: a reply in the story's thread
+    "UN children's agency wants AI-made abuse images of children outlawed worldwide",
     "https://apnews.example/article/unicef-ai-child-abuse-deepfakes",
     LEAD.replace("on Thursday ", "").replace("criminalise", "criminalize"),
 )

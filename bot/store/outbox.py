@@ -152,6 +152,19 @@ class OutboxRepo(Repository):
     def mark_alert_in_flight(self, alert_id: int) -> None:
         self.db.execute("UPDATE alerts SET in_flight = 1 WHERE id = ?", [alert_id])
 
+    def thread_titles(self, story_id: int, channel: str) -> list[str]:
+        """The headlines a channel was shown of a story: its parent's and the replies posted in its
+        thread (copies folded into the parent's count were not shown, so they do not count)."""
+        rows = self._all(
+            """SELECT i.title FROM alerts a JOIN items i ON i.id = a.item_id
+               JOIN story_posts p ON p.story_id = i.story_id AND p.channel = a.channel
+               WHERE i.story_id = ? AND a.channel = ? AND a.status = 'sent'
+                 AND (a.item_id = p.item_id OR a.ts IS NOT p.ts)
+               ORDER BY a.id""",
+            [story_id, channel],
+        )
+        return [r["title"] for r in rows]
+
     def mark_alert_sent(self, alert_id: int, ts: str, now: datetime) -> None:
         self.db.execute(
             """UPDATE alerts SET status = 'sent', ts = ?, sent_at = ?, attempts = attempts + 1, in_flight = 0,
