@@ -1,4 +1,4 @@
-"""Matching speed: bot.query.Matcher against a naive baseline, in the same run, on one core.
+"""Matching speed: bot.match.query.Matcher against a naive baseline, in the same run, on one core.
 
     .venv/bin/python bench/match.py                      # 100,000 items x 50 watchlists
     .venv/bin/python bench/match.py --items 20000 --naive-items 2000

@@ -2,7 +2,7 @@
 
 Search speaks the watchlist query language and agrees exactly with what alerts would match: SQLite
 FTS5 (the items_fts index kept by store.py) only narrows the candidates, and every candidate is
-confirmed by the real matcher (``bot.query``). The FTS5 expression is built from the words a match
+confirmed by the real matcher (``bot.match``). The FTS5 expression is built from the words a match
 *must* contain, so it never drops a match:
 
 - a term becomes the text words one of which begins every occurrence of it (the matcher's own
@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from bot.match.compile import word_triggers  # the words every occurrence of a term begins with
+from bot.match.fold import fold  # the matcher's folding: the FTS words must be its words
 from bot.match.query import And, Near, Node, Not, Or, Phrase, Query, Term, compile_query
-from bot.match.query import _fold as fold_word  # the matcher's folding: the FTS words must be its words
-from bot.match.query import (
-    _word_triggers as word_triggers,  # the words every occurrence of a term begins with
-)
 from bot.store import Store
 from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
 
@@ -171,7 +169,7 @@ def _translate(node: Node) -> str | None:
 
 def _word(word: str, *, last: bool, exact: bool) -> str | None:
     """FTS5 for one query word: an OR of the text words any occurrence of it begins with."""
-    triggers = word_triggers(fold_word(word), last=last, exact=exact)
+    triggers = word_triggers(fold(word), last=last, exact=exact)
     if triggers is None or triggers.substring:
         return None
     words, prefixes = sorted(triggers.words), sorted(triggers.prefixes)

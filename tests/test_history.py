@@ -18,7 +18,8 @@ import pytest
 from bench.match_corpus import WATCHLISTS, items
 from bot.errors import QueryError
 from bot.history import export_rows, fts_match, iso_z, prune, search, write_csv, write_json
-from bot.match.query import _Field, compile_query
+from bot.match.fold import Field
+from bot.match.query import compile_query
 from bot.model import Item, Source, Subscription, Watchlist
 from bot.store import Store
 from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
@@ -121,7 +122,7 @@ def test_fts5_tokenizes_every_plain_character_as_the_matcher_does(tmp_path: Path
     for doc, term in conn.execute("SELECT doc, term FROM v ORDER BY doc, offset"):
         tokens.setdefault(doc, []).append(term)
     wrong = [
-        (hex(doc // 8), text) for doc, text in docs.items() if tokens.get(doc, []) != _Field(text).tokens()
+        (hex(doc // 8), text) for doc, text in docs.items() if tokens.get(doc, []) != Field(text).tokens()
     ]
     assert len(docs) > 10_000
     assert wrong == []

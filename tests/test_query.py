@@ -1,4 +1,4 @@
-"""Tests for the watchlist query language (bot/query.py).
+"""Tests for the watchlist query language (bot/match/).
 
 The bulk of the matching rules live in tests/data/matching_cases.toml, one case per trap; this file adds
 span offsets, syntax trees, error messages and the Matcher.
@@ -14,24 +14,10 @@ from typing import Any
 import pytest
 
 from bot.errors import QueryError
-from bot.match.query import (  # the _private names check the prefilter and the folding fast path
-    _FOLD,
-    And,
-    Matcher,
-    Near,
-    Not,
-    Or,
-    Phrase,
-    Query,
-    Term,
-    _base_char,
-    _Document,
-    _fold_char,
-    _fold_mapped,
-    _fold_slow,
-    _Index,
-    compile_query,
-)
+from bot.match.evaluate import Document
+from bot.match.fold import FOLD, base_char, fold_char, fold_mapped, fold_slow
+from bot.match.prefilter import Index
+from bot.match.query import And, Matcher, Near, Not, Or, Phrase, Query, Term, compile_query
 from bot.model import Span
 
 CASES_FILE = Path(__file__).parent / "data" / "matching_cases.toml"
@@ -465,7 +451,7 @@ def test_near_reports_every_positive_occurrence() -> None:
 
 def reference_match(matcher: Matcher, title: str, text: str, source: str) -> dict[str, list[Span]]:
     """Every watchlist evaluated with every regex run: what the prefilter must never change."""
-    document = _Document(title, text, source, None)  # no index: every leaf counts as possible
+    document = Document(title, text, source, None)  # no index: every leaf counts as possible
     found = {}
     for name, query in matcher._queries:
         spans = query._match(document)
@@ -508,7 +494,7 @@ def test_one_matcher_agrees_with_each_case_alone() -> None:
 
 
 def test_prefilter_is_right_after_forgetting_learned_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_Index, "MAX_LEARNED", 5)  # start over every few items
+    monkeypatch.setattr(Index, "MAX_LEARNED", 5)  # start over every few items
     matcher = Matcher({"w": "nudif* OR sextort* OR deep-fake*", "v": "nudify"})
     for text in ["nudify apps", "sextortion cases", "deepfaked photos", "a nudify app", "weather"] * 3:
         assert matcher.match("", text) == reference_match(matcher, "", text, "")
@@ -525,20 +511,20 @@ def test_trigger_word_that_is_also_a_wildcard_prefix_match() -> None:
 
 
 def test_folding_invariants_hold_over_the_bmp() -> None:
-    """_fold_mapped replaces characters of str.lower()'s output instead of folding each original
+    """fold_mapped replaces characters of str.lower()'s output instead of folding each original
     character; that is only right if folding ignores case first and is idempotent. Exact terms need the
     case-keeping fold to have the same length everywhere."""
     for code in range(0x10000):
         if 0xD800 <= code < 0xE000:
             continue
         char = chr(code)
-        folded, base = _fold_char(char), _base_char(char)
+        folded, base = fold_char(char), base_char(char)
         assert len(folded) == len(base) <= 1, hex(code)
-        assert _fold_char(folded) == folded, hex(code)
-        assert _fold_char(base) == folded, hex(code)
+        assert fold_char(folded) == folded, hex(code)
+        assert fold_char(base) == folded, hex(code)
         lowered = char.lower()
         if len(lowered) == 1:
-            assert _fold_char(lowered) == folded, hex(code)
+            assert fold_char(lowered) == folded, hex(code)
 
 
 @pytest.mark.parametrize(
@@ -553,10 +539,10 @@ def test_folding_invariants_hold_over_the_bmp() -> None:
     ],
 )
 def test_fast_fold_equals_per_character_fold(text: str) -> None:
-    folded, source = _fold_mapped(text)
-    assert folded == _fold_slow(text, _FOLD)[0]
-    cased, cased_source = _fold_mapped(text, cased=True)
-    assert _fold_slow(cased, _FOLD)[0] == folded  # same characters up to case, same offsets
+    folded, source = fold_mapped(text)
+    assert folded == fold_slow(text, FOLD)[0]
+    cased, cased_source = fold_mapped(text, cased=True)
+    assert fold_slow(cased, FOLD)[0] == folded  # same characters up to case, same offsets
     assert cased_source == source
     if source is not None:
         assert len(source) == len(folded)
