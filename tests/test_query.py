@@ -7,17 +7,20 @@ span offsets, syntax trees, error messages and the Matcher.
 from __future__ import annotations
 
 import random
+import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.errors import QueryError
-from bot.match.evaluate import Document
+from bot.match.evaluate import Build, Document
 from bot.match.fold import FOLD, base_char, fold_char, fold_mapped, fold_slow
+from bot.match.near import FIELD_STRIDE
 from bot.match.prefilter import Index
-from bot.match.query import And, Matcher, Near, Not, Or, Phrase, Query, Term, compile_query
+from bot.match.query import And, Matcher, Near, Node, Not, Or, Phrase, Query, Term, compile_query
 from bot.model import Span
 
 CASES_FILE = Path(__file__).parent / "data" / "matching_cases.toml"
@@ -546,3 +549,162 @@ def test_fast_fold_equals_per_character_fold(text: str) -> None:
     assert cased_source == source
     if source is not None:
         assert len(source) == len(folded)
+
+
+# --- NEAR: exactly the pairwise answer, in linear time ----------------------------------------------------
+
+
+class PairwiseBuild(Build):
+    """NEAR as first written: every occurrence of one side compared with every one of the other.
+
+    Quadratic, and the definition the sweeps of bot/match/near.py must agree with; everything else
+    (leaves, spans, AND/OR/NOT) is the real code.
+    """
+
+    def near(self, node: Near, negated: bool) -> tuple[Callable[[Document], bool], frozenset[int] | None]:
+        positions = self.pairwise(node, negated)
+        return (lambda document: bool(positions(document))), self.needs(node)
+
+    def pairwise(self, node: Node, negated: bool) -> Callable[[Document], list[tuple[int, int, int]]]:
+        if isinstance(node, Term | Phrase):
+            leaf = self.leaf(node, negated)
+
+            def occurrences(document: Document) -> list[tuple[int, int, int]]:
+                found = []
+                for first, last in document.occurrences(leaf):  # keys back to (field, first, last)
+                    field = (first + 1) // FIELD_STRIDE  # a word number may be -1 (before the first word)
+                    found.append((field, first - field * FIELD_STRIDE, last - field * FIELD_STRIDE))
+                return found
+
+            return occurrences
+        if isinstance(node, Or):
+            parts = [self.pairwise(operand, negated) for operand in node.operands]
+            return lambda document: [o for part in parts for o in part(document)]
+        assert isinstance(node, Near)
+        left, right = (self.pairwise(o, negated) for o in node.operands)
+        distance = node.distance
+
+        def near(document: Document) -> list[tuple[int, int, int]]:
+            found = []
+            for field_a, first_a, last_a in left(document):
+                for field_b, first_b, last_b in right(document):
+                    if field_a != field_b:
+                        continue
+                    if first_b > last_a:
+                        gap = first_b - last_a - 1
+                    elif first_a > last_b:
+                        gap = first_a - last_b - 1
+                    else:
+                        continue
+                    if gap <= distance:
+                        found.append((field_a, min(first_a, first_b), max(last_a, last_b)))
+            return found
+
+        return near
+
+
+def reference_query(text: str) -> Query:
+    """``compile_query(text)`` with NEAR evaluated pair by pair."""
+    query = compile_query(text)
+    query._evaluate, query._need = PairwiseBuild(query._compiler, []).evaluate(query.ast, False)
+    return query
+
+
+NEAR_WORDS = ["csam", "ai", "AI-generated", "child", "abuse", "x", "y", "z", "—", "https://ai.example/csam"]
+
+
+def random_near_query(rng: random.Random, depth: int = 0) -> str:
+    """A NEAR of terms, phrases, fields, OR groups and NEARs, up to four deep."""
+
+    def operand() -> str:
+        roll = rng.random()
+        if depth < 2 and roll < 0.3:
+            return f"({random_near_query(rng, depth + 1)})"
+        if roll < 0.45:
+            return f"({rng.choice(['csam', 'ai', 'child'])} OR {rng.choice(['abuse', 'generated', 'x'])})"
+        if roll < 0.55:
+            return rng.choice(['"child abuse"', "title:csam", "text:ai", "=AI", "gener*"])
+        return rng.choice(["csam", "ai", "child", "abuse", "x", "y", "generated"])
+
+    query = operand()
+    for _ in range(rng.choice([1, 1, 1, 2])):
+        query += f" NEAR/{rng.choice([0, 1, 2, 3, 5, 8])} {operand()}"
+    return query
+
+
+def test_near_agrees_with_pairwise_on_the_case_table_and_random_texts() -> None:
+    rng = random.Random(2026)
+    queries = [case["query"] for case in CASES if "NEAR/" in case["query"]]
+    queries += [random_near_query(rng) for _ in range(120)]
+    items = [case_item(case) for case in CASES if "NEAR/" in case["query"]]
+    for _ in range(100):
+        words = rng.choices(NEAR_WORDS, k=rng.randint(0, 30))
+        items.append((" ".join(rng.choices(NEAR_WORDS, k=rng.randint(0, 6))), " ".join(words), ""))
+    matched = 0
+    for text in queries:
+        query, reference = compile_query(text), reference_query(text)
+        for title, body, source in items:
+            result = query.match(title, body, source=source)
+            assert result == reference.match(title, body, source=source), (text, title, body)
+            matched += result is not None
+    assert matched > len(queries) * len(items) // 20  # both outcomes were compared, many times
+
+
+def line_events(run: Callable[[], object]) -> int:
+    """Python lines executed in bot/match and in this file while ``run`` runs: an operation count
+    that needs no clock. (Work done inside C, such as one sort or one regex scan, counts as a line.)"""
+    package = Path(sys.modules[Build.__module__].__file__ or "").parent
+    files = {str(path.resolve()) for path in [Path(__file__), *package.glob("*.py")]}
+    assert len(files) > 5
+    count = 0
+
+    def trace(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    def calls(frame, event, arg):
+        return trace if frame.f_code.co_filename in files else None
+
+    sys.settrace(calls)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def far_apart(n: int) -> str:
+    return "csam " * n + "y " * 101 + "ai " * n  # 101 words between the nearest two: no match
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        pytest.param("csam NEAR/5 (ai OR generated)", lambda n: "csam ai " * n, id="readme-example-matches"),
+        pytest.param(
+            "csam NEAR/5 (ai OR generated)", lambda n: "csam x x x x x x ai " * n, id="readme-no-match"
+        ),
+        pytest.param("csam NEAR/5 ai NEAR/5 generated", lambda n: "csam ai " * n, id="chain-of-three"),
+        pytest.param(
+            "(csam NEAR/5 ai) NEAR/5 (ai NEAR/3 csam) NEAR/5 x", lambda n: "csam ai " * n, id="chain-of-four"
+        ),
+        pytest.param("csam NEAR/100 ai", far_apart, id="far-apart"),
+    ],
+)
+def test_near_is_linear_in_occurrences(query: str, text: Callable[[int], str]) -> None:
+    """Doubling the text at most (a little over) doubles the work; pair by pair it quadruples."""
+    compiled = compile_query(query)
+    small = line_events(lambda: compiled.match("", text(200)))
+    large = line_events(lambda: compiled.match("", text(400)))
+    assert small > 1000 and large < 2.5 * small, (small, large)
+    assert compiled.match("", text(30)) == reference_query(query).match("", text(30))  # pairwise is slow
+
+
+def test_the_operation_count_sees_quadratic_work() -> None:
+    """The same count on the pairwise NEAR: the test above would catch a quadratic NEAR."""
+    reference = reference_query("csam NEAR/5 (ai OR generated)")
+    small = line_events(lambda: reference.match("", "csam ai " * 100))
+    large = line_events(lambda: reference.match("", "csam ai " * 200))
+    assert large > 3.5 * small, (small, large)

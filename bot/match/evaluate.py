@@ -7,30 +7,33 @@ walking the tree) and works out which leaves a match needs, for the prefilter.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.match import near
 from bot.match.compile import Compiler, Leaf
 from bot.match.fold import Field
+from bot.match.near import FIELD_STRIDE, Interval
 from bot.match.prefilter import Index
 from bot.match.syntax import FIELDS, And, Near, Node, Not, Or, Phrase, Term
 from bot.model import Span
 
 Hit = tuple[int, int, int]  # field number, start, end in the folded string
-Occurrence = tuple[int, int, int]  # field number, first word, last word
 
 
 class Document:
     """One item being matched; caches each leaf's hits so watchlists sharing a term search once."""
 
-    __slots__ = ("_hits", "_occurrences", "fields", "possible")
+    __slots__ = ("_bounds", "_hits", "_occurrences", "fields", "possible")
 
     def __init__(self, title: str, text: str, source: str, index: Index | None):
         self.fields = (Field(title), Field(text), Field(source))
         # None (no index) means "any leaf may occur": the reference behaviour the prefilter must match.
         self.possible = index.possible(self.fields) if index is not None else None
         self._hits: dict[int, list[Hit]] = {}
-        self._occurrences: dict[int, list[Occurrence]] = {}
+        self._occurrences: dict[int, list[Interval]] = {}
+        self._bounds: dict[int, tuple[list[int], list[int]]] = {}
 
     def hits(self, leaf: Leaf) -> list[Hit]:
         hits = self._hits.get(leaf.id)
@@ -46,14 +49,25 @@ class Document:
             self._hits[leaf.id] = hits
         return hits
 
-    def occurrences(self, leaf: Leaf) -> list[Occurrence]:
+    def occurrences(self, leaf: Leaf) -> list[Interval]:
+        """The leaf's hits as word intervals for NEAR (bot/match/near.py), sorted: fields in order, and
+        a regex's matches in a field do not overlap."""
         found = self._occurrences.get(leaf.id)
         if found is None:
             found = []
             for number, start, end in self.hits(leaf):
-                field = self.fields[number]
-                found.append((number, field.word_index(start), field.word_index(end - 1)))
+                words, base = self.fields[number].word_starts, number * FIELD_STRIDE - 1  # see Field
+                found.append((base + bisect_right(words, start), base + bisect_right(words, end - 1)))
             self._occurrences[leaf.id] = found
+        return found
+
+    def bounds(self, leaf: Leaf) -> tuple[list[int], list[int]]:
+        """(first words, last words) of the leaf's occurrences, each ascending as the occurrences are."""
+        found = self._bounds.get(leaf.id)
+        if found is None:
+            occurrences = self.occurrences(leaf)
+            found = [first for first, _ in occurrences], [last for _, last in occurrences]
+            self._bounds[leaf.id] = found
         return found
 
     def span(self, hit: Hit, term: str) -> Span:
@@ -63,7 +77,8 @@ class Document:
 
 Evaluate = Callable[[Document], bool]
 Need = frozenset[int] | None  # leaf ids one of which must be possible for a match; None = no such set
-_Positions = Callable[[Document], list[Occurrence]]
+_Bounds = Callable[[Document], tuple[list[int], list[int]]]  # (first words, last words), each sorted
+_Intervals = Callable[[Document], list[Interval]]
 
 
 @dataclass
@@ -80,7 +95,7 @@ class Build:
         return leaf
 
     def evaluate(self, node: Node, negated: bool) -> tuple[Evaluate, Need]:
-        """Nested closures (cheaper per call than walking the tree) and the leaves a match needs.
+        """Nested closures and the leaves a match needs.
 
         A leaf under an odd number of NOTs is negative: its occurrences are the reason *not* to match, so
         they are never reported as spans.
@@ -92,8 +107,7 @@ class Build:
             inner, _ = self.evaluate(node.operand, not negated)
             return (lambda document: not inner(document)), None
         if isinstance(node, Near):
-            positions, need = self.positions(node, negated)
-            return (lambda document: bool(positions(document))), need
+            return self.near(node, negated)
         built = [self.evaluate(operand, negated) for operand in node.operands]
         operands = tuple(evaluate for evaluate, _ in built)
         needs = [need for _, need in built]
@@ -108,38 +122,68 @@ class Build:
     def need_cost(self, need: frozenset[int]) -> float:
         return sum(self.compiler.leaves[leaf_id].triggers.cost for leaf_id in need)
 
-    def positions(self, node: Node, negated: bool) -> tuple[_Positions, Need]:
-        """Word positions of a NEAR operand: a term, a phrase, an OR group of them, or another NEAR."""
+    def needs(self, node: Node) -> frozenset[int]:
+        """The leaves a NEAR operand needs: a NEAR needs both sides, so either side's set will do."""
+        if isinstance(node, Term | Phrase):
+            return frozenset({self.compiler.leaf(node).id})
+        if isinstance(node, Or):
+            return frozenset().union(*(self.needs(operand) for operand in node.operands))
+        assert isinstance(node, Near)  # the parser admits nothing else under a NEAR
+        return min((self.needs(operand) for operand in node.operands), key=self.need_cost)
+
+    def near(self, node: Near, negated: bool) -> tuple[Evaluate, Need]:
+        """A NEAR whose consumer asks only whether it holds (see bot/match/near.py)."""
+        (left, right), distance = (self.bounds(operand, negated) for operand in node.operands), node.distance
+
+        def holds(document: Document) -> bool:
+            left_starts, left_ends = left(document)
+            if not left_ends:
+                return False
+            right_starts, right_ends = right(document)
+            return near.touches(left_ends, right_starts, distance) or near.touches(
+                right_ends, left_starts, distance
+            )
+
+        return holds, self.needs(node)
+
+    def bounds(self, node: Node, negated: bool) -> _Bounds:
+        """First and last words of a NEAR operand's occurrences (a NEAR's: of its hulls)."""
+        if isinstance(node, Near):
+            (left, right), distance = (self.intervals(o, negated) for o in node.operands), node.distance
+
+            def near_bounds(document: Document) -> tuple[list[int], list[int]]:
+                lefts = left(document)
+                return near.hull_bounds(lefts, right(document), distance) if lefts else ([], [])
+
+            return near_bounds
         if isinstance(node, Term | Phrase):
             leaf = self.leaf(node, negated)
-            return (lambda document: document.occurrences(leaf)), frozenset({leaf.id})
+            return lambda document: document.bounds(leaf)
+        assert isinstance(node, Or)  # the parser admits nothing else under a NEAR
+        parts = tuple(self.bounds(operand, negated) for operand in node.operands)
+
+        def union(document: Document) -> tuple[list[int], list[int]]:
+            found = [part(document) for part in parts]
+            return sorted([s for starts, _ in found for s in starts]), sorted(
+                [e for _, ends in found for e in ends]
+            )
+
+        return union
+
+    def intervals(self, node: Node, negated: bool) -> _Intervals:
+        """Word intervals of a NEAR operand: a term, a phrase, an OR group of them, or another NEAR."""
+        if isinstance(node, Term | Phrase):
+            leaf = self.leaf(node, negated)
+            return lambda document: document.occurrences(leaf)
         if isinstance(node, Or):
-            built = [self.positions(operand, negated) for operand in node.operands]
-            parts = tuple(positions for positions, _ in built)
-            need = frozenset().union(*(need for _, need in built if need is not None))
-            return (lambda document: [o for part in parts for o in part(document)]), need
-        assert isinstance(node, Near)  # the parser admits nothing else here
-        (left, left_need), (right, right_need) = (self.positions(o, negated) for o in node.operands)
-        distance = node.distance
-        assert left_need is not None and right_need is not None
+            parts = tuple(self.intervals(operand, negated) for operand in node.operands)
+            # Repeats (two leaves matching the same words) cost a little and change no answer.
+            return lambda document: [i for part in parts for i in part(document)]
+        assert isinstance(node, Near)  # the parser admits nothing else under a NEAR
+        (left, right), distance = (self.intervals(o, negated) for o in node.operands), node.distance
 
-        def near(document: Document) -> list[Occurrence]:
-            found: list[Occurrence] = []
+        def hulls(document: Document) -> list[Interval]:
             lefts = left(document)
-            if not lefts:
-                return found
-            for field_a, first_a, last_a in lefts:
-                for field_b, first_b, last_b in right(document):
-                    if field_a != field_b:
-                        continue
-                    if first_b > last_a:
-                        gap = first_b - last_a - 1
-                    elif first_a > last_b:
-                        gap = first_a - last_b - 1
-                    else:
-                        continue  # the same words: "x NEAR/3 x" needs two distinct occurrences
-                    if gap <= distance:
-                        found.append((field_a, min(first_a, first_b), max(last_a, last_b)))
-            return found
+            return near.hulls(lefts, right(document), distance) if lefts else []
 
-        return near, min((left_need, right_need), key=self.need_cost)
+        return hulls

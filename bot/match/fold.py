@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from bisect import bisect_right
 from collections.abc import Callable
 
 _HYPHENS = frozenset("\u2010\u2011\u2012\u2013\u2212")  # hyphen, nb hyphen, figure dash, en dash, minus
@@ -234,11 +233,13 @@ class Field:
             self._cased = cased
         return self._cased
 
-    def word_index(self, offset: int) -> int:
-        """Number of the word that contains (or last started before) folded ``offset``; for NEAR."""
+    @property
+    def word_starts(self) -> list[int]:
+        """Folded offsets where NEAR's words start, ascending: the number of the word holding offset ``i``
+        (or the last one starting before it) is ``bisect_right(word_starts, i) - 1``."""
         if self._word_starts is None:
             self._word_starts = [m.start() for m in _NEAR_WORD.finditer(self.folded)]
-        return bisect_right(self._word_starts, offset) - 1
+        return self._word_starts
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         if self._source is None:
