@@ -337,9 +337,15 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             return _query_test(args)
         return _query_backtest(settings, args)
     except QueryError as e:
-        # A query typed on the command line: show it with a caret under the column.
-        print(f"newsalert: query error: {e}\n  {e.query}\n  {' ' * e.position}^", file=sys.stderr)
+        _print_query_error(e)
         return EXIT_CONFIG
+
+
+def _print_query_error(e: QueryError) -> None:
+    """One line naming the problem and column; below it, for a short query, the query and a caret."""
+    print(f"newsalert: query error: {e}", file=sys.stderr)
+    if pointer := e.pointer():
+        print("\n".join(f"  {line}" for line in pointer), file=sys.stderr)
 
 
 def _query_test(args: argparse.Namespace) -> int:
@@ -491,7 +497,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
             limit=args.limit,
         )
     except QueryError as e:
-        print(f"newsalert: query error: {e}\n  {e.query}\n  {' ' * e.position}^", file=sys.stderr)
+        _print_query_error(e)
         return EXIT_CONFIG
     finally:
         store.close()

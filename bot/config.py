@@ -120,6 +120,7 @@ class _Reader:
     def __init__(self, path: str, text: str):
         self.path = path
         self.lines = _Lines(text)
+        self.text_lines = text.splitlines()
 
     def fail(self, problem: str, key: str, *where: object) -> ConfigError:
         return ConfigError(self.path, problem, key=key, line=self.lines.of(*where))
@@ -367,10 +368,25 @@ def _read_watchlists(doc: dict, r: _Reader) -> tuple[Watchlist, ...]:
         try:
             compile_query(query, watchlist=name)
         except QueryError as e:
-            raise r.fail(f"{e}: {query}", f"{label}.query", *where, "query") from None
+            raise _query_error(e, r, f"{label}.query", (*where, "query")) from None
         description = r.string(entry, "description", label, *where, required=False)
         watchlists.append(Watchlist(name=name, query=query, description=description))
     return tuple(watchlists)
+
+
+def _query_error(e: QueryError, r: _Reader, key: str, where: tuple) -> ConfigError:
+    """The error at the file line that holds it (a multi-line query's own line), with that query line."""
+    line = r.lines.of(*where)
+    text = e.query.split("\n")[e.line - 1].strip()
+    if line is not None and e.line > 1:
+        # TOML drops a newline right after the opening quotes and load_settings strips the query, so
+        # the line is found by its text among the few lines after the key.
+        first = line + e.line - 1  # the earliest it can be
+        below = r.text_lines[first - 1 : first + 2]
+        line = next((first + i for i, raw in enumerate(below) if text and text in raw), line)
+    shown = text if len(text) <= 80 else text[:79] + "…"
+    problem = f'watchlist "{e.watchlist}": {e.problem} at column {e.column}' + (f": {shown}" if shown else "")
+    return ConfigError(r.path, problem, key=key, line=line)
 
 
 def _subscription_mode(

@@ -25,7 +25,11 @@ class ConfigError(NewsalertError):
 
 
 class QueryError(NewsalertError):
-    """A watchlist query does not parse. ``position`` is 0-based; the message says column (1-based)."""
+    """A watchlist query does not parse or exceeds a limit (bot/match/limits.py).
+
+    ``position`` is 0-based; the message says the column (1-based), and the line too when the query
+    has several lines (a TOML multi-line string).
+    """
 
     def __init__(self, problem: str, position: int, *, query: str = "", watchlist: str | None = None):
         self.problem = problem
@@ -33,11 +37,43 @@ class QueryError(NewsalertError):
         self.query = query
         self.watchlist = watchlist
         prefix = f'watchlist "{watchlist}": ' if watchlist else ""
-        super().__init__(f"{prefix}{problem} at column {position + 1}")
+        super().__init__(f"{prefix}{problem} at {self.where}")
+
+    @property
+    def where(self) -> str:
+        """ "column 12", or "line 3, column 12" in a query of several lines."""
+        return f"line {self.line}, column {self.column}" if "\n" in self.query else f"column {self.column}"
+
+    @property
+    def line(self) -> int:
+        """1-based line of the query that holds the error."""
+        return self.query.count("\n", 0, self.position) + 1
+
+    @property
+    def column(self) -> int:
+        """1-based column of the error within its line."""
+        return self.position - (self.query.rfind("\n", 0, self.position) + 1) + 1
+
+    def __reduce__(self) -> tuple:
+        # Raised in a parse worker (bot/ingest/prepare.py) when it compiles the watchlists: rebuilt from
+        # the constructor's arguments, as Exception's default would pass the message as the only one.
+        return (_query_error, (self.problem, self.position, self.query, self.watchlist))
 
     def for_watchlist(self, watchlist: str) -> QueryError:
         """The same error, re-labelled with the watchlist it came from."""
         return QueryError(self.problem, self.position, query=self.query, watchlist=watchlist)
+
+    def pointer(self, width: int = 120) -> tuple[str, str] | None:
+        """(the query line holding the error, a caret under the error) to show below the message;
+        None when that line is too long to show usefully."""
+        text = self.query.split("\n")[self.line - 1] if self.query else ""
+        if not text.strip() or len(text) > width:
+            return None
+        return text, " " * (self.column - 1) + "^"
+
+
+def _query_error(problem: str, position: int, query: str, watchlist: str | None) -> QueryError:
+    return QueryError(problem, position, query=query, watchlist=watchlist)
 
 
 class FeedError(NewsalertError):

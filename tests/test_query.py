@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.errors import QueryError
+from bot.history import fts_match
 from bot.match.evaluate import Build, Document
 from bot.match.fold import FOLD, base_char, fold_char, fold_mapped, fold_slow
 from bot.match.near import FIELD_STRIDE
@@ -329,8 +330,8 @@ def test_syntax_tree(query: str, tree: object) -> None:
         ("nu*dify", '"*" is only allowed at the end of a word', 2),
         ("&", "a term needs at least one letter or digit", 0),
         ('"& !"', "a phrase needs at least one letter or digit", 0),
-        ("csam NEAR ai", "NEAR needs a distance in words, such as NEAR/5 (at most 4 digits)", 5),
-        ("csam NEAR/x ai", "NEAR needs a distance in words, such as NEAR/5 (at most 4 digits)", 5),
+        ("csam NEAR ai", "NEAR needs a distance in words, such as NEAR/5", 5),
+        ("csam NEAR/x ai", "NEAR needs a distance in words, such as NEAR/5", 5),
         ("csam NEAR/5", 'expected a term after "NEAR/5"', 5),
         ("NEAR/5 csam", 'expected a term before "NEAR/5"', 0),
         ("csam NEAR/5 -ai", "NEAR/5 works on terms, phrases and OR groups, not on NOT", 12),
@@ -549,6 +550,124 @@ def test_fast_fold_equals_per_character_fold(text: str) -> None:
     assert cased_source == source
     if source is not None:
         assert len(source) == len(folded)
+
+
+# --- limits: the same checks for every entry point, and never a RecursionError ---------------------------
+
+
+def near_chain(links: int) -> str:
+    return " NEAR/1 ".join(["a"] * (links + 1))
+
+
+@pytest.mark.parametrize(
+    ("query", "problem", "position"),
+    [
+        pytest.param("a" * 600, "word is too long: 600 characters, at most 100", 0, id="600-letter-word"),
+        pytest.param(
+            'csam "abuse ' + "b" * 101 + '"', "word is too long: 101 characters, at most 100", 12, id="phrase"
+        ),
+        pytest.param("=" + "C" * 101, "word is too long: 101 characters, at most 100", 1, id="exact"),
+        pytest.param(
+            "(" * 1000 + "a" + ")" * 1000, "query is nested too deeply: at most 32 levels", 32, id="parens"
+        ),
+        pytest.param("NOT " * 2000 + "a", "query is nested too deeply: at most 32 levels", 4 * 32, id="not"),
+        pytest.param("-" * 2000 + "a", "query is nested too deeply: at most 32 levels", 32, id="minus"),
+        pytest.param(
+            near_chain(600), "query is nested too deeply: at most 32 levels", 32 * 9 + 2, id="near-chain"
+        ),
+        pytest.param(
+            "(a OR " * 20 + "b" + ")" * 20 + " NEAR/1 c" * 20,
+            "query is nested too deeply: at most 32 levels",
+            len("(a OR " * 20 + "b" + ")" * 20 + " NEAR/1 c" * 12) + 1,
+            id="or-then-near",
+        ),
+        pytest.param(
+            " ".join(["a"] * 501), "too many terms: at most 500 terms and phrases", 1000, id="terms"
+        ),
+        pytest.param(
+            "a " * 5001, "query is too long: 10,002 characters, at most 10,000", 10_000, id="length"
+        ),
+        pytest.param("csam NEAR/101 ai", "NEAR distance is too large: at most NEAR/100", 5, id="near-101"),
+        pytest.param(
+            "csam NEAR/" + "9" * 5000 + " ai",
+            "NEAR distance is too large: at most NEAR/100",
+            5,
+            id="near-digits",
+        ),
+    ],
+)
+def test_limits(query: str, problem: str, position: int) -> None:
+    with pytest.raises(QueryError) as raised:
+        compile_query(query, watchlist="hostile")
+    error = raised.value
+    assert (error.problem, error.position) == (problem, position)
+    assert str(error) == f'watchlist "hostile": {problem} at column {position + 1}'
+    with pytest.raises(QueryError):
+        Matcher({"fine": "csam", "hostile": query})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("(" * 32 + "a" + ")" * 32, id="parens"),
+        pytest.param("NOT " * 32 + "a", id="not"),
+        pytest.param(near_chain(32), id="near-chain"),
+        pytest.param("".join(f"(x{i} OR (y{i} " for i in range(15)) + "a" + ")" * 30, id="or-and"),
+        pytest.param("".join(f"a{i} NEAR/2 (" for i in range(16)) + "a" + ")" * 16, id="near-in-parens"),
+        pytest.param("b" * 100 + " OR " + "-".join(["a"] * 50) + " OR cde" + "f" * 96 + "*", id="long-words"),
+        pytest.param(" ".join(f"a{i}" for i in range(500)), id="terms"),
+        pytest.param(" OR ".join(f"{'w' * 18}{i:03d}" for i in range(400)), id="length"),
+        pytest.param("a NEAR/100 b", id="near-100"),
+        pytest.param(" OR ".join("a" * k for k in range(1, 101)), id="nested-trigger-prefixes"),
+    ],
+)
+def test_queries_at_the_limits_compile_and_match(query: str) -> None:
+    """Everything after the parser recurses over the tree or the trigger words: at the limits it must
+    all still work, with room to spare under Python's recursion limit."""
+    assert len(query) <= 10_000
+    compiled = compile_query(query)
+    title, text = "a", "a " + " ".join(f"a{i} x{i} y{i}" for i in range(20)) + " b a"
+    assert compiled.match(title, text) == reference_query(query).match(title, text)
+    Matcher({"limit": query, "other": "csam"}).match(title, text)
+    fts_match(compiled)
+
+
+_SOUP = ["(", ")", "NOT ", "-", "a", "bb ", '"', "OR ", "AND ", "NEAR/1 ", "NEAR/x ", "title:", "=", "*", " "]
+
+
+def hostile_queries(rng: random.Random, count: int) -> list[str]:
+    """Token soups, and case-table queries nested, negated, chained and repeated past the limits."""
+    queries = []
+    for _ in range(count):
+        query = rng.choice(CASES)["query"]
+        depth = rng.choice([1, 10, 31, 32, 33, 100, 2000])
+        roll = rng.random()
+        if roll < 0.2:
+            queries.append("".join(rng.choices(_SOUP, [rng.random() for _ in _SOUP], k=depth)))
+        elif roll < 0.4:
+            queries.append("(" * depth + query + ")" * depth)
+        elif roll < 0.6:
+            queries.append(rng.choice(["NOT ", "-", "title:", "NOT ("]) * depth + query)
+        elif roll < 0.8:
+            queries.append(f" NEAR/{rng.choice([1, 100, 101])} ".join(["(csam OR ai)"] * depth))
+        else:
+            queries.append(rng.choice([" OR ", " ", " AND "]).join([query] * depth))
+    return queries
+
+
+def test_no_input_raises_anything_but_query_error() -> None:
+    """Each compiles and matches, or is a QueryError: never a RecursionError or anything else."""
+    outcomes = set()
+    for query in hostile_queries(random.Random(15), 400):
+        try:
+            matcher = Matcher({"q": query})
+        except QueryError:
+            outcomes.add("error")
+            continue
+        outcomes.add("compiled")
+        matcher.match("csam ai", "ai csam unicef " * 20)
+        fts_match(compile_query(query))
+    assert outcomes == {"error", "compiled"}
 
 
 # --- NEAR: exactly the pairwise answer, in linear time ----------------------------------------------------

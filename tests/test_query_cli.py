@@ -1,4 +1,5 @@
-"""`newsalert query test` and `newsalert query backtest`, on databases filled by the real pipeline."""
+"""`newsalert query test`, `query backtest` and `search`, on databases filled by the real pipeline; and
+the same query checks behind Slack's `/newsalert`."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import io
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
+from bot.app.commands import handle
+from bot.app.context import AppContext
 from bot.cli import main
 from bot.config import load_settings
 from bot.ingest.poll import poll
@@ -298,3 +302,111 @@ def test_snippet_is_a_window_around_the_first_match() -> None:
     assert "[CSAM]" in found
     assert len(found) <= 60 + 4
     assert snippet(text, [Span("title", 0, 2, "w0")]) == ""
+
+
+# --- hostile queries and slow searches: one clear line at every entry point ------------------------------
+
+HOSTILE = {
+    "600-letter word": ("a" * 600, "word is too long: 600 characters, at most 100 at column 1"),
+    "1,000 parentheses": (
+        "(" * 1000 + "a" + ")" * 1000,
+        "query is nested too deeply: at most 32 levels at column 33",
+    ),
+    "NOT x 2,000": ("NOT " * 2000 + "a", "query is nested too deeply: at most 32 levels at column 129"),
+    "600 NEARs": (
+        " NEAR/1 ".join(["a"] * 601),
+        "query is nested too deeply: at most 32 levels at column 291",
+    ),
+}
+
+
+def one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err[:2000]
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_query_is_one_line_from_every_cli_command(
+    name: str, capsys: pytest.CaptureFixture[str], history: tuple[str, str]
+) -> None:
+    config, database = history
+    query, problem = HOSTILE[name]
+    for command in (
+        ["query", "test", query, "--text", "a"],
+        ["query", "backtest", query],
+        ["search", query],
+    ):
+        code, out, err = run(capsys, "--config", config, "--db", database, *command)
+        assert (code, out) == (2, ""), command[:2]
+        assert one_line(err) == f"newsalert: query error: {problem}"
+
+
+def test_hostile_watchlist_in_the_config_names_file_line_and_watchlist(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    query = HOSTILE["NOT x 2,000"][0]
+    config = tmp_path / "newsalert.toml"
+    config.write_text(
+        '[[sources]]\nname = "UN"\nurl = "https://news.un.org/feed"\n\n'
+        "[watchlists.fine]\nquery = 'csam'\n\n"
+        f"[watchlists.deep]\nquery = '{query}'\n\n"
+        '[[subscriptions]]\nchannel = "C0123456789"\nwatchlists = ["fine", "deep"]\n'
+    )
+    for command in (["check-config"], ["poll", "--once"], ["query", "test", "csam", "--text", "csam"]):
+        code, _, err = run(capsys, "--config", str(config), "--db", str(tmp_path / "t.db"), *command)
+        assert code == 2, command
+        line = one_line(err)
+        assert line.startswith(f"newsalert: config error: {config}:9: watchlists.deep.query: ")
+        assert 'watchlist "deep": query is nested too deeply: at most 32 levels at column 129' in line
+
+
+def test_query_error_in_a_multi_line_watchlist_names_its_own_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "newsalert.toml"
+    config.write_text(
+        '[[sources]]\nname = "UN"\nurl = "https://news.un.org/feed"\n\n'
+        "[watchlists.csam]\nquery = '''\nCSAM OR CSEM\nOR \"child abuse material*\"\nOR (ai\n'''\n\n"
+        '[[subscriptions]]\nchannel = "C0123456789"\nwatchlists = ["csam"]\n'
+    )
+    code, _, err = run(capsys, "--config", str(config), "check-config")
+    assert code == 2
+    assert one_line(err) == (
+        f'newsalert: config error: {config}:9: watchlists.csam.query: watchlist "csam": '
+        'expected ")" at column 7: OR (ai'
+    )
+
+
+class Admins:
+    """The Slack side of a command, for one that never needs to ask Slack (the user is a config admin)."""
+
+    def is_workspace_admin(self, user_id: str) -> bool:
+        raise AssertionError("a config admin needs no users.info")
+
+    def join(self, channel_id: str) -> str | None:
+        return None
+
+    def can_see(self, user_id: str, channel_id: str) -> bool:
+        return True
+
+    def permalink(self, channel_id: str, ts: str) -> str | None:
+        return None
+
+
+def slack(history: tuple[str, str], text: str) -> str:
+    """The reply to `/newsalert TEXT` from an admin, on the history's database."""
+    config, database = history
+    settings = replace(load_settings(config, db_path=database), slack_admins=("U0ADMIN",))
+    return handle(text, user="U0ADMIN", channel="C1", ctx=AppContext(settings), workspace=Admins()).text
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_query_is_refused_from_slack(name: str, history: tuple[str, str]) -> None:
+    query, problem = HOSTILE[name]
+    added = slack(history, f"watchlist add longone {query}")
+    assert added == f"Query error: watchlist `longone`: {problem}."
+    assert "longone" not in slack(history, "watchlists")  # nothing was saved
+    for command in ("query test", "search"):
+        assert slack(history, f"{command} {query}") == f"Query error: {problem}."

@@ -134,7 +134,8 @@ def hit_line(hit: Hit) -> str:
 
 
 def query_error(e: QueryError) -> str:
-    text = f"Query error: {escape(e.problem)} at column {e.position + 1}."
-    if e.query:
-        text += f"\n```{escape(e.query)}\n{' ' * e.position}^```"
+    named = f"watchlist `{escape(e.watchlist)}`: " if e.watchlist else ""
+    text = f"Query error: {named}{escape(e.problem)} at {e.where}."
+    if pointer := e.pointer():
+        text += "\n```" + "\n".join(escape(line) for line in pointer) + "```"
     return text

@@ -98,7 +98,7 @@ class Build:
         """Nested closures and the leaves a match needs.
 
         A leaf under an odd number of NOTs is negative: its occurrences are the reason *not* to match, so
-        they are never reported as spans.
+        they are never reported as spans. Recursion is bounded by limits.MAX_DEPTH, which the parser checks.
         """
         if isinstance(node, Term | Phrase):
             leaf = self.leaf(node, negated)

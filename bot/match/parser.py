@@ -1,5 +1,7 @@
 """Reading a watchlist query: the tokenizer and a recursive-descent parser that build the syntax tree.
 
+The parser is also where every size limit of bot/match/limits.py is checked, before it recurses, so
+no query from any entry point can reach the compiler (or a RecursionError) without passing them.
 Errors are QueryError with the 0-based position of the offending character.
 """
 
@@ -10,8 +12,15 @@ from dataclasses import dataclass
 
 from bot.errors import QueryError
 from bot.match.fold import fold, has_alnum
-from bot.match.limits import MIN_WILDCARD_PREFIX
-from bot.match.syntax import FIELDS, And, Near, Node, Not, Or, Phrase, Term
+from bot.match.limits import (
+    MAX_DEPTH,
+    MAX_NEAR_DISTANCE,
+    MAX_QUERY_LENGTH,
+    MAX_TERMS,
+    MAX_WORD_LENGTH,
+    MIN_WILDCARD_PREFIX,
+)
+from bot.match.syntax import FIELDS, And, Near, Node, Not, Or, Phrase, Term, children
 
 
 def parse(query: str) -> Node:
@@ -32,7 +41,7 @@ _OPERATORS = frozenset({"AND", "OR", "NOT"})
 _WORD_STOP = frozenset('()"')
 _STARTS_OPERAND = frozenset({"word", "exact", "phrase", "field", "(", "NOT"})
 _FIELD_PREFIX = re.compile(r"([^\W\d_]+):")  # letters then ":" at the start of a word
-_NEAR_OPERATOR = re.compile(r"NEAR/(\d{1,4})")
+_NEAR_OPERATOR = re.compile(r"NEAR/(\d+)")
 
 
 def _word_end(query: str, start: int) -> int:
@@ -43,6 +52,9 @@ def _word_end(query: str, start: int) -> int:
 
 
 def _tokenize(query: str) -> list[_Token]:
+    if len(query) > MAX_QUERY_LENGTH:
+        problem = f"query is too long: {len(query):,} characters, at most {MAX_QUERY_LENGTH:,}"
+        raise QueryError(problem, MAX_QUERY_LENGTH, query=query)
     tokens: list[_Token] = []
     i, n = 0, len(query)
     while i < n:
@@ -94,10 +106,12 @@ def _tokenize(query: str) -> list[_Token]:
             if word == "NEAR" or word.startswith("NEAR/"):
                 near = _NEAR_OPERATOR.fullmatch(word)
                 if near is None:
-                    raise QueryError(
-                        "NEAR needs a distance in words, such as NEAR/5 (at most 4 digits)", i, query=query
-                    )
-                tokens.append(_Token("NEAR", word, i, int(near.group(1))))
+                    raise QueryError("NEAR needs a distance in words, such as NEAR/5", i, query=query)
+                digits = near.group(1).lstrip("0") or "0"  # int() refuses thousands of digits: check first
+                if len(digits) > len(str(MAX_NEAR_DISTANCE)) or int(digits) > MAX_NEAR_DISTANCE:
+                    problem = f"NEAR distance is too large: at most NEAR/{MAX_NEAR_DISTANCE}"
+                    raise QueryError(problem, i, query=query)
+                tokens.append(_Token("NEAR", word, i, int(digits)))
             else:
                 tokens.append(_Token(word if word in _OPERATORS else "word", word, i))
             i = end
@@ -106,7 +120,7 @@ def _tokenize(query: str) -> list[_Token]:
 
 
 class _Parser:
-    """Recursive descent over the grammar::
+    """Recursive descent over the grammar (NOT and "(" recurse; each first checks the depth)::
 
     query   := or END
     or      := and ("OR" and)*
@@ -121,9 +135,32 @@ class _Parser:
         self.tokens = _tokenize(query)
         self.index = 0
         self.scope: _Token | None = None  # the field: token in force, if any
+        self.open = 0  # parentheses and NOTs being parsed: the recursion depth to bound
+        self.depths: dict[int, int] = {}  # id(node) -> depth of its subtree (a leaf's is 0)
+        self.terms = 0
 
     def error(self, problem: str, position: int) -> QueryError:
         return QueryError(problem, position, query=self.query)
+
+    def too_deep(self, position: int) -> QueryError:
+        return self.error(f"query is nested too deeply: at most {MAX_DEPTH} levels", position)
+
+    def enter(self, token: _Token) -> None:
+        """About to recurse for ``token`` (a "(" or a NOT); leave() when done."""
+        self.open += 1
+        if self.open > MAX_DEPTH:
+            raise self.too_deep(token.position)
+
+    def leave(self) -> None:
+        self.open -= 1
+
+    def nested(self, node: Node, position: int) -> Node:
+        """``node`` with its depth recorded; everything after the parser recurses over the tree."""
+        depth = 1 + max(self.depths.get(id(child), 0) for child in children(node))
+        if depth > MAX_DEPTH:
+            raise self.too_deep(position)
+        self.depths[id(node)] = depth
+        return node
 
     def peek(self) -> _Token:
         return self.tokens[self.index]
@@ -145,13 +182,15 @@ class _Parser:
 
     def parse_or(self) -> Node:
         operands = [self.parse_and()]
+        position = self.peek().position
         while self.peek().kind == "OR":
             self.advance()
             operands.append(self.parse_and())
-        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+        return operands[0] if len(operands) == 1 else self.nested(Or(tuple(operands)), position)
 
     def parse_and(self) -> Node:
         operands = [self.parse_near()]
+        position = self.peek().position
         while True:
             kind = self.peek().kind
             if kind == "AND":
@@ -159,7 +198,7 @@ class _Parser:
             elif kind not in _STARTS_OPERAND:
                 break
             operands.append(self.parse_near())
-        return operands[0] if len(operands) == 1 else And(tuple(operands))
+        return operands[0] if len(operands) == 1 else self.nested(And(tuple(operands)), position)
 
     def parse_near(self) -> Node:
         start = self.peek().position
@@ -170,7 +209,7 @@ class _Parser:
             start = self.peek().position
             right = self.parse_unary()
             self.check_positional(right, operator, start)
-            left = Near((left, right), operator.distance)
+            left = self.nested(Near((left, right), operator.distance), operator.position)
         return left
 
     def check_positional(self, node: Node, operator: _Token, position: int) -> None:
@@ -187,7 +226,10 @@ class _Parser:
         token = self.peek()
         if token.kind == "NOT":
             self.advance()
-            return Not(self.parse_unary())
+            self.enter(token)
+            operand = self.parse_unary()
+            self.leave()
+            return self.nested(Not(operand), token.position)
         if token.kind == "field":
             self.advance()
             if self.scope is not None:
@@ -205,6 +247,10 @@ class _Parser:
 
     def parse_primary(self) -> Node:
         token = self.advance()
+        if token.kind in ("word", "exact", "phrase"):
+            self.terms += 1
+            if self.terms > MAX_TERMS:
+                raise self.error(f"too many terms: at most {MAX_TERMS} terms and phrases", token.position)
         if token.kind == "word":
             _check_word(token.text, token.position, self.query, in_phrase=False)
             return Term(token.text, token.position, self.field)
@@ -214,11 +260,13 @@ class _Parser:
         if token.kind == "phrase":
             return self.phrase(token)
         if token.kind == "(":
+            self.enter(token)
             inner = self.parse_or()
             close = self.peek()
             if close.kind != ")":
                 raise self.error('expected ")"', close.position)
             self.advance()
+            self.leave()
             return inner
         raise self.missing_operand(token)
 
@@ -250,6 +298,9 @@ class _Parser:
 
 
 def _check_word(word: str, position: int, query: str, *, in_phrase: bool) -> None:
+    if len(word) > MAX_WORD_LENGTH:
+        problem = f"word is too long: {len(word):,} characters, at most {MAX_WORD_LENGTH}"
+        raise QueryError(problem, position, query=query)
     star = word.find("*")
     if star >= 0 and star != len(word) - 1:
         raise QueryError('"*" is only allowed at the end of a word', position + star, query=query)

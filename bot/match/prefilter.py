@@ -24,7 +24,8 @@ def _trie_regex(words: Iterable[str], stems: Iterable[str]) -> re.Pattern[str]:
     """A regex for " WORD " or " STEM..." in space-separated words; group 1 is the whole text word.
 
     re tries alternatives one by one, so common beginnings are factored out: at each text word it then
-    compares about one letter per distinct first letter instead of one per trigger.
+    compares about one letter per distinct first letter instead of one per trigger. The trie is as deep
+    as the longest trigger word, so it is turned into a pattern without recursion, deepest nodes first.
     """
     trie: _Trie = {}
     for key, end in sorted([(word, _WORD_END) for word in words] + [(stem, _STEM_END) for stem in stems]):
@@ -32,16 +33,23 @@ def _trie_regex(words: Iterable[str], stems: Iterable[str]) -> re.Pattern[str]:
         for char in key:
             node = node.setdefault(char, {})
         node[end] = {}
-
-    def pattern(node: _Trie) -> str:
-        if _STEM_END in node:
-            return ""  # any continuation, including the longer trigger words below this node
-        alternatives = [re.escape(char) + pattern(child) for char, child in node.items() if char != _WORD_END]
+    below: list[_Trie] = []  # every node whose pattern depends on its children, parents before children
+    stack = [trie]
+    while stack:
+        node = stack.pop()
+        if _STEM_END not in node:
+            below.append(node)
+            stack.extend(child for char, child in node.items() if char != _WORD_END)
+    patterns: dict[int, str] = {}  # id(node) -> its pattern
+    for node in reversed(below):
+        # A stem ends here: any continuation matches, including the longer trigger words below it.
+        alternatives = [
+            re.escape(char) + patterns.get(id(child), "") for char, child in node.items() if char != _WORD_END
+        ]
         if _WORD_END in node:
             alternatives.append("(?= )")
-        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
-
-    return re.compile(rf" ({pattern(trie)}\w*)")
+        patterns[id(node)] = alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+    return re.compile(rf" ({patterns.get(id(trie), '')}\w*)")
 
 
 class Index:

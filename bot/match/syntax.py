@@ -57,3 +57,12 @@ class Near:
 
 
 Node = Term | Phrase | Not | And | Or | Near
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The operands of ``node``; none for a term or a phrase."""
+    if isinstance(node, Not):
+        return (node.operand,)
+    if isinstance(node, And | Or | Near):
+        return node.operands
+    return ()
