@@ -20,7 +20,7 @@ from bot.alerts.digest import next_digest
 from bot.alerts.render import format_time, render_console_message, shorten
 from bot.alerts.sink import ConsoleSink
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
-from bot.errors import ConfigError, QueryError, RetryLater, SlackAuthError, StoreError
+from bot.errors import ConfigError, QueryError, RetryLater, SearchTimeout, SlackAuthError, StoreError
 from bot.match.backtest import backtest, format_backtest, format_test
 from bot.match.query import Query, compile_query
 from bot.ops import health as health_status
@@ -499,6 +499,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     except QueryError as e:
         _print_query_error(e)
         return EXIT_CONFIG
+    except SearchTimeout as e:
+        print(f"newsalert: {e}: narrow it with --since, --watchlist or --source", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if args.json:

@@ -76,6 +76,21 @@ def _query_error(problem: str, position: int, query: str, watchlist: str | None)
     return QueryError(problem, position, query=query, watchlist=watchlist)
 
 
+class SearchTimeout(NewsalertError):
+    """A history search ran past its time budget; the user is asked to narrow it.
+
+    ``checked`` of ``candidates`` items had been confirmed by the matcher when time ran out.
+    """
+
+    def __init__(self, budget: float, checked: int, candidates: int):
+        self.budget = budget
+        self.checked = checked
+        self.candidates = candidates
+        super().__init__(
+            f"search took too long (over {budget:g} s; {checked:,} of {candidates:,} candidate items checked)"
+        )
+
+
 class FeedError(NewsalertError):
     """Something went wrong with one source; the others carry on."""
 

@@ -1,5 +1,5 @@
 """`newsalert query test`, `query backtest` and `search`, on databases filled by the real pipeline; and
-the same query checks behind Slack's `/newsalert`."""
+the same query checks and search deadline behind Slack's `/newsalert`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
+import bot.history
 from bot.app.commands import handle
 from bot.app.context import AppContext
 from bot.cli import main
 from bot.config import load_settings
+from bot.errors import SearchTimeout
+from bot.history import search
 from bot.ingest.poll import poll
 from bot.match.backtest import highlight, snippet
 from bot.model import Span
@@ -379,6 +382,24 @@ def test_query_error_in_a_multi_line_watchlist_names_its_own_line(
     )
 
 
+def test_search_stops_at_its_deadline(
+    capsys: pytest.CaptureFixture[str], history: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, database = history
+    with Store.open(database) as store:
+        assert [hit.title for hit in search(store, "csam", budget=60)] == ["Police seize AI-generated CSAM"]
+        with pytest.raises(SearchTimeout) as raised:
+            search(store, "csam", budget=0)  # checked before each candidate: 0 stops at the first
+    assert (raised.value.checked, raised.value.candidates) == (0, 2)
+    monkeypatch.setattr(bot.history, "SEARCH_BUDGET", 0)  # the default both the CLI and Slack use
+    code, out, err = run(capsys, "--config", config, "--db", database, "search", "csam")
+    assert (code, out) == (1, "")
+    assert one_line(err) == (
+        "newsalert: search took too long (over 0 s; 0 of 2 candidate items checked): "
+        "narrow it with --since, --watchlist or --source"
+    )
+
+
 class Admins:
     """The Slack side of a command, for one that never needs to ask Slack (the user is a config admin)."""
 
@@ -410,3 +431,14 @@ def test_hostile_query_is_refused_from_slack(name: str, history: tuple[str, str]
     assert "longone" not in slack(history, "watchlists")  # nothing was saved
     for command in ("query test", "search"):
         assert slack(history, f"{command} {query}") == f"Query error: {problem}."
+
+
+def test_slack_search_past_its_deadline_asks_to_narrow_it(
+    history: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "Police seize AI-generated CSAM" in slack(history, "search csam")
+    monkeypatch.setattr(bot.history, "SEARCH_BUDGET", 0)
+    assert slack(history, "search csam") == (
+        "Search took too long (over 0 s). Narrow it: a shorter `since:` (such as `since:7d`), "
+        "a `watchlist:`, or rarer words."
+    )

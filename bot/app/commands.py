@@ -32,7 +32,7 @@ from bot.app.replies import (
     status_lines,
 )
 from bot.config import format_duration, parse_duration
-from bot.errors import QueryError, ScheduleError
+from bot.errors import QueryError, ScheduleError, SearchTimeout
 from bot.match.backtest import Hit, backtest
 from bot.match.query import compile_query
 from bot.model import Subscription
@@ -308,15 +308,21 @@ def cmd_search(rest: str, inv: Invocation, ctx: AppContext, ws: Workspace) -> Re
     except ValueError as e:
         return Reply(f"`since:{escape(window)}`: {escape(str(e))}")
     page = min(inv.page, SEARCH_PAGES)
-    with ctx.store() as store:
-        hits = history.search(
-            store,
-            rest,
-            since=since,
-            watchlist=watchlist,
-            limit=SEARCH_PAGE + 1,  # one more than a page: is there a next one?
-            offset=(page - 1) * SEARCH_PAGE,
-            now=ctx.now(),
+    try:
+        with ctx.store() as store:
+            hits = history.search(
+                store,
+                rest,
+                since=since,
+                watchlist=watchlist,
+                limit=SEARCH_PAGE + 1,  # one more than a page: is there a next one?
+                offset=(page - 1) * SEARCH_PAGE,
+                now=ctx.now(),
+            )
+    except SearchTimeout as e:
+        return Reply(
+            f"Search took too long (over {e.budget:g} s). Narrow it: a shorter `since:` "
+            "(such as `since:7d`), a `watchlist:`, or rarer words."
         )
     if not hits:
         if page > 1:
