@@ -92,15 +92,21 @@ class SearchTimeout(NewsalertError):
 
 
 class FeedError(NewsalertError):
-    """Something went wrong with one source; the others carry on."""
+    """Something went wrong with one source; the others carry on.
+
+    ``url`` is the source's URL as configured; ``reason`` and ``str()`` are what gets logged,
+    stored and shown, so any URL in them is redacted (bot.urls.redact): no credentials.
+    """
 
     def __init__(self, url: str, reason: str):
+        from bot.urls import redact, redact_urls_in  # here: bot.urls imports the fetcher, which imports us
+
         self.url = url
-        self.reason = reason
-        super().__init__(f"{url}: {reason}")
+        self.reason = redact_urls_in(reason)
+        super().__init__(f"{redact(url)}: {self.reason}")
 
     def __reduce__(self) -> tuple:
-        # Pickled by the parse pool (bot/prepare.py): rebuilt from the constructor's arguments
+        # Pickled by the parse workers (bot/ingest/prepare.py): rebuilt from the constructor's arguments
         # (Exception's default would pass the formatted message as the only one), then its state.
         return (type(self), (self.url, self.reason), self.__dict__)
 

@@ -1,8 +1,11 @@
-"""The one rule for source URLs: which addresses a source may have, whoever adds it (config, OPML, Slack).
+"""The rules for source URLs: which addresses a source may have, whoever adds it (config, OPML,
+Slack), and how a source URL is written wherever it is logged or shown (``redact``).
 
 The fetcher applies the same address rule again on every connection (bot.ingest.fetch), so a
 name that resolves to a private address is refused there; this module catches what can be seen
-in the URL itself, early, with a message that names the problem.
+in the URL itself, early, with a message that names the problem. A source URL may carry
+credentials (``https://user:pass@host/…``, ``?api_key=…&token=…``) that must reach the server
+and nothing else: not the logs, not ``status``, not Slack.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.ingest.fetch import address_problem
 
@@ -60,3 +63,69 @@ def source_url_problem(url: str, *, allow_private: bool, allow_credentials: bool
             "(set [defaults] allow_private_sources = true for local sources)"
         )
     return None
+
+
+# --- how a source URL is shown -------------------------------------------------------------
+
+REDACTED = "***"
+
+# Query (or fragment) parameter names whose values are secrets. Matched on the name lower-cased
+# with "-" and "_" removed, so api_key, api-key, apiKey and APIKEY are one name.
+_SECRET_NAMES = frozenset(
+    {"key", "apikey", "accesskey", "secretkey", "privatekey", "sig", "code", "pass", "pw", "pwd"}
+)
+_SECRET_PARTS = ("token", "secret", "password", "passwd", "credential", "signature", "session", "auth")
+_NOT_SECRET = frozenset({"author", "authors", "authorid", "authorname"})
+# A URL inside free text (an error message): up to the first space, quote or bracket.
+_URL_IN_TEXT = re.compile(r"""https?://[^\s"'<>()\[\]{}]+""", re.IGNORECASE)
+# For text urlsplit refuses (an unbalanced "[" in the host): user info between "//" and "@".
+_USERINFO = re.compile(r"(?<=//)[^/?#@]*@")
+
+
+def redact(url: str) -> str:
+    """``url`` with its user info and the values of secret-looking parameters replaced by ``***``.
+
+    Everything else is kept byte for byte (nothing is re-encoded), so the redacted URL still
+    says which feed it is: ``https://***@news.example/feed?q=csam&api_key=***``.
+    """
+    if "@" not in url and "=" not in url:
+        return url  # nearly every URL: nothing that could be a secret
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        head, question, query = _USERINFO.sub(REDACTED + "@", url, count=1).partition("?")
+        return head + question + _redact_params(query)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = REDACTED + "@" + netloc.rpartition("@")[2]
+    return urlunsplit(
+        (parts.scheme, netloc, parts.path, _redact_params(parts.query), _redact_params(parts.fragment))
+    )
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` (an error message, say) with every http(s) URL in it redacted."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: redact(found.group()), text)
+
+
+def _redact_params(query: str) -> str:
+    if "=" not in query:
+        return query
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and _is_secret(name):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)
+
+
+def _is_secret(name: str) -> bool:
+    folded = name.lower().replace("-", "").replace("_", "")
+    if folded in _SECRET_NAMES:
+        return True
+    if folded in _NOT_SECRET:
+        return False
+    return folded.endswith("key") or any(part in folded for part in _SECRET_PARTS)

@@ -274,7 +274,9 @@ async def _fetch_all(
                     except FetchError as e:
                         return source.name, e
                     except Exception as e:  # a bug or an aiohttp surprise must cost one source, not the poll
-                        log.exception("fetch crashed source=%r url=%s", source.name, source.url)
+                        from bot.urls import redact  # here: bot.urls imports this module
+
+                        log.exception("fetch crashed source=%r url=%s", source.name, redact(source.url))
                         reason = f"unexpected error: {type(e).__name__}: {e}"
                         return source.name, FetchError(source.url, reason)
                     return source.name, got

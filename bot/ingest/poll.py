@@ -24,6 +24,7 @@ from bot.model import Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
 from bot.store import Store
 from bot.stories.fingerprint import Fingerprint
+from bot.urls import redact
 
 log = logging.getLogger("newsalert.pipeline")
 
@@ -260,8 +261,8 @@ def _store_source(
         log.warning(
             "source moved permanently name=%r from=%s to=%s (update the config to match)",
             source.name,
-            source.url,
-            outcome.permanent_url,
+            redact(source.url),
+            redact(outcome.permanent_url),
         )
         store.sources.move_source(source.name, outcome.permanent_url)
     cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
@@ -313,14 +314,14 @@ def _record_failure(
         log.error(
             "source gone name=%r url=%s reason=%s: disabled (remove it, or fix its URL and restart)",
             source.name,
-            source.url,
+            redact(source.url),
             error.reason,
         )
     else:
         log.warning(
             "source failed name=%r url=%s reason=%s failures=%d retry_in=%ds",
             source.name,
-            source.url,
+            redact(source.url),
             error.reason,
             state.consecutive_failures + 1,
             wait,
