@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.ingest.entries import MAX_BODY_CHARS, MAX_ENTRIES, MAX_ID_CHARS, MAX_TITLE_CHARS
 from bot.ingest.normalize import normalize
-from bot.ingest.parse import MAX_BODY_CHARS, MAX_ENTRIES, MAX_ID_CHARS, MAX_TITLE_CHARS, parse
+from bot.ingest.parse import parse
 from bot.ingest.poll import PollReport, poll
 from bot.model import Entry, Source, Subscription, Watchlist
 from bot.store import Store
@@ -352,7 +353,9 @@ EXPECT: dict[str, Callable[..., None]] = {
     "entries-duplicate-guids.xml": expect_duplicate_guids,
     "entries-future-dates.xml": expect_future_dates_clamped,
     "entries-non-url-links.xml": expect_non_url_links_dropped,
-    "entries-missing-guid-link-date.xml": expect_titles("Only a title", "Title and description"),
+    "entries-missing-guid-link-date.xml": expect_titles(
+        "Only a title", "Title and description", "Only a description, no title, no link"
+    ),
     "entities-xxe-file-passwd.xml": expect_titles("Leak &xxe;"),
     "entities-quadratic-blowup.xml": lambda run: [len(i["title"]) for i in run.items] == [MAX_TITLE_CHARS],
     "entities-numeric-char-refs.xml": expect_titles("Refs \ufffd \ufffd \ufffd \ufffd \ufffd A fine"),

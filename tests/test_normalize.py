@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.ingest.normalize import canonical_url, html_to_text, normalize, strip_outlet, to_utc, url_key
+from bot.ingest.normalize import (
+    HEADLINE_CHARS,
+    canonical_url,
+    headline_from,
+    html_to_text,
+    normalize,
+    strip_outlet,
+    to_utc,
+    url_key,
+)
 from bot.ingest.parse import parse
 from bot.model import Entry, Item, Source
 
@@ -413,3 +422,34 @@ def test_url_key_sorts_the_query_but_keeps_what_identifies_the_page() -> None:
 def test_a_malformed_link_gives_no_url_rather_than_an_error() -> None:
     assert canonical_url("https://[::1/x") == ""
     assert canonical_url("/x", "https://[::1/feed") == ""
+
+
+# --- items without a title ------------------------------------------------------------------
+
+
+def test_an_item_with_only_a_description_is_titled_by_its_first_words() -> None:
+    rss = (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"
+        "<item><description>&lt;p&gt;Police in Rotterdam seized fourteen servers used to share abuse "
+        "images with 2,300 users, and arrested two men.&lt;/p&gt;</description></item>"
+        "<item><description>Short note.</description></item></channel></rss>"
+    )
+    long, short = items_from_body(rss.encode(), BLOG)
+    assert long.title == "Police in Rotterdam seized fourteen servers used to share abuse images with…"
+    assert len(long.title) <= HEADLINE_CHARS + 1
+    assert long.text.startswith("Police in Rotterdam") and long.text.endswith("arrested two men.")
+    assert not long.headline_only
+    assert (short.title, short.text, short.url) == ("Short note.", "Short note.", "")
+    # The guid is a hash of the text: the same on the next poll, different for another text.
+    again = items_from_body(rss.encode(), BLOG)
+    assert [i.guid for i in again] == [long.guid, short.guid] and long.guid != short.guid
+
+
+def test_headline_from_cuts_at_a_word() -> None:
+    assert headline_from("One two three.") == "One two three."
+    assert headline_from("x" * 200) == "x" * HEADLINE_CHARS + "…"
+    assert headline_from(("word " * 40).strip()).endswith("word…")
+
+
+def items_from_body(body: bytes, source: Source) -> list[Item]:
+    return [normalize(entry, source, FETCHED) for entry in parse(body, source)]

@@ -100,8 +100,8 @@ def test_rss2_with_content_encoded(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     entries = parse(body("rss2-content-encoded.xml"), FEED)
 
-    assert len(entries) == 4
-    ofcom, eu, roundup, future = entries
+    assert len(entries) == 5
+    ofcom, eu, untitled, roundup, future = entries
     assert ofcom.guid == "https://policywatch.example.org/?p=48211"
     assert ofcom.link == (
         "https://policywatch.example.org/2026/02/05/ofcom-nudify-investigation/?utm_source=rss&utm_medium=rss"
@@ -117,6 +117,12 @@ def test_rss2_with_content_encoded(caplog: pytest.LogCaptureFixture) -> None:
     assert eu.content == ""
     assert eu.published == datetime(2026, 2, 4, 9, 15, tzinfo=UTC)
 
+    # Only a description (RSS 2.0 allows it): kept, its guid a hash of the text (normalize gives
+    # it a title from the text's first words).
+    assert (untitled.title, untitled.link) == ("", "")
+    assert untitled.summary == "An item with neither a title nor a link, as RSS 2.0 allows."
+    assert untitled.guid.startswith("sha1:")
+
     # No guid and no link: a stable hash stands in; dc:date is used as the publication time.
     assert roundup.link == ""
     assert roundup.guid.startswith("sha1:")
@@ -126,10 +132,7 @@ def test_rss2_with_content_encoded(caplog: pytest.LogCaptureFixture) -> None:
     assert future.link == "https://policywatch.example.org/2026/02/02/far-future/"
     assert future.published is None
 
-    assert skipped_reasons(caplog) == [
-        "entry skipped source='policywatch' url=https://policywatch.example.org/feed/ position=2 "
-        "reason=no title and no link"
-    ]
+    assert skipped_reasons(caplog) == []
 
 
 def test_fallback_guid_is_stable_and_distinct() -> None:
@@ -307,7 +310,8 @@ def test_random_garbage_never_escapes_as_another_exception() -> None:
             entries = parse(bytes(mangled), FEED)
         except ParseError:
             continue
-        assert all(isinstance(e, Entry) and (e.title or e.link) and e.guid for e in entries)
+        assert all(isinstance(e, Entry) and (e.title or e.link or e.summary or e.content) for e in entries)
+        assert all(e.guid for e in entries)
     with pytest.raises(ParseError):
         parse(rng.randbytes(4096), FEED)
 
@@ -353,7 +357,7 @@ def test_unknown_source_type() -> None:
 @pytest.mark.parametrize("source", [JSONFEED, FEED], ids=["jsonfeed-source", "detected-in-feed-source"])
 def test_json_feed(source: Source, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    sextortion, link_post, microblog, odd_date = parse(body("jsonfeed-1.1.json"), source)
+    sextortion, link_post, microblog, text_only, odd_date = parse(body("jsonfeed-1.1.json"), source)
 
     assert sextortion == Entry(
         guid="https://digest.example.org/2026/02/05/sextortion-warning",
@@ -372,11 +376,10 @@ def test_json_feed(source: Source, caplog: pytest.LogCaptureFixture) -> None:
     assert microblog.guid == "4031"  # JSON Feed 1.0 allowed numeric ids
     assert microblog.link == "https://www.example-news.com/world/moderators-union"
     assert microblog.title == ""
+    assert (text_only.guid, text_only.link) == ("no-title-no-link", "")
+    assert text_only.content == "Nothing to link to."
     assert odd_date.published is None
-    assert [r.split("reason=")[1] for r in skipped_reasons(caplog)] == [
-        "item is a string, not an object",
-        "no title and no link",
-    ]
+    assert [r.split("reason=")[1] for r in skipped_reasons(caplog)] == ["item is a string, not an object"]
 
 
 @pytest.mark.parametrize(
@@ -449,7 +452,7 @@ def test_json_feed_dates_and_odd_values() -> None:
 
 def test_wordpress_post_list(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    lawsuit, scheduled, local_only = parse(body("wordpress-posts.json"), WORDPRESS)
+    lawsuit, scheduled, local_only, orphan = parse(body("wordpress-posts.json"), WORDPRESS)
 
     assert lawsuit == Entry(
         guid="https://news.example.org/?p=5120",
@@ -463,17 +466,17 @@ def test_wordpress_post_list(caplog: pytest.LogCaptureFixture) -> None:
         ),
         published=datetime(2026, 2, 5, 14, 0, tzinfo=UTC),
     )
-    # Empty guid.rendered falls back to the link; null date_gmt falls back to modified_gmt.
+    # Empty guid.rendered falls back to the link; null date_gmt: ``date`` (local, 23:30) with the
+    # site's offset, read from modified (00:10) - modified_gmt (05:10): UTC-5. Never modified_gmt.
     assert scheduled.guid == "https://news.example.org/2026/02/04/draft-recovered/"
-    assert scheduled.published == datetime(2026, 2, 5, 5, 10, tzinfo=UTC)
+    assert scheduled.published == datetime(2026, 2, 5, 4, 30, tzinfo=UTC)
     assert scheduled.content == ""
     assert scheduled.summary == "<p>Only an excerpt here.</p>"
     # Only the site-local ``date``: better no time than a wrong one.
     assert local_only.published is None
-    assert [r.split("reason=")[1] for r in skipped_reasons(caplog)] == [
-        "post is a number, not an object",
-        "no title and no link",
-    ]
+    # No title and no link, but text: kept under its id.
+    assert (orphan.guid, orphan.title, orphan.content) == ("5117", "", "<p>Orphan.</p>")
+    assert [r.split("reason=")[1] for r in skipped_reasons(caplog)] == ["post is a number, not an object"]
 
 
 def test_wordpress_field_fallbacks() -> None:
@@ -497,7 +500,7 @@ def test_wordpress_field_fallbacks() -> None:
     assert flattened.title == "Flattened by _fields"
     assert flattened.guid == "https://wp.example/78"
     assert flattened.published == datetime(2026, 2, 5, 5, 0, tzinfo=UTC)  # ``date`` with an offset is usable
-    assert bad_gmt.published == datetime(2026, 2, 1, tzinfo=UTC)
+    assert bad_gmt.published is None  # modified_gmt is when it was edited, not published
 
 
 @pytest.mark.parametrize(
@@ -527,3 +530,80 @@ def test_wordpress_array_of_numbers_skips_every_post(caplog: pytest.LogCaptureFi
     assert parse(b"[1, 2, 3]", WORDPRESS) == []
     assert len(skipped_reasons(caplog)) == 3
     assert all("source='app'" in message for message in skipped_reasons(caplog))
+
+
+def test_wordpress_protected_text_is_never_used() -> None:
+    posts = [
+        {
+            "id": 1,
+            "link": "https://wp.example/1",
+            "title": {"rendered": "Members only"},
+            "content": {"rendered": "<p>The secret text.</p>", "protected": True},
+            "excerpt": {"rendered": "<p>A public teaser.</p>", "protected": False},
+        },
+        {
+            "id": 2,
+            "link": "https://wp.example/2",
+            "title": {"rendered": "Fully locked"},
+            "content": {"rendered": "<p>Secret.</p>", "protected": True},
+            "excerpt": {"rendered": "<p>Secret too.</p>", "protected": True},
+        },
+    ]
+    teaser, locked = parse(json.dumps(posts).encode(), WORDPRESS)
+    assert (teaser.content, teaser.summary) == ("", "<p>A public teaser.</p>")
+    assert (locked.title, locked.content, locked.summary) == ("Fully locked", "", "")
+
+
+_PHP_NOTICES = (
+    b"<br />\n<b>Notice</b>:  Undefined index: lang in <b>/var/www/html/wp-content/plugins/x/x.php</b>"
+    b" on line <b>12</b><br />\n<br />\n<b>Deprecated</b>:  Function create_function() is deprecated in"
+    b" <b>/var/www/html/wp-includes/y.php</b> on line <b>3</b><br />\n"
+)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [_PHP_NOTICES, b"PHP Warning:  Cannot modify header information in /srv/a.php on line 7\n\n", b"\r\n\t "],
+    ids=["html-errors", "plain-errors", "whitespace"],
+)
+def test_php_notices_before_the_json_are_skipped(prefix: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    posts = [{"id": 9, "link": "https://wp.example/9", "title": {"rendered": "After the notices"}}]
+    (entry,) = parse(prefix + json.dumps(posts).encode(), WORDPRESS)
+    assert entry.title == "After the notices"
+    if prefix.strip():
+        assert any("PHP messages before the JSON skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_php_error_instead_of_json_is_reported_as_one() -> None:
+    fatal = (
+        b"<br />\n<b>Fatal error</b>:  Allowed memory size of 134217728 bytes exhausted in "
+        b"<b>/var/www/html/wp-includes/z.php</b> on line <b>88</b><br />\n"
+    )
+    with pytest.raises(ParseError) as caught:
+        parse(fatal, WORDPRESS)
+    assert caught.value.reason.startswith("not JSON: the site printed a PHP error instead (Fatal error:")
+    with pytest.raises(ParseError, match="invalid JSON after 2 PHP messages"):
+        parse(_PHP_NOTICES + b'[{"id": 1,', WORDPRESS)
+    with pytest.raises(ParseError, match="got HTML or XML"):  # a page is still a page
+        parse(b"<!DOCTYPE html><html><body>Maintenance</body></html>", WORDPRESS)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "feedparser"])
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("Tue,19 Feb 2019 14:08:19 GMT", datetime(2019, 2, 19, 14, 8, 19, tzinfo=UTC)),
+        ("19 Feb 2019 14:08:19 -0500", datetime(2019, 2, 19, 19, 8, 19, tzinfo=UTC)),
+        ("Tue,19 Feb 2019 14:08:19", datetime(2019, 2, 19, 14, 8, 19, tzinfo=UTC)),
+        ("not a date at all", None),
+    ],
+)
+def test_dates_feedparser_cannot_read_are_read_as_email_dates(
+    written: str, expected: datetime | None, fast: bool
+) -> None:
+    doc = (
+        "<?xml version='1.0'?><rss version='2.0'><channel><title>t</title><item><title>Dated</title>"
+        f"<link>https://a.example/1</link><pubDate>{written}</pubDate></item></channel></rss>"
+    )
+    (entry,) = parse(doc.encode(), FEED, fast=fast)
+    assert entry.published == expected

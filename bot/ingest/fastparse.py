@@ -4,7 +4,7 @@ feedparser would have returned, for the fields newsalert reads.
 feedparser spends most of a parse in Python SAX callbacks (about 20-50 feeds/s); lxml builds the
 tree in C and the walker below touches each element once, several times faster. feedparser stays
 the reference and the fallback: ``entries()`` either returns what ``feedparser.parse()`` would
-have put in ``result["entries"]`` for the keys bot.parse reads (id, link, title, summary,
+have put in ``result["entries"]`` for the keys bot.ingest.parse reads (id, link, title, summary,
 content, published_parsed, updated_parsed, source), or raises ``Refused`` and the caller runs
 feedparser. It refuses rather than guess whenever feedparser's behaviour is odd or depends on
 something the walker does not model:
@@ -22,7 +22,7 @@ that fills in a missing link, "title depth", the Latin-1/UTF-8 and cp1252 repair
 value, dates through feedparser's own ``_parse_date``. tests/test_fastparse.py runs both parsers
 over a corpus of more than a thousand feeds and requires the same normalized items.
 
-Untrusted input: the body has already lost every DOCTYPE and ENTITY declaration (bot.parse), and
+Untrusted input: the body has already lost every DOCTYPE and ENTITY declaration (bot.ingest.guard), and
 the lxml parser is built to resolve no entity, load no DTD, reach no network and refuse huge
 trees, so nothing here can expand or fetch anything.
 """
@@ -47,6 +47,8 @@ from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from feedparser.util import FeedParserDict
 from lxml import etree
+
+from bot.ingest.guard import MAX_ATTRIBUTES
 
 
 class Refused(Exception):
@@ -148,11 +150,11 @@ def _parser() -> etree.XMLParser:
 def entries(data: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
     """The entries feedparser would return for ``data`` (UTF-8, declarations stripped), or Refused.
 
-    ``headers`` are the response headers as bot.parse hands them to feedparser (lower-case keys,
+    ``headers`` are the response headers as bot.ingest.parse hands them to feedparser (lower-case keys,
     ``content-location`` set): they give the base URI for relative links.
     """
     lowered = data.lower()
-    if _DECLARATION.search(lowered):  # bot.parse removed them all; anything else is not for this path
+    if _DECLARATION.search(lowered):  # bot.ingest.guard removed them all; anything else is not for this path
         raise Refused("a DOCTYPE or ENTITY declaration")
     if _BASE_ATTRIBUTE.search(lowered):
         raise Refused("a base attribute (xml:base) moves the base URI")
@@ -387,6 +389,10 @@ class _Walker:
 
     def attrs(self, el: etree._Element) -> dict[str, str]:
         """The element's attributes as feedparser's start handlers see them."""
+        # lxml's items() is quadratic in the number of attributes (bot.ingest.guard refuses
+        # such documents before they get here; this keeps the walker safe on its own).
+        if len(el.attrib) > MAX_ATTRIBUTES:
+            raise Refused(f"more than {MAX_ATTRIBUTES} attributes on <{el.tag}>")
         items = el.items()
         if not items:
             return {}

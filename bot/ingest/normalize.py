@@ -321,7 +321,13 @@ def normalize(entry: Entry, source: Source, fetched: datetime) -> Item:
     full_title = html_to_text(entry.title)
     title = strip_outlet(full_title, entry.outlet) if entry.outlet else full_title
     text = html_to_text(entry.content) or html_to_text(entry.summary)
-    headline_only = _only_repeats_headline(text, (full_title, title), entry.outlet)
+    headline_only = False
+    if not title:
+        # RSS 2.0 allows an item with only a description: as feed readers do, its first words
+        # are the title (the text stays whole).
+        title = headline_from(text)
+    else:
+        headline_only = _only_repeats_headline(text, (full_title, title), entry.outlet)
     if headline_only:
         text = ""
     # Only http(s) links survive: a guid such as "tag:…" that feedparser copied into the link,
@@ -347,6 +353,17 @@ def normalize(entry: Entry, source: Source, fetched: datetime) -> Item:
         outlet=entry.outlet,
         headline_only=headline_only,
     )
+
+
+HEADLINE_CHARS = 80  # a title made from the text: about a dozen words
+
+
+def headline_from(text: str) -> str:
+    """The first words of ``text``, about HEADLINE_CHARS of them, cut at a space, with "…" if cut."""
+    if len(text) <= HEADLINE_CHARS:
+        return text
+    cut = text.rfind(" ", 0, HEADLINE_CHARS + 1)
+    return text[: cut if cut > HEADLINE_CHARS // 2 else HEADLINE_CHARS].rstrip(" ,;:-–—") + "…"
 
 
 def _only_repeats_headline(text: str, titles: tuple[str, ...], outlet: str) -> bool:
