@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
+import feedparser
 import pytest
 
 from bot.errors import ParseError
 from bot.ingest import guard
 from bot.ingest.entries import MAX_ENTRIES
-from bot.ingest.parse import parse
+from bot.ingest.parse import parse, run_feedparser
 from bot.model import Source
 
 FEED = Source("guarded", "https://guarded.example/feed.xml")
@@ -118,6 +120,22 @@ def test_a_malformed_feed_with_too_many_tags_is_cut_for_feedparser(
         "feed cut for feedparser" in r.getMessage() and "more than 1,000 tags" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_a_cut_document_goes_straight_to_the_lenient_parser_with_the_same_result() -> None:
+    # Cut short, a document is malformed: feedparser's strict parser would read it all and fail
+    # at the cut, then its lenient one read it again. Skipping the first changes nothing.
+    doc = rss("".join(item(n, "<![CDATA[<b>bold</b> &amp; more]]>") for n in range(MAX_ENTRIES + 5)))
+    cut, total = guard.first_entries(doc, guard.markup_spans(doc), MAX_ENTRIES)
+    assert total == MAX_ENTRIES + 5 and len(cut) < len(doc)
+    headers = {"content-location": FEED.url, "content-type": "application/rss+xml; charset=utf-8"}
+    both = feedparser.parse(
+        io.BytesIO(cut), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+    )
+    lenient = run_feedparser(cut, headers, lenient_only=True)
+    assert both["bozo"] and not lenient["bozo"]
+    assert lenient["entries"] == both["entries"] and len(lenient["entries"]) == MAX_ENTRIES
+    assert lenient["version"] == both["version"] == "rss20"
 
 
 def test_the_markup_cut_is_exact_and_ignores_cdata() -> None:

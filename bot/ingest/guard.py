@@ -23,13 +23,14 @@ from collections.abc import Sequence
 # A feed element needs a handful of attributes; a root declares perhaps twenty namespaces. At
 # this cap the quadratic costs above are well under a millisecond per element.
 MAX_ATTRIBUTES = 64
-# feedparser spends 15-30 µs of Python per tag (start or end), in its strict parser and again in
-# its lenient one for a malformed document: 200,000 bare "<a>" (0.6 MB) took 6 s on a 2-core CI
-# machine, a denser document 14 s. A real feed rarely has 20,000 tags outside CDATA; this cap
-# bounds feedparser at a few seconds. (The fast path, lxml, is not cut: it costs ~1 µs a tag.)
-MAX_TAGS = 100_000
-# An entity or character reference costs feedparser ~4 µs; escaped HTML is full of them.
-MAX_REFERENCES = 1_000_000
+# feedparser spends 15-60 µs of Python per tag (start or end), in its strict parser and again in
+# its lenient one for a malformed document: 190,000 bare "<a>" (0.58 MB) took 14 s in the issue's
+# poll, 6 s on a 2-core CI machine. A real feed rarely has 20,000 tags outside CDATA. Cut at
+# 50,000, that document costs 1.4 s of CPU. (The fast path, lxml, is not cut: ~1 µs a tag.)
+MAX_TAGS = 50_000
+# An entity or character reference costs feedparser ~4 µs; escaped HTML is full of them. At
+# both caps, a malformed document (the slowest the caps allow) costs ~4 s of CPU.
+MAX_REFERENCES = 500_000
 
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 # What both a DOCTYPE and an ENTITY declaration start with, in any case.

@@ -35,7 +35,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import feedparser
+import feedparser.api
 from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import replace_doctype
+from feedparser.urls import make_safe_absolute_uri
+from feedparser.util import FeedParserDict
 
 from bot.errors import ParseError
 from bot.ingest import fastparse, guard
@@ -120,21 +124,12 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str], fast:
                 len(cut),
                 len(data),
             )
-        # A BytesIO, never the bytes themselves: feedparser treats a bare str/bytes argument
-        # as a URL or a file name first, so a body could make it fetch or open something.
-        result = feedparser.parse(
-            io.BytesIO(cut),
-            response_headers=response_headers,
-            # Both rewrite HTML we never post (alerts are text only) and cost more than the parse:
-            # 10 s of a 13 s parse for one 6 MB description. normalize strips scripts and media itself.
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
+        cut_short = len(cut) < len(data)
+        result = run_feedparser(cut, response_headers, lenient_only=cut_short)
     except ParseError:
         raise
     except Exception as exc:  # feedparser itself raises ValueError, UnicodeError... on hostile input
         raise ParseError(source.url, f"unreadable feed: {type(exc).__name__}: {exc}") from exc
-    truncated = total > MAX_ENTRIES or too_much is not None
     if total > MAX_ENTRIES:
         log.warning(
             "too many entries, first kept source=%r url=%s kept=%d dropped=%d",
@@ -156,7 +151,7 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str], fast:
     if not raw_entries and not result.get("version"):
         raise ParseError(source.url, _not_a_feed_reason(body, headers, None))
 
-    if damaged and not truncated:  # cutting the document made it malformed: already reported
+    if damaged and not cut_short:  # cutting the document made it malformed: already reported
         log.warning(
             "feed malformed, entries kept source=%r url=%s entries=%d reason=%s",
             source.name,
@@ -167,6 +162,40 @@ def _feed_entries(body: bytes, source: Source, headers: Mapping[str, str], fast:
     elif problem is not None:
         log.debug("feed bozo ignored source=%r url=%s reason=%s", source.name, url, _describe(problem))
     return entries  # may be empty: a well-formed feed with nothing (usable) in it yet
+
+
+def run_feedparser(data: bytes, headers: Mapping[str, str], *, lenient_only: bool = False) -> Any:
+    """feedparser's result for ``data``, a UTF-8 document.
+
+    ``lenient_only``: the document is known to be malformed (it was cut short), so feedparser's
+    strict parser, which would read all of it only to fail at the cut (and take as long as the
+    lenient parser that then reads it again), is skipped: this is feedparser.api.parse's own
+    lenient branch, as it runs after a strict parse fails.
+    """
+    if not lenient_only:
+        # A BytesIO, never the bytes themselves: feedparser treats a bare str/bytes argument
+        # as a URL or a file name first, so a body could make it fetch or open something.
+        return feedparser.parse(
+            io.BytesIO(data),
+            response_headers=dict(headers),
+            # Both rewrite HTML we never post (alerts are text only) and cost more than the parse:
+            # 10 s of a 13 s parse for one 6 MB description. normalize strips scripts and media itself.
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    result = FeedParserDict(bozo=False, entries=[], feed=FeedParserDict(), headers=dict(headers))
+    data = convert_to_utf8(result["headers"], data, result)
+    result["version"], data, entities = replace_doctype(data)
+    location = result["headers"].get("content-location", "")
+    base = make_safe_absolute_uri("", location) or make_safe_absolute_uri(location) or ""
+    parser = feedparser.api.LooseFeedParser(
+        base, result["headers"].get("content-language"), "utf-8", entities
+    )
+    parser.resolve_relative_uris = parser.sanitize_html = False
+    parser.feed(data.decode("utf-8", "replace"))
+    result["feed"], result["entries"] = parser.feeddata, parser.entries
+    result["version"] = result["version"] or parser.version
+    return result
 
 
 def _as_utf8(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str], bool]:
