@@ -42,6 +42,9 @@ class Settings:
     first_poll_window: int | None = 86400
     allow_private_sources: bool = False
     fetch_timeout: int = 30
+    # Reading one fetched body (parse, normalize, fingerprint, match), in CPU seconds (and at most
+    # three times that in wall time): past it, that source fails alone (bot/ingest/prepare.py).
+    parse_timeout: float = 10
     max_response_bytes: int = 10 * 1024 * 1024
     story_window: int = 72 * 3600  # an item joins a story seen this recently
     digest_grace: int = 12 * 3600  # a digest missed while down is sent on start if this recent
@@ -181,6 +184,7 @@ _DEFAULTS = {
     "first_poll_window",
     "allow_private_sources",
     "fetch_timeout",
+    "parse_timeout",
     "max_response_bytes",
     "concurrency",
     "user_agent",
@@ -234,6 +238,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
     else:
         window = r.duration(defaults, "first_poll_window", "defaults", 86400, "defaults")
     fetch_timeout = r.duration(defaults, "fetch_timeout", "defaults", 30, "defaults")
+    parse_timeout = r.duration(defaults, "parse_timeout", "defaults", 10, "defaults")
     story_window = r.duration(defaults, "story_window", "defaults", 72 * 3600, "defaults")
     digest_grace = r.duration(defaults, "digest_grace", "defaults", 12 * 3600, "defaults")
     retention_days = defaults.get("retention_days", 180)
@@ -279,6 +284,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         first_poll_window=window,
         allow_private_sources=allow_private,
         fetch_timeout=fetch_timeout,
+        parse_timeout=parse_timeout,
         max_response_bytes=max_bytes,
         story_window=story_window,
         digest_grace=digest_grace,

@@ -141,6 +141,16 @@ class ParseError(FeedError):
     """The source was fetched but its body is not a feed we can read."""
 
 
+class ParseAborted(ParseError):
+    """Reading the body was stopped before it finished: it ran past the parse budget
+    (``timed_out``), or the process reading it died. The worker process is replaced and this
+    source alone fails; the rest of the poll carries on."""
+
+    def __init__(self, url: str, reason: str, *, timed_out: bool = True):
+        super().__init__(url, reason)
+        self.timed_out = timed_out
+
+
 class StoreError(NewsalertError):
     """The database cannot be opened or migrated."""
 

@@ -631,14 +631,14 @@ def test_a_200_with_the_same_bytes_is_recorded_but_not_parsed_again(
         fetch_timeout=5,
         db_path=str(tmp_path / "t.db"),
     )
-    parsed: list[str] = []
-    real_parse = prepare.parse
+    parsed: list[str] = []  # the sources whose bodies the poll handed over to be parsed
+    real_run = prepare.Preparer.run
 
-    def counting(body: bytes, src: Source, headers: object = None) -> list:
-        parsed.append(src.name)
-        return real_parse(body, src, headers)  # type: ignore[arg-type]
+    def counting(self: prepare.Preparer, jobs: list[prepare.Job], **kwargs: object) -> object:
+        parsed.extend(job.source.name for job in jobs)
+        return real_run(self, jobs, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(prepare, "parse", counting)
+    monkeypatch.setattr(prepare.Preparer, "run", counting)
     store = Store.open(tmp_path / "t.db")
     try:
         store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, FETCHED)

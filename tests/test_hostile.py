@@ -10,6 +10,7 @@ character or a non-http(s) URL. Some files have their own extra checks (EXPECT b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -24,13 +25,17 @@ from typing import Any
 
 import pytest
 
+from bot.alerts.outbox import SlackSink, deliver_pending
 from bot.config import Settings
+from bot.ingest import guard
 from bot.ingest.entries import MAX_BODY_CHARS, MAX_ENTRIES, MAX_ID_CHARS, MAX_TITLE_CHARS
 from bot.ingest.normalize import normalize
 from bot.ingest.parse import parse
 from bot.ingest.poll import PollReport, poll
 from bot.model import Entry, Source, Subscription, Watchlist
+from bot.ops.metrics import REGISTRY
 from bot.store import Store
+from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
 HOSTILE = Path(__file__).parent / "data" / "feeds" / "hostile"
@@ -113,6 +118,25 @@ def _many_unterminated_doctypes() -> bytes:
     )
 
 
+def _attribute_bomb() -> bytes:
+    # 200,000 attributes on one item, 3.2 MB: quadratic in both parsers, 187 s in one poll.
+    attributes = " ".join(f'attr{i:06d}="v"' for i in range(200_000))
+    return _rss(f"<item {attributes}><title>Bomb</title><link>https://big.example/bomb</link></item>")
+
+
+def _slow_malformed() -> bytes:
+    # Malformed (the "&" after the root), so feedparser's strict and then lenient parser read it,
+    # at 15-60 µs a tag and ~4 µs a reference; just under guard's caps on both: ~4 s of CPU on
+    # a 2-core CI machine, never as little as 0.5 s.
+    flood = "<a>" * (guard.MAX_TAGS - 50) + "&x;" * (guard.MAX_REFERENCES - 50)
+    return (
+        _rss(
+            f"<item><title>Slow</title><link>https://big.example/slow</link><description>{flood}</description></item>"
+        )
+        + b"&"
+    )
+
+
 def _over_the_size_cap() -> bytes:
     return _rss("<item><title>Too big</title><link>https://big.example/b</link></item>" + " " * MAX_BYTES)
 
@@ -127,6 +151,7 @@ GENERATED: dict[str, Callable[[], bytes]] = {
     "jsonfeed-generated-deep-nesting.json": _deep_json,
     "generated-many-unterminated-doctypes.xml": _many_unterminated_doctypes,
     "generated-over-the-size-cap.xml": _over_the_size_cap,
+    "generated-attribute-bomb.xml": _attribute_bomb,
 }
 CORPUS = sorted(p.name for p in HOSTILE.iterdir() if p.is_file() and p.name != "README.md")
 
@@ -349,6 +374,11 @@ def expect_too_large(run: Run) -> None:
     assert run.failure is not None and "too large" in run.failure
 
 
+def expect_attributes_refused(run: Run) -> None:
+    expect_failed(run)
+    assert run.failure == "refused: an element with more than 64 attributes at line 2"
+
+
 EXPECT: dict[str, Callable[..., None]] = {
     "entries-duplicate-guids.xml": expect_duplicate_guids,
     "entries-future-dates.xml": expect_future_dates_clamped,
@@ -376,6 +406,7 @@ EXPECT: dict[str, Callable[..., None]] = {
     "generated-10000-entries.xml": expect_entries_capped,
     "generated-huge-title.xml": expect_title_capped,
     "generated-over-the-size-cap.xml": expect_too_large,
+    "generated-attribute-bomb.xml": expect_attributes_refused,
 }
 
 
@@ -415,6 +446,55 @@ def test_hostile_source_does_not_hurt_the_poll(name: str, server: FeedServer, tm
     elif name in EXPECT:
         outcome = EXPECT[name](run)
         assert outcome is None or outcome is True, f"expectation for {name} failed"
+
+
+# --- one source that explodes or crawls, among normal ones ------------------------------
+
+
+def failures_counted(source: str, reason: str) -> float:
+    labels = {"source": source, "reason": reason}
+    return REGISTRY.get_sample_value("newsalert_fetch_failures_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "counted_as"),
+    [
+        (_attribute_bomb, "refused: an element with more than 64 attributes at line 2", "not_a_feed"),
+        (_slow_malformed, "parse took longer than 0.5 s; stopped", "parse_timeout"),
+    ],
+    ids=["attribute-bomb", "slow-malformed"],
+)
+def test_a_hostile_source_fails_named_and_the_others_are_delivered(
+    body: Callable[[], bytes],
+    reason: str,
+    counted_as: str,
+    server: FeedServer,
+    slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    hostile = Source("hostile", server.serve(f"/budget/{body.__name__}.xml", body()))
+    normal = [
+        Source(
+            f"normal {n}",
+            server.serve(f"/budget/normal-{n}-{body.__name__}.xml", good_feed(f"{n}-{body.__name__}")),
+        )
+        for n in range(2)
+    ]
+    settings = dataclasses.replace(settings_for(tmp_path, hostile, *normal), parse_timeout=0.5)
+    counted = failures_counted("hostile", counted_as)
+
+    run = run_polls(settings, polls=1)  # in a thread, joined within TIME_BOUND
+
+    if run.error is not None:
+        raise run.error
+    (report,) = run.reports
+    assert (report.polled, report.failed, report.new_items) == (3, 1, 2)
+    assert run.failure == reason and run.items == []  # the hostile source, named in its state
+    assert failures_counted("hostile", counted_as) == counted + 1
+    with Store.open(settings.db_path) as store:
+        delivered = deliver_pending(store, SlackSink(VALID_TOKEN, slack.url, timeout=5))
+    assert delivered.sent == 2 and len(slack.posts()) == 2
+    assert all("Police find CSAM on seized servers" in str(post) for post in slack.posts())
 
 
 # --- the parse and normalize defences, one at a time -------------------------------------

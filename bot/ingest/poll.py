@@ -97,9 +97,9 @@ def poll(
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
     ``due_only`` (the scheduler) skips sources that are backing off after failures. Sources go
-    in batches of POLL_BATCH; once the poll looks like it has ``pool_min_bytes`` of bodies to
-    parse, they are prepared in a process pool (bot/prepare.py) while this process stores
-    the ones already done.
+    in batches of POLL_BATCH; their bodies are prepared in worker processes (bot/ingest/prepare.py,
+    one per core once the poll looks like it has ``pool_min_bytes`` of them) while this process
+    stores the ones already done.
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.catalog.active_sources() if sources is None else sources
@@ -109,8 +109,9 @@ def poll(
     states = {s.name: store.sources.source_state(s.name) for s in sources}
     subscriptions = store.catalog.realtime_subscriptions()
     report = PollReport()
-    # The watchlists are compiled (again, together) only when a body needs matching.
-    with Preparer(watchlists, pool_min_bytes=pool_min_bytes) as preparer:
+    # The watchlists are compiled (again, together) only when a body needs matching. Each
+    # source's body is read within settings.parse_timeout, or that source alone fails.
+    with Preparer(watchlists, pool_min_bytes=pool_min_bytes, timeout=settings.parse_timeout) as preparer:
         # In batches: only one batch's bodies are in memory at a time, however long the list.
         for start in range(0, len(sources), POLL_BATCH):
             batch = sources[start : start + POLL_BATCH]

@@ -1,41 +1,47 @@
 """The per-item work that needs no database: parse -> normalize -> fingerprint -> match.
 
-It is most of a first poll's CPU time, and each feed's share depends on nothing but its own
-bytes and the watchlists, so a large poll spreads it over a pool of processes (one per core):
-`Preparer` hands out the bodies and gives back, in order, what pipeline.ingest stores. A small
-poll (the scheduler's usual few sources) runs it inline: starting processes costs more than it
-would save.
+It is most of a poll's CPU time, it is where untrusted bytes are read, and each feed's share
+depends on nothing but its own bytes and the watchlists. So it runs in worker processes
+(bot.ingest.workers) under a time budget per source (``parse_timeout``, 10 s of CPU by default,
+and at most three times that in wall time): a body that takes longer has its process killed
+and replaced, and that source alone fails with "parse took longer than 10 s", while the rest
+of the poll is stored and alerted as usual.
+
+``Preparer`` hands out the bodies and gives back, in order, what bot.ingest.poll stores. One
+process serves a small poll and stays up for the next (the scheduler's polls pay no start-up);
+a large one is spread over one per core. Started when the poll starts, the first process is
+ready about when the fetches are done.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-from collections import deque
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.errors import ParseError
+from bot.errors import ParseAborted, ParseError
 from bot.failpoints import failpoint
 from bot.ingest.normalize import normalize, url_key
 from bot.ingest.parse import parse
+from bot.ingest.workers import INLINE, Pool, Stopped
 from bot.match.query import Matcher
 from bot.model import Entry, Item, Source, Span
 from bot.stories.fingerprint import Fingerprint, fingerprint
+from bot.urls import redact
 
 log = logging.getLogger("newsalert.pipeline")
 
-# Below this many bytes of bodies a poll prepares them inline. Starting two worker processes
-# (spawned: a fork next to the scheduler's threads is unsafe) and importing bot into them
-# takes about 0.4 s; preparing an item inline about 0.3 ms. Measured on 100 sources of the
-# bench corpus: 20 items each (3.4 MB) are faster inline, 50 items each (8.7 MB) in the pool.
+# From this many bytes of bodies on, a poll is prepared by one process per core (up to
+# MAX_WORKERS), below by one. Starting a process (spawned: a fork next to the scheduler's
+# threads is unsafe) and importing bot into it takes about 0.3 s, preparing an item about
+# 0.3 ms. Measured on 100 sources of the bench corpus: 20 items each (3.4 MB) gain nothing
+# from more processes, 50 items each (8.7 MB) do.
 POOL_MIN_BYTES = 6_000_000
 MAX_WORKERS = 4
-CHUNKS_AHEAD = 3  # per worker: submitted but not yet stored
+PARSE_TIMEOUT = 10.0  # seconds per source; Settings.parse_timeout
 
 
 @dataclass(frozen=True)
@@ -80,29 +86,47 @@ class Job:
     fetched: datetime
 
 
-class Preparer:
-    """Prepares many bodies, in a process pool when there are enough of them to pay for it.
+@dataclass(frozen=True)
+class _Task:
+    """What a worker process is sent: the job, and what it needs to do it as this process would."""
 
-    Use as a context manager; ``run`` yields one result per job, in order: the prepared items,
-    or the ParseError of a body that is not a feed. If the pool breaks (a worker killed), the
-    rest is prepared inline: slower, but nothing is lost.
+    job: Job
+    watchlists: dict[str, str]
+    log_level: int
+
+
+class Preparer:
+    """Prepares many bodies in worker processes, each source within ``timeout`` seconds.
+
+    Use as a context manager (it starts the first process on entry); ``run`` yields one result
+    per job, in order: the prepared items, or the ParseError of a body that is not a feed, or a
+    ParseAborted for one that ran out of time or killed its process. If no process can be
+    started at all, bodies are prepared inline, without a time budget, and a warning says so.
     """
 
     def __init__(
-        self, watchlists: Mapping[str, str], *, workers: int = 0, pool_min_bytes: int = POOL_MIN_BYTES
+        self,
+        watchlists: Mapping[str, str],
+        *,
+        workers: int = 0,
+        pool_min_bytes: int = POOL_MIN_BYTES,
+        timeout: float = PARSE_TIMEOUT,
     ):
         self._watchlists = dict(watchlists)
         self._matcher: Matcher | None = None  # compiled on first use inline
         self._workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
         self._pool_min_bytes = pool_min_bytes
-        self._pool: ProcessPoolExecutor | None = None
+        self._timeout = timeout
+        self._pool: Pool | None = None
 
     def __enter__(self) -> Preparer:
+        self._pool = _take_pool()
+        self._pool.start(1)  # it starts while the poll fetches
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            _give_back(self._pool)
             self._pool = None
 
     @property
@@ -112,62 +136,81 @@ class Preparer:
         return self._matcher
 
     def run(self, jobs: Sequence[Job], *, batches_left: int = 1) -> Iterator[list[Prepared] | ParseError]:
-        """One result per job, in order. The pool, once started, serves every later call.
+        """One result per job, in order.
 
         ``batches_left``: how many calls like this one the caller expects, this one included;
-        the pool is started when all of them together look big enough to pay for it.
+        more processes are started when all of them together look big enough to pay for it.
         """
+        assert self._pool is not None, "use Preparer as a context manager"
         expected = sum(len(job.body) for job in jobs) * batches_left
-        small = len(jobs) < 2 or expected < self._pool_min_bytes
-        if self._pool is None and (small or self._workers < 2):
-            for job in jobs:
-                yield self._inline(job)
-            return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(self._watchlists, logging.getLogger().getEffectiveLevel()),
-            )
-        # Chunks: fewer round trips between processes, but small enough that the first results
-        # come back soon, so storing them overlaps with preparing the rest. Only a few chunks
-        # are in flight at a time: prepared items do not pile up in memory when storing them
-        # is slower than preparing them.
-        size = max(1, min(8, len(jobs) // (self._workers * 8)))
-        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        in_flight: deque[Future[list[tuple[list[Prepared] | ParseError, list[_Record]]]]] = deque()
-        submitted = yielded = 0
-        try:
-            while yielded < len(jobs):
-                while submitted < len(chunks) and len(in_flight) < self._workers * CHUNKS_AHEAD:
-                    in_flight.append(self._pool.submit(_prepare_chunk, chunks[submitted]))
-                    submitted += 1
-                for result, records in in_flight.popleft().result():
-                    for name, level, message in records:
-                        logging.getLogger(name).log(level, "%s", message)
-                    yielded += 1
-                    yield result
-        except BrokenProcessPool as e:
-            log.warning(
-                "parse pool broke after %d of %d bodies (%s); preparing the rest of the poll inline",
-                yielded,
-                len(jobs),
-                e,
-            )
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._workers = None, 1  # and no new pool for the batches still to come
-            for job in jobs[yielded:]:
-                yield self._inline(job)
+        count = self._workers if len(jobs) > 1 and expected >= self._pool_min_bytes else 1
+        level = logging.getLogger().getEffectiveLevel()
+        tasks = [_Task(job, self._watchlists, level) for job in jobs]
+        for job, result in zip(
+            jobs, self._pool.run(tasks, workers=count, timeout=self._timeout), strict=True
+        ):
+            if result is INLINE:  # no process could take it (bot.ingest.workers said why)
+                yield _prepare_job(job, self.matcher)
+            elif isinstance(result, Stopped):
+                yield _aborted(job, result, self._timeout)
+            else:
+                prepared, records = result
+                for name, level_no, message in records:
+                    logging.getLogger(name).log(level_no, "%s", message)
+                yield prepared
 
-    def _inline(self, job: Job) -> list[Prepared] | ParseError:
-        return _prepare_job(job, self.matcher)
+
+def _aborted(job: Job, stopped: Stopped, timeout: float) -> ParseAborted:
+    if stopped.timed_out:
+        reason = f"parse took longer than {timeout:g} s; stopped"
+    else:
+        reason = f"the process reading the feed died ({stopped.detail})"
+    log.warning(
+        "parse stopped, worker replaced source=%r url=%s reason=%s bytes=%d",
+        job.source.name,
+        redact(job.source.url),
+        reason,
+        len(job.body),
+    )
+    return ParseAborted(job.source.url, reason, timed_out=stopped.timed_out)
+
+
+# --- the processes, kept between polls -------------------------------------------------------
+
+_idle: Pool | None = None  # one process, warm, waiting for the next poll
+_idle_lock = threading.Lock()
+
+
+def _take_pool() -> Pool:
+    global _idle
+    with _idle_lock:
+        pool, _idle = _idle, None
+    return pool if pool is not None else Pool(_prepare_in_worker)
+
+
+def _give_back(pool: Pool) -> None:
+    global _idle
+    pool.shrink(1)  # a large poll's extra processes are not kept: each holds ~40 MB
+    with _idle_lock:
+        if _idle is None and pool.usable:
+            _idle, pool = pool, None  # type: ignore[assignment]
+    if pool is not None:  # another poll ran at the same time and kept its own
+        pool.close()
+
+
+def stop_workers() -> None:
+    """Stop the process kept for the next poll (at exit they stop by themselves: daemons)."""
+    global _idle
+    with _idle_lock:
+        pool, _idle = _idle, None
+    if pool is not None:
+        pool.close()
 
 
 # --- in the worker processes ---------------------------------------------------------------
 
 _Record = tuple[str, int, str]  # what a worker logged: (logger name, level, message)
-_worker_matcher: Matcher | None = None
+_worker_matcher: tuple[dict[str, str], Matcher] | None = None
 _worker_records: list[_Record] = []
 
 
@@ -181,23 +224,21 @@ class _Collect(logging.Handler):
         _worker_records.append((record.name, record.levelno, message))
 
 
-def _start_worker(watchlists: Mapping[str, str], level: int) -> None:
+def _prepare_in_worker(task: _Task) -> tuple[list[Prepared] | ParseError, list[_Record]]:
     global _worker_matcher
-    _worker_matcher = Matcher(watchlists)
     root = logging.getLogger()
-    root.handlers[:] = [_Collect()]
-    root.setLevel(level)
-
-
-def _prepare_chunk(jobs: Sequence[Job]) -> list[tuple[list[Prepared] | ParseError, list[_Record]]]:
-    return [_prepare_in_worker(job) for job in jobs]
-
-
-def _prepare_in_worker(job: Job) -> tuple[list[Prepared] | ParseError, list[_Record]]:
-    assert _worker_matcher is not None
+    if not any(isinstance(h, _Collect) for h in root.handlers):
+        root.handlers[:] = [_Collect()]
+    root.setLevel(task.log_level)
     failpoint("prepare-worker")
+    failpoint(f"prepare-worker:{task.job.source.name}")
     _worker_records.clear()
-    result = _prepare_job(job, _worker_matcher)
+    if _worker_matcher is None or _worker_matcher[0] != task.watchlists:
+        try:
+            _worker_matcher = (task.watchlists, Matcher(task.watchlists))
+        except Exception as e:  # checked when saved, so a bug: every source says so
+            return _unexpected(task.job, e), list(_worker_records)
+    result = _prepare_job(task.job, _worker_matcher[1])
     return result, list(_worker_records)
 
 
@@ -208,5 +249,9 @@ def _prepare_job(job: Job, matcher: Matcher) -> list[Prepared] | ParseError:
     except ParseError as e:
         return e
     except Exception as e:  # a bug met by one feed: logged whole, and that source alone fails
-        log.exception("unexpected error reading source=%r url=%s", job.source.name, job.source.url)
-        return ParseError(job.source.url, f"unexpected error reading the feed: {type(e).__name__}: {e}")
+        return _unexpected(job, e)
+
+
+def _unexpected(job: Job, e: Exception) -> ParseError:
+    log.exception("unexpected error reading source=%r url=%s", job.source.name, redact(job.source.url))
+    return ParseError(job.source.url, f"unexpected error reading the feed: {type(e).__name__}: {e}")

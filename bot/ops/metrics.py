@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from bot.errors import FeedError, FetchError, ParseError
+from bot.errors import FeedError, FetchError, ParseAborted, ParseError
 from bot.store import Store
 
 log = logging.getLogger("newsalert.metrics")
@@ -61,11 +61,15 @@ REASONS = (
     "timeout",
     "too_large",
     "not_a_feed",
+    "parse_timeout",  # ran past the parse budget: the worker process was stopped and replaced
+    "parse_crashed",  # the worker process died while reading the body
     "network",
 )
 
 
 def failure_reason(error: FeedError) -> str:
+    if isinstance(error, ParseAborted):
+        return "parse_timeout" if error.timed_out else "parse_crashed"
     if isinstance(error, ParseError):
         return "not_a_feed"
     if isinstance(error, FetchError):
