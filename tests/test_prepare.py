@@ -182,10 +182,10 @@ def test_without_processes_bodies_are_prepared_inline(
 ) -> None:
     from bot.ingest import workers
 
-    def cannot_start(self: object) -> None:
+    def cannot_start(*args: object, **kwargs: object) -> None:
         raise OSError("Resource temporarily unavailable")
 
-    monkeypatch.setattr(workers._context.Process, "start", cannot_start)
+    monkeypatch.setattr(workers.subprocess, "Popen", cannot_start)
     body = rss(("CSAM case", "https://a.example/1", NOW)).encode()
     jobs = [Job(Source(f"s{n}", f"http://127.0.0.1/{n}.rss"), body, {}, NOW) for n in range(3)]
     with Preparer({"csam": "CSAM"}) as preparer:
@@ -226,3 +226,13 @@ def test_batches_and_commit_groups_do_not_change_what_is_stored(
     monkeypatch.setattr(pipeline, "POLL_BATCH", 3)
     monkeypatch.setattr(pipeline, "GROUP_ITEMS", 2)
     assert poll_once(tmp_path, "pieces", sources, pool_min_bytes=0) == whole
+
+
+def test_parse_timeout_is_a_setting(tmp_path: Path) -> None:
+    from bot.config import load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text('[defaults]\nparse_timeout = "3s"\n')
+    assert load_settings(path, environ={}).parse_timeout == 3
+    path.write_text("")
+    assert load_settings(path, environ={}).parse_timeout == 10

@@ -8,9 +8,9 @@ and replaced, and that source alone fails with "parse took longer than 10 s", wh
 of the poll is stored and alerted as usual.
 
 ``Preparer`` hands out the bodies and gives back, in order, what bot.ingest.poll stores. One
-process serves a small poll and stays up for the next (the scheduler's polls pay no start-up);
-a large one is spread over one per core. Started when the poll starts, the first process is
-ready about when the fetches are done.
+process serves a small poll and stays up for the next, so only the first poll of a process
+that has bodies to read waits for it to start (~0.3 s; a poll of 304s starts nothing); a large
+poll is spread over one process per core.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class _Task:
 class Preparer:
     """Prepares many bodies in worker processes, each source within ``timeout`` seconds.
 
-    Use as a context manager (it starts the first process on entry); ``run`` yields one result
+    Use as a context manager (the processes are given back on exit); ``run`` yields one result
     per job, in order: the prepared items, or the ParseError of a body that is not a feed, or a
     ParseAborted for one that ran out of time or killed its process. If no process can be
     started at all, bodies are prepared inline, without a time budget, and a warning says so.
@@ -121,7 +121,6 @@ class Preparer:
 
     def __enter__(self) -> Preparer:
         self._pool = _take_pool()
-        self._pool.start(1)  # it starts while the poll fetches
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -185,12 +184,12 @@ def _take_pool() -> Pool:
     global _idle
     with _idle_lock:
         pool, _idle = _idle, None
-    return pool if pool is not None else Pool(_prepare_in_worker)
+    return pool if pool is not None else Pool("bot.ingest.prepare:_prepare_in_worker")
 
 
 def _give_back(pool: Pool) -> None:
     global _idle
-    pool.shrink(1)  # a large poll's extra processes are not kept: each holds ~40 MB
+    pool.shrink(1)  # a large poll's extra processes are not kept: each holds ~35 MB or more
     with _idle_lock:
         if _idle is None and pool.usable:
             _idle, pool = pool, None  # type: ignore[assignment]

@@ -5,9 +5,10 @@ job is stopped at WALL_FACTOR times the budget in wall time whatever its CPU tim
 
 A thread can be asked to stop but not made to; a process can. So whatever reads untrusted
 bodies (bot.ingest.prepare) runs here: a parser stuck in a quadratic corner of C code costs
-its job's budget and one process start (~0.3 s), never the poll. Processes are spawned, not
-forked (a fork next to the scheduler's and the Slack app's threads is unsafe), started
-before they are needed, and kept between runs.
+its job's budget and one process start (~0.3 s), never the poll. Processes are fresh
+interpreters (``python -c``), not forks (a fork next to the scheduler's and the Slack app's
+threads is unsafe), and, unlike multiprocessing's spawn, they do not import the parent's main
+module (``newsalert``'s is the whole CLI and Slack app: about 1.5 s and 23 MB more per process).
 
 ``Pool.run`` hands jobs to the idle processes from a supervising thread, so they keep working
 while the caller stores what came back, and yields one result per job, in order: the target's
@@ -16,14 +17,18 @@ return value, or ``Stopped`` for a job that ran out of time or whose process die
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -38,7 +43,7 @@ START_TIMEOUT = 60.0  # a process that has not started by then is taken for one 
 # Whatever the CPU time, a job is stopped at this many times its budget in wall time.
 WALL_FACTOR = 3.0
 MAX_START_FAILURES = 3  # in a row: then processes are taken to be unavailable here
-_context = multiprocessing.get_context("spawn")
+_alive: weakref.WeakSet[_Worker] = weakref.WeakSet()  # stopped at exit, busy or not
 
 
 @dataclass(frozen=True)
@@ -77,13 +82,13 @@ def _wake(fd: int) -> None:
         os.write(fd, b"x")
 
 
-def _serve(conn: Connection, target: Callable[[Any], Any]) -> None:
+def _serve(inbox: Connection, outbox: Connection, target: Callable[[Any], Any]) -> None:
     """A worker process: run ``target`` on each job received, send back each result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
-    conn.send(_READY)
+    outbox.send(_READY)
     while True:
         try:
-            job = conn.recv()
+            job = inbox.recv()
         except (EOFError, OSError):  # the parent is gone or closed the pipe: done
             return
         try:
@@ -91,15 +96,24 @@ def _serve(conn: Connection, target: Callable[[Any], Any]) -> None:
         except Exception as e:  # the target's own bug: reported as this job's failure
             reply = pickle.dumps(_Failed(f"{type(e).__name__}: {e}"))
         try:
-            conn.send_bytes(reply)
+            outbox.send_bytes(reply)
         except OSError:  # the parent died or gave up on this job while it ran
             return
 
 
+def worker_main() -> None:
+    """What a worker process runs: ``python -c ... INBOX_FD OUTBOX_FD module:function``."""
+    inbox, outbox, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    module, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    _serve(Connection(inbox, writable=False), Connection(outbox, readable=False), function)
+
+
 @dataclass(eq=False)
 class _Worker:
-    process: Any  # multiprocessing's SpawnProcess
-    conn: Connection
+    process: subprocess.Popen[bytes]
+    inbox: Connection  # what it sends
+    outbox: Connection  # what it is sent
     started: float
     ready: bool = False
     job: int | None = None  # index of the job it is running
@@ -109,17 +123,25 @@ class _Worker:
 
     def stop(self) -> None:
         self.process.kill()  # SIGKILL: code stuck in C sees nothing gentler
-        self.process.join(5)
-        self.conn.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        self.inbox.close()
+        self.outbox.close()
 
     def exit_detail(self) -> str:
-        self.process.join(1)
-        code = self.process.exitcode
-        if code is None:
+        try:
+            code = self.process.wait(1)
+        except subprocess.TimeoutExpired:
             return "stopped answering"
         if code < 0:
             return f"killed by signal {-code}"
         return f"exited with status {code}"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for worker in list(_alive):
+        worker.stop()
 
 
 @dataclass(eq=False)
@@ -138,17 +160,21 @@ class _Run:
 
 
 class Pool:
-    """Up to ``size`` worker processes running ``target`` (a module-level function, picklable)."""
+    """Worker processes running ``target``, a module-level function named "module:function"
+    that takes and returns picklable values."""
 
-    def __init__(self, target: Callable[[Any], Any]):
-        self._target = target
+    def __init__(self, target: str):
+        self._target = target  # "module:function", imported by each process
         self._workers: list[_Worker] = []
-        self._start_failures = 0  # in a row; a process that becomes ready resets it
+        # Processes in a row that died (or could not start) before finishing any job; one that
+        # finishes a job resets it. Bounds the restarts where processes cannot work at all.
+        self._start_failures = 0
         self.replaced = 0  # processes killed for running out of time, or found dead
 
     @property
     def usable(self) -> bool:
-        """False after MAX_START_FAILURES processes in a row failed to start: jobs are then INLINE."""
+        """False after MAX_START_FAILURES processes in a row died before finishing a job (or
+        could not start): jobs are then INLINE."""
         return self._start_failures < MAX_START_FAILURES
 
     def start(self, count: int) -> None:
@@ -205,11 +231,11 @@ class Pool:
                 now = time.monotonic()
                 deadlines = [w.deadline if w.ready else w.started + START_TIMEOUT for w in waiting]
                 delay = max(0.0, min(deadlines) - now) if deadlines else None
-                for ready in wait([wake, *(w.conn for w in waiting)], delay):
+                for ready in wait([wake, *(w.inbox for w in waiting)], delay):
                     if ready == wake:
                         os.read(wake, 64)
                     else:
-                        self._receive(run, next(w for w in waiting if w.conn is ready))
+                        self._receive(run, next(w for w in waiting if w.inbox is ready))
                 self._enforce_deadlines(run)
         except Exception:  # a bug here must not leave the consumer waiting forever
             log.exception("parse supervisor failed: the rest of this batch is read inline, without a budget")
@@ -250,8 +276,9 @@ class Pool:
                     return
                 index = run.next_job
             try:
-                worker.conn.send(run.jobs[index])
+                worker.outbox.send(run.jobs[index])
             except (OSError, ValueError):  # died while idle: the job never reached it
+                self._start_failures += 1
                 self._replace(worker)
                 continue
             with run.changed:
@@ -262,12 +289,12 @@ class Pool:
 
     def _receive(self, run: _Run, worker: _Worker) -> None:
         try:
-            message = worker.conn.recv()
+            message = worker.inbox.recv()
         except (EOFError, OSError):
             self._lost(run, worker, Stopped(timed_out=False, detail=worker.exit_detail()))
             return
         if message == _READY:
-            worker.ready, self._start_failures = True, 0
+            worker.ready = True
             return
         if worker.job is None:  # cannot happen: a result is only sent for a job it was given
             log.error("parse worker sent a result for no job: ignored")
@@ -280,7 +307,7 @@ class Pool:
         now = time.monotonic()
         for worker in list(self._workers):
             if worker.job is not None and now >= worker.deadline:
-                if worker.conn.poll():  # it did finish: its result is waiting to be read
+                if worker.inbox.poll():  # it did finish: its result is waiting to be read
                     self._receive(run, worker)
                     continue
                 used = self._cpu_used(worker)
@@ -310,9 +337,10 @@ class Pool:
     def _lost(self, run: _Run, worker: _Worker, why: Stopped) -> None:
         """The worker is gone or is being stopped: its job (if any) ends as ``why``."""
         if worker.job is None:  # died before it was ready, or while idle
-            if not worker.ready:
-                self._start_failures += 1
-                log.error("parse worker died while starting (%s)", why.detail)
+            self._start_failures += 1
+            log.error(
+                "parse worker died %s (%s)", "while idle" if worker.ready else "while starting", why.detail
+            )
             self._workers.remove(worker)
             worker.stop()
             if self.usable:
@@ -322,6 +350,8 @@ class Pool:
         self._replace(worker)
 
     def _finish(self, run: _Run, worker: _Worker, result: Any) -> None:
+        if not isinstance(result, Stopped):
+            self._start_failures = 0
         with run.changed:
             assert worker.job is not None
             run.results[worker.job] = result
@@ -332,20 +362,35 @@ class Pool:
         self.replaced += 1
         self._workers.remove(worker)
         worker.stop()
-        self._spawn()
+        if self.usable:
+            self._spawn()
 
     def _spawn(self) -> None:
-        parent, child = _context.Pipe()
-        process = _context.Process(
-            target=_serve, args=(child, self._target), name="newsalert-parse-worker", daemon=True
-        )
+        from_parent, to_child = os.pipe()  # (read end, write end)
+        from_child, to_parent = os.pipe()
+        # The parent's sys.path, as multiprocessing would give it (bench scripts add the tree).
+        code = f"import sys; sys.path[:] = {sys.path!r}; import bot.ingest.workers as w; w.worker_main()"
         try:
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, "-c", code, str(from_parent), str(to_parent), self._target],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(from_parent, to_parent),
+                close_fds=True,
+            )
         except OSError as e:  # out of processes or memory: counted, the caller falls back
             log.error("cannot start a parse worker: %s", e)
             self._start_failures += 1
-            parent.close()
+            os.close(to_child)
+            os.close(from_child)
             return
         finally:
-            child.close()  # the child has its own copy; ours would keep the pipe open after it dies
-        self._workers.append(_Worker(process, parent, time.monotonic()))
+            os.close(from_parent)  # the child's ends: ours would keep the pipes open after it dies
+            os.close(to_parent)
+        worker = _Worker(
+            process,
+            Connection(from_child, writable=False),
+            Connection(to_child, readable=False),
+            time.monotonic(),
+        )
+        self._workers.append(worker)
+        _alive.add(worker)
