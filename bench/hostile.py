@@ -136,7 +136,7 @@ def timed_poll(settings: Settings, sources: list[Source], workdir: Path, name: s
     db = workdir / f"{name}.db"
     settings = dataclasses.replace(settings, sources=tuple(sources), db_path=str(db))
     with Store.open(str(db)) as store:
-        store.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+        store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
         started = time.perf_counter()
         report = poll(settings, store)
         wall = time.perf_counter() - started
