@@ -165,10 +165,11 @@ def _aborted(job: Job, stopped: Stopped, timeout: float) -> ParseAborted:
     else:
         reason = f"the process reading the feed died ({stopped.detail})"
     log.warning(
-        "parse stopped, worker replaced source=%r url=%s reason=%s bytes=%d",
+        "parse stopped, worker replaced source=%r url=%s reason=%s detail=%s bytes=%d",
         job.source.name,
         redact(job.source.url),
         reason,
+        stopped.detail,
         len(job.body),
     )
     return ParseAborted(job.source.url, reason, timed_out=stopped.timed_out)
