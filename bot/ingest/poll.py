@@ -332,7 +332,7 @@ def _record_failure(
     )
 
 
-PARSER_VERSION = "1"  # bump when parse/normalize change what an unchanged body yields
+PARSER_VERSION = "2"  # bump when parse/normalize change what an unchanged body yields (2: issue 15)
 
 
 def _body_hash(source: Source, outcome: Fetched | FetchError) -> str | None:
