@@ -1,8 +1,9 @@
 """Story clustering speed and memory: `python bench/stories.py [N]` (default 100,000 items).
 
 Runs each contender in its own subprocess so peak RSS is its own:
-  newsalert  -- bot.pipeline.assign_story over stories.StoryIndex (what the bot runs), every item
-                indexed; after a restart the index is loaded from SQLite (included in that figure)
+  newsalert  -- bot.ingest.poll.assign_story (the fitted story decision over the window index, what
+                the bot runs), every item indexed and embedded, as a matched item is; after a
+                restart the index is loaded from SQLite (included in that figure)
   datasketch -- MinHash LSH, 128 permutations, in memory (the baseline the issue measured),
                 if datasketch is installed (`pip install datasketch`)
 Prints items/s over the first and the last 10% of items (cost per item must stay flat),
@@ -34,6 +35,8 @@ def run_newsalert(n: int) -> dict:
     from bot.ingest.poll import assign_story
     from bot.model import Item
     from bot.store import Store
+    from bot.stories.decide import signals_of
+    from bot.stories.embed import embed
     from bot.stories.fingerprint import fingerprint
 
     window = timedelta(hours=72)
@@ -58,9 +61,11 @@ def run_newsalert(n: int) -> dict:
                     fetched=it.seen,
                 )
                 fp = fingerprint(item.title, item.text)
-                story = assign_story(store, fp, it.seen, window)
+                story, decision = assign_story(store, fp, item.title, item.text, it.seen, window)
                 item_id = store.items.add_item(item, story_id=story)
-                store.stories.add_fingerprint(item_id, story, it.seen, fp)
+                signals = decision.signals or signals_of(item.title, item.text, embed)
+                store.stories.add_fingerprint(item_id, story, it.seen, fp, signals)
+                store.stories.save_decision(item_id, story, decision)
         ended = time.perf_counter()
         store.close()
         restart = time.perf_counter()
@@ -68,7 +73,7 @@ def run_newsalert(n: int) -> dict:
         with store.transaction():
             for it in extra:
                 fp = fingerprint(it.title, it.lead)
-                assign_story(store, fp, it.seen, window)
+                assign_story(store, fp, it.title, it.lead, it.seen, window)
         restarted = time.perf_counter() - restart
         store.close()
     return {

@@ -20,7 +20,15 @@ from bot.alerts.digest import next_digest
 from bot.alerts.render import format_time, render_console_message, shorten
 from bot.alerts.sink import ConsoleSink
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
-from bot.errors import ConfigError, QueryError, RetryLater, SearchTimeout, SlackAuthError, StoreError
+from bot.errors import (
+    ConfigError,
+    QueryError,
+    RetryLater,
+    SearchTimeout,
+    SlackAuthError,
+    StoreError,
+    StoryModelError,
+)
 from bot.match.backtest import backtest, format_backtest, format_test
 from bot.match.query import Query, compile_query
 from bot.ops import health as health_status
@@ -28,6 +36,9 @@ from bot.ops import logs
 from bot.service import Newsalert, check_run_mode
 from bot.slack.sink import make_sink
 from bot.store import Store
+from bot.stories import fit, labeled
+from bot.stories.decide import describe
+from bot.stories.embed import embed
 
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
@@ -124,6 +135,27 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", default="newsalert-preview.html", help="the HTML file to write")
     story = commands.add_parser("story", parents=[common], help="show one story: its items and sources")
     story.add_argument("story_id", type=int, metavar="ID", help="story id (shown with each console alert)")
+    story.add_argument(
+        "--why", action="store_true", help="each item's score and its parts, and the best rejected"
+    )
+    stories = commands.add_parser(
+        "stories", parents=[common], help="the story model: re-fit it, export labels"
+    )
+    stories_actions = stories.add_subparsers(dest="stories_action", required=True, metavar="fit|labels")
+    fit = stories_actions.add_parser(
+        "fit", parents=[common], help="re-fit on the labeled sets + the database's labels; keep it if better"
+    )
+    fit.add_argument(
+        "--labeled",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="labeled sets (default: tests/data/stories/*.toml)",
+    )
+    labels = stories_actions.add_parser("labels", parents=[common], help="analysts' story corrections")
+    labels.add_argument(
+        "--export", type=Path, required=True, metavar="FILE", help="write them as a labeled set"
+    )
     commands.add_parser(
         "subscriptions",
         parents=[common],
@@ -218,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlackAuthError as e:
         print(f"newsalert: Slack error: {e}", file=sys.stderr)
         return EXIT_SLACK_AUTH
+    except StoryModelError as e:
+        print(f"newsalert: story model error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def settings_path_db(args: argparse.Namespace) -> str:
@@ -295,6 +330,7 @@ def cmd_story(settings: Settings, args: argparse.Namespace) -> int:
             print(f"newsalert: no story {args.story_id} in {settings.db_path}", file=sys.stderr)
             return 1
         sources = store.stories.story_sources(args.story_id)
+        why = store.stories.decisions(args.story_id) if args.why else {}
     print(f"story {args.story_id}: {items[0][1].title}")
     print(f"{len(sources)} sources: {', '.join(sources)}")
     for item_id, item, duplicate_of in items:
@@ -303,6 +339,44 @@ def cmd_story(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  [{item_id}] {format_time(item.published)} {who}: {item.title}{same}")
         if item.url:
             print(f"        {item.url}")
+        if args.why:
+            best, rejected, compared = why.get(item_id, (None, None, 0))
+            if duplicate_of:
+                print("        joined: same URL as an earlier item")
+            elif best is None:
+                print(f"        started the story ({compared} candidates compared)")
+            else:
+                print(f"        joined: {describe(best)}")
+            print(f"        best rejected: {describe(rejected)}")
+    return 0
+
+
+def cmd_stories(settings: Settings, args: argparse.Namespace) -> int:
+    with Store.open(settings.db_path) as store:
+        if args.stories_action == "labels":
+            found = store.stories.labels()
+            args.export.write_text(labeled.labels_toml(found), encoding="utf-8")
+            print(f"{args.export}: {len(found)} labels")
+            return 0
+        paths = args.labeled or sorted(LABELED_SETS.glob("*.toml"))
+        if not paths:
+            print(f"newsalert: no labeled sets in {LABELED_SETS}; give --labeled FILE", file=sys.stderr)
+            return 1
+        result = fit.refit(paths, store.stories.labels(), store.stories.model(), embed)
+        for name, after in result.after.items():
+            before = result.before[name]
+            print(f"{name}, held-out weeks: before {before.line()}")
+            print(f"{' ' * len(name)}                   after  {after.line()}")
+        if not result.kept:
+            print(
+                "newsalert: the new fit is worse on the held-out weeks; the current model is kept",
+                file=sys.stderr,
+            )
+            return 1
+        with store.transaction():
+            model_id = store.stories.save_model(result.fitted.model, datetime.now(UTC))
+        model = result.fitted.model
+        print(f"kept: story model {model_id}, fitted {model.fitted}, threshold {model.threshold:.3f}")
     return 0
 
 
@@ -587,6 +661,9 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# `stories fit` without --labeled: the labeled sets of a checkout (a pip-installed bot has none).
+LABELED_SETS = Path(__file__).resolve().parent.parent / "tests" / "data" / "stories"
+
 COMMANDS = {
     "run": cmd_run,
     "audit": cmd_audit,
@@ -594,6 +671,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "check-config": cmd_check_config,
     "story": cmd_story,
+    "stories": cmd_stories,
     "subscriptions": cmd_subscriptions,
     "digest": cmd_digest,
     "outbox": cmd_outbox,

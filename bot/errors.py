@@ -151,6 +151,10 @@ class ParseAborted(ParseError):
         self.timed_out = timed_out
 
 
+class StoryModelError(NewsalertError):
+    """The story decision's model files (embeddings, fitted weights) are missing or not the pinned ones."""
+
+
 class StoreError(NewsalertError):
     """The database cannot be opened or migrated."""
 

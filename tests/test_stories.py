@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bot.errors import StoryModelError
 from bot.ingest.normalize import normalize
 from bot.model import Entry, Source
 from bot.store import Store
-from bot.stories.fingerprint import (
-    SAME_TEXT,
-    Fingerprint,
-    StoryIndex,
-    candidate_tokens,
-    clean_headline,
-    fingerprint,
-    similarity,
-    tokens,
-)
-from tests.story_eval import evaluate
-
-STORIES = Path(__file__).parent / "data" / "stories"
+from bot.stories import labeled
+from bot.stories.decide import decide, signals_of
+from bot.stories.embed import Embedder, embed
+from bot.stories.fingerprint import Fingerprint, candidate_tokens, clean_headline, fingerprint, tokens
+from bot.stories.index import Indexed, StoryIndex
+from bot.stories.model import StoryModel, fit, shipped
+from bot.stories.signals import FEATURES, Figure, entities, figures
+from tests.story_eval import STORIES, evaluate
 
 
 @pytest.mark.parametrize(
@@ -52,27 +51,87 @@ def test_candidates_are_the_rarest_tokens_seen_before() -> None:
     assert candidate_tokens(fp, {"unicef": 3, "children": 90}) == ["unicef", "children"]
 
 
-def test_identical_and_unrelated_items() -> None:
-    a = fingerprint("UNICEF urges governments to criminalise AI abuse images", "UNICEF said on Thursday ...")
-    b = fingerprint("Premier League transfer deadline day: all the deals", "Every signing from the window.")
-    no_df: dict[str, int] = {}  # every word weighs the same
-    assert similarity(a, a, no_df, 0) == pytest.approx(1 / SAME_TEXT)  # identical: Dice 1, over the bar
-    assert similarity(a, b, no_df, 0) == 0.0
+def test_figures_are_normalised_and_years_and_dates_are_not_figures() -> None:
+    one = {Figure(1_200_000.0)}
+    assert figures("1.2 million children", "") == figures("1.2m children", "") == one
+    assert figures("1,200,000 children", "") == figures("1.2 mln children", "") == one
+    assert figures("In 2025, on Feb 5, 40 per cent of 33,400 reports", "") == {
+        Figure(40.0, True),
+        Figure(33400.0),
+    }
+    assert figures("Two Nigerian men", "") == {Figure(2.0)}
 
 
-def run(name: str, tmp_path: Path):
+def test_entities_are_names_not_sentence_starts() -> None:
+    common = frozenset({"police", "reports", "the", "federal"})
+    found = entities(
+        "Meta sues maker of CrushAI nudify app",
+        "Meta on Thursday sued Joy Timeline HK, the Hong Kong company behind CrushAI. Police said...",
+        common,
+    )
+    assert {"meta", "crushai", "joy", "hk", "hong", "kong"} <= found
+    assert "polic" not in found  # "Police" only starts a sentence
+    assert entities("FBI Warns Parents About Sextortion Schemes", "", frozenset({"parents", "schemes"})) >= {
+        "fbi"
+    }
+
+
+def test_the_embedding_files_are_checked_and_a_changed_file_is_refused(tmp_path: Path) -> None:
+    from bot.stories.embed import SHA256, TOKENIZER, WEIGHTS, package_dir
+
+    for name in (WEIGHTS, TOKENIZER):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package_dir() / name, tmp_path / name)
+    vectors = Embedder(tmp_path).embed(
+        [
+            "Meta sues maker of CrushAI nudify app",
+            "Facebook parent files lawsuit against developer of AI undressing apps",
+            "Premier League transfer deadline day: all the deals",
+            "",
+        ]
+    )
+    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5) and not vectors[3].any()
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    data = bytearray((tmp_path / WEIGHTS).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(StoryModelError, match="sha256"):
+        Embedder(tmp_path)
+    assert SHA256[WEIGHTS] != hashlib.sha256(data).hexdigest()
+
+
+def test_the_fit_finds_the_signs_and_the_model_round_trips() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, size=(400, len(FEATURES)))
+    logit = 6 * x[:, 0] - 4 * x[:, 4] - 1
+    y = (rng.uniform(size=400) < 1 / (1 + np.exp(-logit))).astype(float)
+    weights, bias = fit(x, y)
+    assert weights[0] > 2 and weights[4] < -1
+    model = StoryModel(tuple(weights), bias, 0.9, "2026-02-01", {"held_out": {}})
+    again = StoryModel.from_json(model.to_json())
+    assert again.threshold == 0.9 and np.allclose(again.weights, model.weights, atol=1e-5)
+    with pytest.raises(StoryModelError, match="features"):
+        StoryModel((1.0,), 0.0, 0.5, features=("semantic",))
+
+
+def test_the_shipped_model_says_when_and_on_what_it_was_fitted() -> None:
+    model = shipped()
+    assert model.fitted and model.figures["held_out"]["independent.toml"]["items"] > 100
+    assert model.weights[FEATURES.index("semantic")] > 0
+    assert model.weights[FEATURES.index("figures_conflict")] < 0
+
+
+def run(name: str, tmp_path: Path, *, held: bool | None = None):
     store = Store.open(tmp_path / f"{name}.db")
+    rows = labeled.read(STORIES / name)
     try:
-        return evaluate(store, STORIES / name)
+        return evaluate(store, STORIES / name, rows=rows if held is None else labeled.part(rows, held=held))
     finally:
         store.close()
 
 
 def report(name: str, scores) -> None:
-    print(
-        f"\n{name}: {scores.stories} stories, {scores.items} items, {scores.true_pairs} same-story pairs; "
-        f"pairwise precision {scores.precision:.3f}, recall {scores.recall:.3f}"
-    )
+    print(f"\n{name}: {scores.line()}")
     for a, b in scores.false_merges[:5]:
         print(f"  merged but different: {a!r} / {b!r}")
     for a, b in scores.missed[:5]:
@@ -88,88 +147,136 @@ def test_labeled_syndicated_coverage_is_clustered_precisely(tmp_path: Path) -> N
 
 
 def test_independent_reporting_figures_are_printed(tmp_path: Path) -> None:
-    """Same events told independently (no shared wire text): reported, not required.
-
-    Lexical similarity cannot tie "Brussels clinches 'chat control' deal" to "EU agrees rules
-    on online child abuse"; the figures show how far it gets, and precision must still hold,
-    because a false merge hides a story while a missed one only costs an extra alert.
-    """
+    """Same events told independently: on the whole set precision must hold, because a false
+    merge hides a story while a missed one only costs an extra alert."""
     scores = run("independent.toml", tmp_path)
     report("independent.toml", scores)
     assert scores.precision >= 0.95
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14's goal, not met: held-out recall 0.325 at precision 0.959 (README, Stories)",
+)
+def test_held_out_independent_weeks_meet_the_goal(tmp_path: Path) -> None:
+    """The weeks the model was never fitted on (labeled.held_out): recall >= 0.80 at precision >= 0.95."""
+    scores = run("independent.toml", tmp_path, held=True)
+    report("independent.toml, held-out weeks", scores)
+    print(f"  BCubed precision {scores.bcubed_precision:.3f}, recall {scores.bcubed_recall:.3f}")
+    assert scores.precision >= 0.95
+    assert scores.recall >= 0.80
+
+
 def test_different_figures_keep_look_alike_cases_apart() -> None:
-    a = fingerprint(
+    index = StoryIndex()
+    a = indexed(
+        1,
+        100,
+        T0,
         "Michigan man sentenced to 35 years for sextortion of minors",
         "A federal judge sentenced a Michigan man to 35 years in prison for sextortion of 12 minors.",
     )
-    b = fingerprint(
-        "Georgia man sentenced to 20 years for sextortion of minors",
-        "A federal judge sentenced a Georgia man to 20 years in prison for sextortion of 12 minors.",
-    )
-    c = fingerprint(
-        "Georgia man sentenced to 20 years for sextortion of minors",
-        "A federal judge sentenced a Georgia man to 20 years in prison for sextortion of minors.",
-    )
-    no_df: dict[str, int] = {}  # every word weighs the same
-    assert similarity(a, b, no_df, 0) > similarity(a, c, no_df, 0)  # c shares no figure with a: penalised
+    index.add(a)
+    b = "Georgia man sentenced to 20 years for sextortion of minors"
+    lead = "A federal judge sentenced a Georgia man to 20 years in prison for sextortion of 9 minors."
+    decision = decide(index, shipped(), embed, fingerprint(b, lead), b, lead, T0, T0 - timedelta(hours=72))
+    assert decision.story_id is None
+    assert decision.rejected is not None and decision.rejected.features["figures_conflict"] == 1.0
 
 
-# --- the in-memory index (stories.StoryIndex, kept by store.Store) ------------------------------
+# --- the in-memory index (index.StoryIndex, kept by store.stories) -------------------------------
 
-WIRE = fingerprint(
+WIRE = (
     "Europol takes down Kidflix platform with 1.8 million users",
     "Europol said 79 suspects were arrested in an operation against Kidflix, a platform with "
     "1.8 million users sharing child sexual abuse material, led by Bavarian police.",
 )
-COPY = fingerprint(
+COPY = (
     "Kidflix: Europol shuts abuse platform used by 1.8m people",
     "Bavarian police and Europol arrested 79 suspects after taking down Kidflix, which had 1.8 "
     "million users sharing child sexual abuse material.",
 )
-OTHER = fingerprint(
+OTHER = (
     "Ofcom fines image board under Online Safety Act",
     "The regulator fined the site £20,000 for failing to answer a statutory information request.",
 )
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
+def indexed(item_id: int, story_id: int, seen: datetime, title: str, text: str) -> Indexed:
+    return Indexed(item_id, story_id, seen, fingerprint(title, text), signals_of(title, text, embed))
+
+
+def find(index: StoryIndex, text: tuple[str, str], since: datetime, *, seen: datetime = T0) -> int | None:
+    title, lead = text
+    return decide(index, shipped(), embed, fingerprint(title, lead), title, lead, seen, since).story_id
+
+
 def test_the_index_finds_a_copy_within_the_window_only() -> None:
     index = StoryIndex()
-    index.add(1, 100, T0, WIRE)
-    index.add(2, 200, T0, OTHER)
-    found = index.find(COPY, since=T0 - timedelta(hours=72))
-    assert found is not None and found[0] == 100
-    assert index.find(COPY, since=T0 + timedelta(seconds=1)) is None  # the original left the window
+    index.add(indexed(1, 100, T0, *WIRE))
+    index.add(indexed(2, 200, T0, *OTHER))
+    assert find(index, COPY, since=T0 - timedelta(hours=72)) == 100
+    assert find(index, COPY, since=T0 + timedelta(seconds=1)) is None  # the original left the window
+
+
+def test_a_paraphrase_sharing_no_rare_word_is_found_by_its_vector() -> None:
+    index = StoryIndex()
+    index.add(indexed(1, 100, T0, *WIRE))
+    title = "Police shut down a huge child abuse website used by nearly two million people"
+    found = index.nearest(signals_of(title, "", embed).vector, T0 - timedelta(hours=1))
+    assert [e.item_id for e in found] == [1]
+
+
+def test_an_unindexed_item_about_nothing_in_the_window_is_not_embedded() -> None:
+    index = StoryIndex()
+    index.add(indexed(1, 100, T0, *WIRE))
+    title, lead = "Premier League transfer deadline day", "Every signing from the window."
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return embed(texts)
+
+    fp = fingerprint(title, lead)
+    decision = decide(index, shipped(), counting, fp, title, lead, T0, T0 - timedelta(hours=1), indexed=False)
+    assert decision.story_id is None and not calls
 
 
 def test_items_that_left_the_window_are_dropped_from_memory() -> None:
     index = StoryIndex()
+    entry = indexed(0, 0, T0, *OTHER)
     for n in range(1200):
-        index.add(n, n, T0 + timedelta(minutes=n), OTHER)
-    index.candidates(COPY, since=T0 + timedelta(minutes=1100))
+        index.add(Indexed(n, n, T0 + timedelta(minutes=n), entry.fp, entry.signals))
+    index.candidates(fingerprint(*COPY), since=T0 + timedelta(minutes=1100))
     assert len(index) == 100
+    assert len(index.nearest(entry.signals.vector, T0 + timedelta(minutes=1100), limit=500)) == 100
 
 
-def add(store: Store, fp: Fingerprint, seen: datetime) -> tuple[int, int]:
-    entry = Entry(guid=f"g{seen.isoformat()}{len(fp.tokens)}", link="", title="t", summary="", published=seen)
-    story = store.stories.new_story(seen)
+def add(store: Store, text: tuple[str, str], seen: datetime, story: int | None = None) -> tuple[int, int]:
+    title, lead = text
+    entry = Entry(guid=f"g{seen.isoformat()}{title}", link="", title=title, summary=lead, published=seen)
+    story = store.stories.new_story(seen) if story is None else story
     item_id = store.items.add_item(
         normalize(entry, Source("s", "https://s.example/feed"), seen), story_id=story
     )
-    store.stories.add_fingerprint(item_id, story, seen, fp)
+    store.stories.add_fingerprint(
+        item_id, story, seen, fingerprint(title, lead), signals_of(title, lead, embed)
+    )
     return item_id, story
+
+
+def stored_find(store: Store, text: tuple[str, str], since: datetime) -> int | None:
+    return find(store.stories.story_index(since), text, since)
 
 
 def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
     one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
     since = T0 - timedelta(hours=72)
-    assert one.stories.story_index(since).find(COPY, since) is None  # loaded, empty
+    assert stored_find(one, COPY, since) is None  # loaded, empty
     with two.transaction():
         _, story = add(two, WIRE, T0)
-    found = one.stories.story_index(since).find(COPY, since)
-    assert found is not None and found[0] == story
+    assert stored_find(one, COPY, since) == story
     one.close()
     two.close()
 
@@ -180,15 +287,15 @@ def test_a_rolled_back_fingerprint_is_not_offered(tmp_path: Path) -> None:
     store.stories.story_index(since)
     with pytest.raises(RuntimeError), store.transaction():
         add(store, WIRE, T0)
-        assert store.stories.story_index(since).find(COPY, since) is not None
+        assert stored_find(store, COPY, since) is not None
         raise RuntimeError("a source failed half way")
-    assert store.stories.story_index(since).find(COPY, since) is None
+    assert stored_find(store, COPY, since) is None
     # Nor when only a savepoint inside a larger transaction is rolled back.
     with store.transaction():
         with pytest.raises(RuntimeError), store.transaction():
             add(store, WIRE, T0)
             raise RuntimeError("one source of a commit group")
-        assert store.stories.story_index(since).find(COPY, since) is None
+        assert stored_find(store, COPY, since) is None
     store.close()
 
 
@@ -197,10 +304,10 @@ def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
     since = T0 - timedelta(hours=72)
     with store.transaction():
         _, story = add(store, WIRE, T0)
-    assert store.stories.story_index(since).find(COPY, since) is not None
+    assert stored_find(store, COPY, since) is not None
     with store.transaction():
         store.history.delete_stories([story])
-    assert store.stories.story_index(since).find(COPY, since) is None
+    assert stored_find(store, COPY, since) is None
     store.close()
 
 
@@ -216,6 +323,6 @@ def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path
     with two.transaction():  # retention, in another connection
         two.history.delete_stories([story])
     assert one.stories.story_index(since) is not index
-    assert one.stories.story_index(since).find(COPY, since) is None
+    assert stored_find(one, COPY, since) is None
     one.close()
     two.close()

@@ -23,6 +23,8 @@ from bot.match.query import Matcher
 from bot.model import Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
 from bot.store import Store
+from bot.stories.decide import Decision, decide, signals_of
+from bot.stories.embed import embed as _embed  # loaded on the first item that needs a vector
 from bot.stories.fingerprint import Fingerprint
 from bot.urls import redact
 
@@ -375,6 +377,7 @@ def ingest(
     index = store.stories.story_index(since)
     queued: dict[str, int] = {}  # channel -> alerts queued from this source in this poll
     overflow: dict[str, tuple[int, list[str], int]] = {}  # channel -> (first item, watchlists, count)
+    model = store.stories.model()
     for p in prepared:
         item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
         if (found := known.get(item.guid)) is not None:
@@ -392,8 +395,11 @@ def ingest(
             known[item.guid] = (item_id, item.title, item.text)
             report.new_items += 1
             continue
-        story = index.find(fp, since)
-        story_id = story[0] if story else store.stories.new_story(item.fetched)
+        decision = decide(
+            index, model, _embed, fp, item.title, item.text, item.fetched, since, indexed=bool(matches)
+        )
+        story = decision.story_id
+        story_id = story if story is not None else store.stories.new_story(item.fetched)
         item_id = store.items.add_item(item, story_id=story_id, key=key, new_story=story is None)
         known[item.guid] = (item_id, item.title, item.text)
         if key:
@@ -401,9 +407,13 @@ def ingest(
         report.new_items += 1
         if not matches and story is None:
             continue  # a story of its own that no watchlist wants: nothing more to do
+        store.stories.save_decision(item_id, story_id, decision)
+        for bridged in decision.merge:
+            store.stories.merge_stories(bridged, story_id)
         plan: dict[str, list[str]] = {}
         if matches:
-            store.stories.add_fingerprint(item_id, story_id, item.fetched, fp)
+            signals = decision.signals or signals_of(item.title, item.text, _embed)
+            store.stories.add_fingerprint(item_id, story_id, item.fetched, fp, signals)
             store.items.add_matches(item_id, dict(matches))
             report.matches += 1
             metrics.matched(matches)
@@ -436,7 +446,14 @@ def ingest(
     return report
 
 
-def assign_story(store: Store, fp: Fingerprint, seen: datetime, window: timedelta) -> int:
-    """The story a new item belongs to: the most similar story seen within ``window``, or a new one."""
-    found = store.stories.story_index(seen - window).find(fp, seen - window)
-    return found[0] if found else store.stories.new_story(seen)
+def assign_story(
+    store: Store, fp: Fingerprint, title: str, text: str, seen: datetime, window: timedelta
+) -> tuple[int, Decision]:
+    """The story a new item belongs to (the best story seen within ``window`` if the model says
+    it is the same event, else a new one), and the decision that says so."""
+    index = store.stories.story_index(seen - window)
+    decision = decide(index, store.stories.model(), _embed, fp, title, text, seen, seen - window)
+    story = decision.story_id
+    for bridged in decision.merge:
+        store.stories.merge_stories(bridged, story)  # type: ignore[arg-type]  (merge implies a story)
+    return (story if story is not None else store.stories.new_story(seen)), decision

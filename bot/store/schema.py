@@ -420,6 +420,42 @@ def m013_index_matched_items_only(db: sqlite_utils.Database) -> None:
     db.conn.executemany("INSERT INTO token_df (token, df) VALUES (?, ?)", [*counts.items(), (TOTAL, total)])
 
 
+@migrations()
+def m014_story_model(db: sqlite_utils.Database) -> None:
+    """The fitted story decision (bot/stories/decide.py). Each fingerprint keeps what the model
+    compares besides tokens: the entities and figures read from its text, its sentence vector
+    (float16, 512 bytes) and whether it is headline-only; fingerprints of earlier versions have
+    none and are compared by their words alone. story_decisions keeps, per item, the score that
+    put it in its story and the best story it was not put in (`newsalert story ID --why`).
+    story_models versions every fit with its date and figures; story_labels keeps analysts'
+    corrections (same story / different stories) as self-contained copies of the two items, so
+    that retention pruning the items does not lose them."""
+    for column, kind in (("entities", str), ("figures", str), ("vector", bytes), ("headline_only", int)):
+        db["fingerprints"].add_column(column, kind)
+    db["story_decisions"].create(
+        {"item_id": int, "story_id": int, "probability": float, "matched_item": int, "detail": str},
+        pk="item_id",
+        foreign_keys=[("item_id", "items", "id")],
+    )
+    db["story_models"].create(
+        {"id": int, "fitted": str, "model": str, "figures": str, "created_at": str, "active": int},
+        pk="id",
+        not_null={"fitted", "model", "figures", "created_at", "active"},
+    )
+    db["story_labels"].create(
+        {
+            "id": int,
+            "same": int,
+            "a": str,  # JSON: outlet, via, title, lead, seen of the item
+            "b": str,
+            "user_id": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"same", "a", "b", "created_at"},
+    )
+
+
 def _regex_class(ranges: tuple[tuple[int, int], ...]) -> str:
     return "".join(
         re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges

@@ -1,10 +1,14 @@
-"""Stories: their fingerprints, the in-memory window index over them, and their Slack thread parents."""
+"""Stories: their fingerprints and signals, the in-memory window index over them, the decisions
+that put items in them, the fitted models and analysts' labels, and their Slack thread parents."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime
+
+import numpy as np
 
 from bot.model import Item, PostedAlert, StoryPost
 from bot.store.db import Repository, iso
@@ -12,7 +16,15 @@ from bot.store.rows import (
     item_from_row,
 )
 from bot.store.schema import PRUNED, TOTAL
-from bot.stories.fingerprint import Fingerprint, StoryIndex
+from bot.stories.decide import Decision, Match
+from bot.stories.embed import DIM, from_blob, to_blob
+from bot.stories.fingerprint import Fingerprint
+from bot.stories.index import Indexed, StoryIndex
+from bot.stories.labeled import LabelItem, StoryLabel
+from bot.stories.model import StoryModel, shipped
+from bot.stories.signals import Figure, Signals
+
+_NO_VECTOR = np.zeros(DIM, dtype=np.float32)
 
 
 class StoryRepo(Repository):
@@ -24,6 +36,7 @@ class StoryRepo(Repository):
         self._story_index_version = -1
         self._story_index_since = datetime.max.replace(tzinfo=UTC)
         self._story_index_signature = (0, 0, 0)
+        self._model: tuple[int, StoryModel] | None = None
 
     def drop_index(self) -> None:
         """Forget the in-memory index (after a rollback or a deletion): the next use loads it again."""
@@ -56,13 +69,19 @@ class StoryRepo(Repository):
             df.pop(PRUNED, None)
             index = StoryIndex(df, df.pop(TOTAL, 0))
             rows = self.db.execute(
-                "SELECT item_id, story_id, seen, title, lead FROM fingerprints WHERE seen >= ? "
-                "ORDER BY seen, item_id",
+                "SELECT item_id, story_id, seen, title, lead, entities, figures, vector, headline_only "
+                "FROM fingerprints WHERE seen >= ? ORDER BY seen, item_id",
                 [iso(since)],
             )
-            for item_id, story_id, seen, title, lead in rows:
+            for item_id, story_id, seen, title, lead, entities, figures, vector, headline_only in rows:
                 fp = Fingerprint(frozenset(title.split()), frozenset(lead.split()))
-                index.add(item_id, story_id, datetime.fromisoformat(seen), fp, count=False)
+                signals = Signals(
+                    frozenset((entities or "").split()),
+                    frozenset(Figure.parse(f) for f in (figures or "").split()),
+                    from_blob(vector) if vector else _NO_VECTOR,  # fingerprinted before m014
+                    bool(headline_only) if headline_only is not None else not lead,
+                )
+                index.add(Indexed(item_id, story_id, datetime.fromisoformat(seen), fp, signals), count=False)
             self._story_index, self._story_index_since = index, since
             self._story_index_version, self._story_index_signature = version, signature
         return index
@@ -84,15 +103,33 @@ class StoryRepo(Repository):
         ).fetchone()
         return (row[0], row[1], row[2])
 
-    def add_fingerprint(self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint) -> None:
-        """Index an item for clustering: later items can join its story."""
+    def add_fingerprint(
+        self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint, signals: Signals | None = None
+    ) -> None:
+        """Index an item for clustering: later items can join its story.
+
+        Without ``signals`` it is compared by its words alone, as fingerprints stored before m014 are.
+        """
+        if signals is None:
+            signals = Signals(frozenset(), frozenset(), _NO_VECTOR, not fp.lead)
         self.db.execute(
-            "INSERT INTO fingerprints (item_id, story_id, seen, title, lead) VALUES (?, ?, ?, ?, ?)",
-            [item_id, story_id, iso(seen), " ".join(sorted(fp.title)), " ".join(sorted(fp.lead))],
+            """INSERT INTO fingerprints (item_id, story_id, seen, title, lead, entities, figures, vector,
+                                         headline_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                item_id,
+                story_id,
+                iso(seen),
+                " ".join(sorted(fp.title)),
+                " ".join(sorted(fp.lead)),
+                " ".join(sorted(signals.entities)),
+                " ".join(sorted(map(str, signals.figures))),
+                to_blob(signals.vector) if signals.vector.any() else None,
+                int(signals.headline_only),
+            ],
         )
         self.count_tokens([*fp.tokens, TOTAL])
         if self._story_index is not None:
-            self._story_index.add(item_id, story_id, seen, fp)
+            self._story_index.add(Indexed(item_id, story_id, seen, fp, signals))
             highest, total, pruned = self._story_index_signature
             self._story_index_signature = (max(highest, item_id), total + 1, pruned)
 
@@ -171,3 +208,131 @@ class StoryRepo(Repository):
             )
             for r in rows
         ]
+
+    # --- decisions, corrections, models ---------------------------------------------------------
+
+    def save_decision(self, item_id: int, story_id: int, decision: Decision) -> None:
+        """What put the item in its story (or left it on its own): `newsalert story ID --why`."""
+        best = decision.best
+        detail = {
+            "best": asdict(best) if best else None,
+            "rejected": asdict(decision.rejected) if decision.rejected else None,
+            "compared": decision.compared,
+        }
+        self.db.execute(
+            """INSERT INTO story_decisions (item_id, story_id, probability, matched_item, detail)
+               VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET story_id = excluded.story_id,
+               probability = excluded.probability, matched_item = excluded.matched_item,
+               detail = excluded.detail""",
+            [
+                item_id,
+                story_id,
+                best.probability if best else None,
+                best.item_id if best else None,
+                json.dumps(detail),
+            ],
+        )
+
+    def decisions(self, story_id: int) -> dict[int, tuple[Match | None, Match | None, int]]:
+        """item id -> (what put it in the story, the best story it was not put in, items compared)."""
+        rows = self._all(
+            """SELECT d.item_id, d.detail FROM story_decisions d JOIN items i ON i.id = d.item_id
+               WHERE i.story_id = ?""",
+            [story_id],
+        )
+        out = {}
+        for row in rows:
+            detail = json.loads(row["detail"])
+            best, rejected = (Match(**d) if d else None for d in (detail.get("best"), detail.get("rejected")))
+            out[row["item_id"]] = (best, rejected, int(detail.get("compared", 0)))
+        return out
+
+    def split_item(self, item_id: int, now: datetime) -> int:
+        """Take an item (and its exact duplicates) out of its story into a new one; returns its id.
+
+        The caller records the correction (record_label) and re-threads Slack; call in a transaction.
+        """
+        story_id = self.new_story(now)
+        moved = [
+            item_id,
+            *(r["id"] for r in self._all("SELECT id FROM items WHERE duplicate_of = ?", [item_id])),
+        ]
+        marks = ",".join("?" * len(moved))
+        self.db.execute(f"UPDATE items SET story_id = ? WHERE id IN ({marks})", [story_id, *moved])
+        self.db.execute(
+            f"UPDATE fingerprints SET story_id = ? WHERE item_id IN ({marks})", [story_id, *moved]
+        )
+        self._move_in_index(moved, story_id)
+        return story_id
+
+    def merge_stories(self, source: int, into: int) -> list[int]:
+        """Every item of story ``source`` joins story ``into``; returns the items moved.
+
+        Slack's thread parents (story_posts) are left for the caller, which folds the threads.
+        """
+        if source == into:
+            return []
+        moved = [r["id"] for r in self._all("SELECT id FROM items WHERE story_id = ?", [source])]
+        self.db.execute("UPDATE items SET story_id = ? WHERE story_id = ?", [into, source])
+        self.db.execute("UPDATE fingerprints SET story_id = ? WHERE story_id = ?", [into, source])
+        self._move_in_index(moved, into)
+        return moved
+
+    def _move_in_index(self, item_ids: list[int], story_id: int) -> None:
+        if self._story_index is not None:
+            self._story_index.move(item_ids, story_id)
+        # Other connections load their index again (the signature counts this as a change).
+        self.count_tokens([PRUNED])
+        if self._story_index is not None:
+            highest, total, pruned = self._story_index_signature
+            self._story_index_signature = (highest, total, pruned + 1)
+
+    def record_label(self, item_a: int, item_b: int, same: bool, user_id: str, now: datetime) -> int:
+        """Remember an analyst's correction: the two items are one story, or two."""
+        copies = [self._label_item(i) for i in (item_a, item_b)]
+        cursor = self.db.execute(
+            "INSERT INTO story_labels (same, a, b, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            [int(same), *(json.dumps(asdict(c), default=str) for c in copies), user_id, iso(now)],
+        )
+        return int(cursor.lastrowid)
+
+    def _label_item(self, item_id: int) -> LabelItem:
+        row = self._one("SELECT source, outlet, title, text, first_seen FROM items WHERE id = ?", [item_id])
+        if row is None:
+            raise KeyError(item_id)
+        via = row["source"] if row["outlet"] else ""
+        return LabelItem(
+            row["outlet"] or row["source"], via, row["title"], row["text"] or "", row["first_seen"]
+        )
+
+    def labels(self) -> list[StoryLabel]:
+        """Every recorded correction, oldest first."""
+        out = []
+        for row in self._all("SELECT id, same, a, b, user_id, created_at FROM story_labels ORDER BY id"):
+            a, b = (LabelItem(**json.loads(row[k])) for k in ("a", "b"))
+            out.append(
+                StoryLabel(row["id"], bool(row["same"]), a, b, row["user_id"] or "", row["created_at"])
+            )
+        return out
+
+    def save_model(self, model: StoryModel, now: datetime) -> int:
+        """Keep a fitted model, with its date and figures, and make it the one the bot uses."""
+        self.db.execute("UPDATE story_models SET active = 0 WHERE active = 1")
+        cursor = self.db.execute(
+            "INSERT INTO story_models (fitted, model, figures, created_at, active) VALUES (?, ?, ?, ?, 1)",
+            [model.fitted, model.to_json(), json.dumps(model.figures), iso(now)],
+        )
+        return int(cursor.lastrowid)
+
+    def model(self) -> StoryModel:
+        """The model the decision uses: the last one `newsalert stories fit` kept, else the shipped one."""
+        row = self._one("SELECT max(id) AS id FROM story_models WHERE active = 1")
+        key = row["id"] if row and row["id"] is not None else 0
+        if self._model is None or self._model[0] != key:
+            self._model = (key, self.active_model() or shipped())
+        return self._model[1]
+
+    def active_model(self) -> StoryModel | None:
+        """The model `newsalert stories fit` kept last, if any (else the shipped one is used)."""
+        row = self._one("SELECT id, model FROM story_models WHERE active = 1 ORDER BY id DESC LIMIT 1")
+        return StoryModel.from_json(row["model"], f"story_models row {row['id']}") if row else None

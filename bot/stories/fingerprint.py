@@ -1,15 +1,9 @@
-"""Stories: near-duplicate and syndicated coverage of one event, folded together.
+"""An item's fingerprint: the stemmed content words of its headline and of its lead, with the
+spellings and synonyms reporters vary folded together, and the rarest of them to look it up by.
 
-A wire story appears on dozens of sites within hours, each with its own URL and a slightly
-different headline. Each item is reduced to a *fingerprint* (stemmed content words of the
-headline and of the lead), and joins the story of the most similar recent item when the
-similarity clears a threshold tuned on the labeled set in tests/data/stories/.
-
-Similarity is IDF-weighted: sharing "UNICEF" and "1.2 million" says far more than sharing
-"children" and "online", which every item on these watchlists shares. The candidates come
-from an inverted index of the item's rarest tokens over the time window (StoryIndex, in memory;
-store.py keeps the fingerprints and the document frequencies in SQLite), so clustering never
-scans history and costs the same at 10k or 10M items.
+Fingerprints are computed for every item of a poll (in the prepare pool), so this is the cheap
+part of the story decision; signals.py, embed.py and model.py do the rest for the few items
+that need it.
 """
 
 from __future__ import annotations
@@ -18,12 +12,9 @@ import heapq
 import math
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
-from operator import itemgetter
 
 import snowballstemmer
 
@@ -220,70 +211,6 @@ def idf(df: int, total: int) -> float:
     return math.log((total + 1) / (df + 1)) + 1.0
 
 
-# Tuned on tests/data/stories/syndicated.toml and checked on independent.toml (precision must
-# hold on both); tests/test_stories.py prints the figures. A score of 1.0 is the bar.
-SAME_TEXT = 0.36  # weighted Dice over headline + lead words, for two items with leads
-SAME_HEADLINE = 0.35  # weighted Dice of headlines, when one item is headline-only
-HEADLINE_COVER = 0.55  # share of a headline-only item's words found in the story's words
-NUMBER_CONFLICT = 0.6  # both cite figures, none in common: "35 years" vs "20 years" is another case
-
-
-def similarity(a: Fingerprint, b: Fingerprint, df: Mapping[str, int], total: int) -> float:
-    """How strongly two items look like the same event; 1.0 or more means they are.
-
-    ``df`` and ``total``: the document frequencies and the N of the IDF weights (with none,
-    every word weighs the same).
-    """
-    return _Scorer(a, df, total).similarity(b)
-
-
-class _Scorer:
-    """The similarity of one new item to many others, and a headline's cover, with IDF weights.
-
-    The weights are the IDF of the new item's own tokens; any other token (a candidate's words
-    the new item lacks) weighs as the rarest, which is what the thresholds were tuned with: a
-    candidate that says much more than the new item is less likely the same story. So each
-    token set's weight is its size times the rarest weight, less how much lighter than that its
-    tokens shared with the new item are (``lighter``): per candidate, one set intersection and a
-    sum over it, instead of a lookup per word. This is the clustering's inner loop.
-    """
-
-    def __init__(self, fp: Fingerprint, df: Mapping[str, int], total: int):
-        self.fp = fp
-        self.rarest = rarest = idf(0, total)
-        self.lighter = {t: rarest - idf(n, total) if (n := df.get(t, 0)) else 0.0 for t in fp.tokens}
-        self.whole = self.weight(fp.tokens)
-        self.whole_title = self.weight(fp.title)
-
-    def weight(self, tokens: frozenset[str]) -> float:
-        """The weight of some of the new item's tokens."""
-        return len(tokens) * self.rarest - sum(map(self.lighter.__getitem__, tokens))
-
-    def similarity(self, other: Fingerprint) -> float:
-        fp, rarest, lighter = self.fp, self.rarest, self.lighter.__getitem__
-        common = fp.tokens & other.tokens
-        if not common:
-            return 0.0
-        if fp.lead and other.lead:
-            less = sum(map(lighter, common))
-            shared, theirs = len(common) * rarest - less, len(other.tokens) * rarest - less
-            score = 2 * shared / (self.whole + theirs) / SAME_TEXT
-        else:  # a news-search headline: only headlines compare like with like
-            common = fp.title & other.title
-            if not common:
-                return 0.0
-            theirs = len(other.title) * rarest - sum(map(lighter, other.title & fp.tokens))
-            score = 2 * self.weight(common) / (self.whole_title + theirs) / SAME_HEADLINE
-        if fp.numbers and other.numbers and not fp.numbers & other.numbers:
-            score *= NUMBER_CONFLICT
-        return score
-
-    def headline_cover(self, story_words: frozenset[str]) -> float:
-        if len(self.fp.title) < 3:  # two words in common is coincidence
-            return 0.0
-        return self.weight(self.fp.title & story_words) / self.whole_title / HEADLINE_COVER
-
-
 def candidate_tokens(fp: Fingerprint, df: Mapping[str, int], total: int | None = None) -> list[str]:
     """The item's rarest tokens that some earlier item has: a near-duplicate shares some of them.
 
@@ -296,145 +223,3 @@ def candidate_tokens(fp: Fingerprint, df: Mapping[str, int], total: int | None =
     most = math.inf if total is None else max(3, COMMON_SHARE * total)
     rarest = heapq.nsmallest(CANDIDATE_TOKENS, [(n, t) for t in fp.tokens if 0 < (n := df.get(t, 0)) <= most])
     return [t for _, t in rarest]
-
-
-def best_match(
-    fp: Fingerprint,
-    candidates: Iterable[tuple[int, Fingerprint]],
-    df: Mapping[str, int],
-    total: int,
-) -> tuple[int, float] | None:
-    """(story id, score) of the story the item most looks like, if it clears the bar, else None.
-
-    ``df``: document frequencies (of fp's tokens; others are not used), ``total``: the N of IDF.
-    """
-    return _best_of(_Scorer(fp, df, total), candidates)
-
-
-def _best_of(scorer: _Scorer, candidates: Iterable[tuple[int, Fingerprint]]) -> tuple[int, float] | None:
-    fp = scorer.fp
-    best: dict[int, float] = {}
-    words: dict[int, set[str]] = {}
-    for story_id, other in candidates:
-        best[story_id] = max(best.get(story_id, 0.0), scorer.similarity(other))
-        if not fp.lead:
-            words.setdefault(story_id, set()).update(other.tokens)
-    if not fp.lead:
-        # A headline-only copy often rewrites one outlet's headline with another's lead words.
-        for story_id, story_words in words.items():
-            best[story_id] = max(best[story_id], scorer.headline_cover(frozenset(story_words)))
-    story_id, score = max(best.items(), key=lambda kv: kv[1], default=(0, 0.0))
-    return (story_id, score) if score >= 1.0 else None
-
-
-POSTINGS_PER_TOKEN = 200  # candidate lookup: the most recent items per token
-# Items compared in full with a new one, those sharing the most of its rarest tokens. On both
-# labeled sets, 10 gives the same precision and recall as 30 (5 loses some): a copy of a story
-# shares its names and figures, so it ranks near the top.
-CANDIDATES = 10
-
-
-class StoryIndex:
-    """The fingerprints of the items seen within the story window, and an inverted index of them.
-
-    Kept in memory (store.py loads it from the fingerprints table and keeps it in step with what
-    it writes): looking up a new item's candidates is then a few dictionary reads instead of a
-    query, which matters because every new item of a poll is looked up, indexed or not.
-
-    Items are added in the order they are seen, so each token's postings are oldest first.
-    ``df`` and ``total`` are the document frequencies of the IDF weights, over every indexed item
-    ever (not only the window): a token's rarity is a property of the language of the news.
-    """
-
-    def __init__(self, df: Mapping[str, int] | None = None, total: int = 0):
-        self.df: dict[str, int] = dict(df or {})
-        self.total = total
-        self._postings: dict[str, list[int]] = {}
-        self._prints: dict[int, tuple[int, datetime, Fingerprint]] = {}
-        self._added = 0  # since the last look for items that left the window
-
-    def __len__(self) -> int:
-        return len(self._prints)
-
-    def add(
-        self, item_id: int, story_id: int, seen: datetime, fp: Fingerprint, *, count: bool = True
-    ) -> None:
-        """Index an item; ``count`` adds it to the document frequencies (False when loading)."""
-        self._prints[item_id] = (story_id, seen, fp)
-        self._added += 1
-        for token in fp.tokens:
-            self._postings.setdefault(token, []).append(item_id)
-            if count:
-                self.df[token] = self.df.get(token, 0) + 1
-        if count:
-            self.total += 1
-
-    def candidates(
-        self, fp: Fingerprint, since: datetime, limit: int = CANDIDATES
-    ) -> list[tuple[int, Fingerprint]]:
-        """(story id, fingerprint) of the items seen since ``since`` sharing most of fp's rare tokens.
-
-        Each token contributes its most recent postings only: a token shared by thousands of
-        items would otherwise make every lookup scan them all. Syndicated copies are recent.
-        """
-        self._forget_before(since)
-        prints = self._prints
-        shared: Counter[int] = Counter()
-        for token in candidate_tokens(fp, self.df, self.total):
-            recent = self._postings.get(token, [])[-POSTINGS_PER_TOKEN:]
-            if recent and prints[recent[0]][1] < since:  # some have left the window
-                recent = [i for i in recent if prints[i][1] >= since]
-            shared.update(recent)
-        # Most shared tokens first, then the most recent (the highest id). Most of the items
-        # share one token: sorting only those that can make the cut is what keeps this cheap.
-        counted: Iterable[tuple[int, int]] = shared.items()
-        if len(shared) > limit:
-            cut = sorted(shared.values(), reverse=True)[limit - 1]
-            counted = [(i, n) for i, n in counted if n >= cut]
-        ranked = sorted(counted, key=itemgetter(1, 0), reverse=True)[:limit]
-        return [(prints[i][0], prints[i][2]) for i, _ in ranked]
-
-    def find(self, fp: Fingerprint, since: datetime) -> tuple[int, float] | None:
-        """(story id, score) of the story seen since ``since`` that the item belongs to, if any."""
-        if not self._prints:
-            return None
-        scorer = _Scorer(fp, self.df, self.total)
-        if not self._may_match(scorer):
-            return None
-        return _best_of(scorer, self.candidates(fp, since))
-
-    def _may_match(self, scorer: _Scorer) -> bool:
-        """False when no indexed item can be similar enough, whatever it says: a cheap test that
-        spares the items about nothing any indexed story is about the full comparison.
-
-        A weighted Dice of S / (W(a) + W(b)) * 2 can only reach the bar T when the weight S of
-        the words a shares with b is at least T / (2 - T) of a's weight W(a), since W(b) >= S;
-        and a can only share the words that some indexed item has. The same holds for the
-        headline comparisons (SAME_HEADLINE, HEADLINE_COVER is stricter) over the headline.
-        """
-        indexed = self._postings  # every token of an item still in memory (a superset: sound)
-        fp = scorer.fp
-
-        def shared_enough(tokens: frozenset[str], whole: float, bar: float) -> bool:
-            shared = scorer.weight(frozenset(t for t in tokens if t in indexed))
-            # The margin keeps rounding from ever deciding what the exact comparison would not.
-            return whole > 0 and shared >= bar / (2 - bar) * whole * 0.999
-
-        if fp.lead and shared_enough(fp.tokens, scorer.whole, SAME_TEXT):
-            return True
-        return shared_enough(fp.title, scorer.whole_title, min(SAME_HEADLINE, HEADLINE_COVER))
-
-    def _forget_before(self, since: datetime) -> None:
-        # Dropping what left the window keeps memory flat in a long-running bot. It is a full
-        # rebuild, so it runs at most once per thousand items added.
-        if self._added < 1000:
-            return
-        self._added = 0
-        kept = {i: p for i, p in self._prints.items() if p[1] >= since}
-        if len(kept) == len(self._prints):
-            return
-        self._prints = kept
-        self._postings = {}
-        for item_id, (_, _, fp) in kept.items():
-            for token in fp.tokens:
-                self._postings.setdefault(token, []).append(item_id)
