@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 from tests.fake_slack import FakeSlack
@@ -133,3 +134,68 @@ def test_a_different_story_on_the_same_topic_gets_its_own_alert(
         assert len(texts) == 2, texts
         assert any("South Korea" in t for t in texts)
     assert not slack.updates()
+
+
+# --- independent reports of one event (tests/data/stories/e2e_events.toml, not fitted on) ---------
+
+EVENTS = Path(__file__).parent / "data" / "stories" / "e2e_events.toml"
+
+
+def _event_feeds(feeds: FeedServer, tmp_path: Path) -> tuple[Path, dict[str, list[dict]]]:
+    doc = tomllib.loads(EVENTS.read_text(encoding="utf-8"))
+    by_outlet: dict[str, list[dict]] = {}
+    for story in doc["story"]:
+        for n, item in enumerate(story["items"]):
+            by_outlet.setdefault(item["outlet"], []).append({**item, "story": story["id"], "n": n})
+    sources = []
+    for outlet, items in by_outlet.items():
+        body = "".join(
+            f"<item><title>{i['title']}</title>"
+            f"<link>https://{outlet.lower()}.example/{i['story']}/{i['n']}</link><guid>{i['story']}-{i['n']}</guid>"
+            f"<pubDate>Wed, 11 Mar 2026 {9 + int(i['hours']):02d}:00:00 +0000</pubDate>"
+            f"<description>{i['lead']}</description></item>"
+            for i in items
+        )
+        xml = f"<?xml version='1.0'?><rss version='2.0'><channel><title>{outlet}</title>{body}</channel>"
+        xml += "</rss>"
+        url = feeds.serve(f"/{outlet}.rss", xml)
+        sources.append(f'[[sources]]\nname = "{outlet}"\nurl = "{url}"\n')
+    config = tmp_path / "newsalert.toml"
+    config.write_text(
+        '[defaults]\nallow_private_sources = true\nfirst_poll_window = "0"\n\n'
+        + "\n".join(sources)
+        + """
+[watchlists.csam]
+query = 'CSAM OR "child sexual abuse material*" OR "child abuse*"'
+
+[watchlists.europol]
+query = 'Europol OR "police"'
+
+[[subscriptions]]
+channel = "C0000000001"
+watchlists = ["csam"]
+
+[[subscriptions]]
+channel = "C0000000002"
+watchlists = ["csam", "europol"]
+"""
+    )
+    return config, by_outlet
+
+
+def test_independent_reports_of_one_event_thread_under_one_alert(
+    tmp_path: Path, feeds: FeedServer, slack: FakeSlack
+) -> None:
+    """Three outlets, three wordings of one takedown; a Europol warning the same week is another event."""
+    config, _ = _event_feeds(feeds, tmp_path)
+    result = run_newsalert("poll", "--once", config=config, db=tmp_path / "n.db", slack=slack)
+    assert result.returncode == 0, result.stderr
+    for channel in CHANNELS:
+        top = slack.top_level(channel)
+        takedown = [m for m in top if "Duskline" in m["text"]]
+        assert len(takedown) == 1, f"{channel}: {[m['text'] for m in top]}"
+        replies = slack.replies(channel, takedown[0]["ts"])
+        assert len(replies) == 2 and all("Duskline" in r["text"] for r in replies)
+        warning = [m for m in top if "surge in AI-generated abuse images" in m["text"]]
+        assert len(warning) == 1  # the hard negative: its own alert, not a reply
+        assert not slack.replies(channel, warning[0]["ts"])

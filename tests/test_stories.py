@@ -12,6 +12,7 @@ import pytest
 
 from bot.errors import StoryModelError
 from bot.ingest.normalize import normalize
+from bot.ingest.poll import assign_story
 from bot.model import Entry, Source
 from bot.store import Store
 from bot.stories import labeled
@@ -21,7 +22,10 @@ from bot.stories.fingerprint import Fingerprint, candidate_tokens, clean_headlin
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel, fit, shipped
 from bot.stories.signals import FEATURES, Figure, entities, figures
+from tests.conftest import bot_env, run_bot
 from tests.story_eval import STORIES, evaluate
+
+EVENTS = STORIES / "e2e_events.toml"
 
 
 @pytest.mark.parametrize(
@@ -326,3 +330,101 @@ def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path
     assert stored_find(one, COPY, since) is None
     one.close()
     two.close()
+
+
+# --- corrections: split, merge, labels, fitted models ---------------------------------------------
+
+
+def test_an_item_split_out_of_its_story_is_its_own_story_in_the_index_too(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    with store.transaction():
+        _, story = add(store, WIRE, T0)
+        copy, _ = add(store, COPY, T0 + timedelta(hours=1), story=story)
+        assert stored_find(store, COPY, since) == story
+        alone = store.stories.split_item(copy, T0 + timedelta(hours=2))
+    assert alone != story
+    assert [i for i, _, _ in store.stories.story_items(alone)] == [copy]
+    index = store.stories.story_index(since)
+    assert index.get(copy).story_id == alone
+    other = Store.open(tmp_path / "t.db")  # another connection sees the move
+    assert other.stories.story_index(since).get(copy).story_id == alone
+    other.close()
+    store.close()
+
+
+def test_merging_a_story_moves_every_item_and_the_index(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    since = T0 - timedelta(hours=72)
+    with store.transaction():
+        one, story_a = add(store, WIRE, T0)
+        two, story_b = add(store, OTHER, T0)
+        assert store.stories.merge_stories(story_b, story_a) == [two]
+    assert sorted(i for i, _, _ in store.stories.story_items(story_a)) == [one, two]
+    assert store.stories.story_index(since).get(two).story_id == story_a
+    store.close()
+
+
+def test_labels_are_kept_and_exported_in_the_labeled_set_format(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    with store.transaction():
+        added = [add(store, text, T0 + timedelta(hours=h)) for text, h in ((WIRE, 0), (COPY, 3), (OTHER, 4))]
+        (one, _), (two, _), (three, _) = added
+        store.stories.record_label(one, two, True, "U1", T0)
+        store.stories.record_label(one, three, False, "U2", T0)
+        store.history.delete_stories([story for _, story in added])  # retention: the copies stay
+    found = store.stories.labels()
+    assert [(label.same, label.user_id) for label in found] == [(True, "U1"), (False, "U2")]
+    path = tmp_path / "labels.toml"
+    path.write_text(labeled.labels_toml(found))
+    rows = labeled.read(path)
+    assert len({r.story for r in rows}) == 3 and len(rows) == 4
+    copy = next(r for r in rows if r.entry.title == COPY[0])
+    assert copy.seen - next(r for r in rows if r.story == copy.story and r is not copy).seen == timedelta(
+        hours=3
+    )
+    store.close()
+
+
+def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = Store.open(db)
+    with store.transaction():
+        one, story = add(store, WIRE, T0)
+        predicted, decision = assign_story(store, fingerprint(*COPY), *COPY, T0, timedelta(hours=72))
+        two = store.items.add_item(labeled.item_of(labeled.read(EVENTS)[0]), story_id=predicted)
+        store.stories.save_decision(two, predicted, decision)
+        store.stories.record_label(one, two, True, "U1", T0)
+    store.close()
+    assert predicted == story
+    env = bot_env()
+    why = run_bot("story", str(story), "--why", "--db", str(db), env=env)
+    assert why.returncode == 0, why.stderr
+    assert "joined: P(same)" in why.stdout and "semantic" in why.stdout and "best rejected" in why.stdout
+    out = tmp_path / "labels.toml"
+    exported = run_bot("stories", "labels", "--export", str(out), "--db", str(db), env=env)
+    assert exported.returncode == 0 and len(labeled.read(out)) == 2
+    fitted = run_bot("stories", "fit", "--labeled", str(EVENTS), "--db", str(db), env=env, timeout=120)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "before" in fitted.stdout and "after" in fitted.stdout and "kept: story model 1" in fitted.stdout
+    store = Store.open(db)
+    model = store.stories.active_model()
+    assert model is not None and model.figures["train"]["e2e_events.toml"]["items"] == 4
+    store.close()
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[story]]\nid = 1\n")
+    refused = run_bot("stories", "fit", "--labeled", str(broken), "--db", str(db), env=env)
+    assert refused.returncode == 2 and "broken.toml" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_fitted_model_is_versioned_and_used(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    assert store.stories.active_model() is None and store.stories.model() == shipped()
+    stricter = StoryModel(shipped().weights, shipped().bias, 0.999, "2026-03-01", {"held_out": {"x": 1}})
+    with store.transaction():
+        first = store.stories.save_model(stricter, T0)
+    assert store.stories.model().threshold == 0.999
+    with store.transaction():
+        second = store.stories.save_model(shipped(), T0)
+    assert second > first and store.stories.model().threshold == shipped().threshold
+    store.close()
