@@ -421,7 +421,40 @@ def m013_index_matched_items_only(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m014_story_model(db: sqlite_utils.Database) -> None:
+def m014_fair_delivery_and_sequences(db: sqlite_utils.Database) -> None:
+    """Fair delivery, digest windows on a sequence, outage recovery and disabled watchlists.
+
+    - alerts.summary_count: an alert that stands for this many items of a flooding source (the
+      rest of its per-poll budget, outbox.py); alerts.outage: its backoff waits for Slack to come
+      back, not for a rate limit, so a successful Slack call clears it.
+    - digest windows are item-id ranges (seq_start, seq_end]: one writer at a time means ids
+      commit in order, so no item falls between two windows, as it could on one-second times.
+    - watchlist_faults: stored watchlists that cannot be compiled, skipped by polls, shown by
+      `status`.
+    """
+    db["alerts"].add_column("summary_count", int)
+    db["alerts"].add_column("outage", int, not_null_default=0)
+    db["digests"].add_column("seq_start", int)
+    db["digests"].add_column("seq_end", int)
+    db["digests"].add_column("worker", str)  # who is sending it: two senders never post one twice
+    db["digests"].add_column("claimed_at", str)
+    db["subscriptions"].add_column("digest_covered_seq", int)
+    # Windows already sent end at the last item first seen by then.
+    db.execute(
+        """UPDATE subscriptions SET digest_covered_seq = (
+               SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= subscriptions.digest_covered_until)
+           WHERE digest_covered_until IS NOT NULL"""
+    )
+    db.execute(
+        """UPDATE digests SET
+               seq_start = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_start),
+               seq_end = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_end)"""
+    )
+    db["watchlist_faults"].create({"name": str, "error": str, "at": str}, pk="name", if_not_exists=True)
+
+
+@migrations()
+def m015_story_model(db: sqlite_utils.Database) -> None:
     """The fitted story decision (bot/stories/decide.py). Each fingerprint keeps what the model
     compares besides tokens: the entities and figures read from its text, its sentence vector
     (float16, 512 bytes) and whether it is headline-only; fingerprints of earlier versions have
@@ -474,36 +507,3 @@ def needs_search_fallback(title: str, text: str) -> bool:
     if words.isascii():  # every ASCII character but NUL is plain: no need for the expression
         return "\x00" in words
     return bool(_FALLBACK_CHARS.search(words))
-
-
-@migrations()
-def m014_fair_delivery_and_sequences(db: sqlite_utils.Database) -> None:
-    """Fair delivery, digest windows on a sequence, outage recovery and disabled watchlists.
-
-    - alerts.summary_count: an alert that stands for this many items of a flooding source (the
-      rest of its per-poll budget, outbox.py); alerts.outage: its backoff waits for Slack to come
-      back, not for a rate limit, so a successful Slack call clears it.
-    - digest windows are item-id ranges (seq_start, seq_end]: one writer at a time means ids
-      commit in order, so no item falls between two windows, as it could on one-second times.
-    - watchlist_faults: stored watchlists that cannot be compiled, skipped by polls, shown by
-      `status`.
-    """
-    db["alerts"].add_column("summary_count", int)
-    db["alerts"].add_column("outage", int, not_null_default=0)
-    db["digests"].add_column("seq_start", int)
-    db["digests"].add_column("seq_end", int)
-    db["digests"].add_column("worker", str)  # who is sending it: two senders never post one twice
-    db["digests"].add_column("claimed_at", str)
-    db["subscriptions"].add_column("digest_covered_seq", int)
-    # Windows already sent end at the last item first seen by then.
-    db.execute(
-        """UPDATE subscriptions SET digest_covered_seq = (
-               SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= subscriptions.digest_covered_until)
-           WHERE digest_covered_until IS NOT NULL"""
-    )
-    db.execute(
-        """UPDATE digests SET
-               seq_start = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_start),
-               seq_end = (SELECT coalesce(max(id), 0) FROM items WHERE first_seen <= digests.window_end)"""
-    )
-    db["watchlist_faults"].create({"name": str, "error": str, "at": str}, pk="name", if_not_exists=True)

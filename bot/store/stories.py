@@ -78,7 +78,7 @@ class StoryRepo(Repository):
                 signals = Signals(
                     frozenset((entities or "").split()),
                     frozenset(Figure.parse(f) for f in (figures or "").split()),
-                    from_blob(vector) if vector else _NO_VECTOR,  # fingerprinted before m014
+                    from_blob(vector) if vector else _NO_VECTOR,  # fingerprinted before m015
                     bool(headline_only) if headline_only is not None else not lead,
                 )
                 index.add(Indexed(item_id, story_id, datetime.fromisoformat(seen), fp, signals), count=False)
@@ -108,7 +108,7 @@ class StoryRepo(Repository):
     ) -> None:
         """Index an item for clustering: later items can join its story.
 
-        Without ``signals`` it is compared by its words alone, as fingerprints stored before m014 are.
+        Without ``signals`` it is compared by its words alone, as fingerprints stored before m015 are.
         """
         if signals is None:
             signals = Signals(frozenset(), frozenset(), _NO_VECTOR, not fp.lead)
