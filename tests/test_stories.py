@@ -188,6 +188,24 @@ def test_different_figures_keep_look_alike_cases_apart() -> None:
     assert decision.rejected is not None and decision.rejected.features["figures_conflict"] == 1.0
 
 
+def test_codes_and_hashes_get_no_vector_and_cannot_merge_on_one() -> None:
+    # Text made of word fragments tokenizes to the same few pieces: such vectors are alike
+    # whatever they say (before says_something, 498 of these 500 joined one another).
+    titles = [
+        f"CSAM {' '.join(hashlib.sha1(str(i).encode()).hexdigest()[n : n + 6] for n in range(0, 30, 6))}"
+        for i in range(60)
+    ]
+    assert not signals_of(titles[0], "", embed).vector.any()
+    assert not signals_of("CSAM", "", embed).vector.any()  # one word says what its entity says
+    assert signals_of(*WIRE, embed).vector.any()
+    index = StoryIndex()
+    for i, title in enumerate(titles):
+        fp = fingerprint(title, "")
+        decision = decide(index, shipped(), embed, fp, title, "", T0, T0 - timedelta(hours=72))
+        assert decision.story_id is None, (title, decision.best)
+        index.add(Indexed(i, i, T0, fp, decision.signals or signals_of(title, "", embed)))
+
+
 # --- the in-memory index (index.StoryIndex, kept by store.stories) -------------------------------
 
 WIRE = (

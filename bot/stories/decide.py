@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 
-from bot.stories.embed import DIM
+from bot.stories.embed import DIM, says_something
 from bot.stories.fingerprint import Fingerprint, clean_headline
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel
@@ -58,9 +58,11 @@ class Decision:
 
 
 def embedding_text(title: str, text: str) -> str:
-    """What is embedded: the headline, and the lead's first sentences when there is one."""
+    """What is embedded: the headline, and the lead's first sentences when there is one; nothing
+    (the zero vector) when that is not words enough to mean anything (embed.says_something)."""
     headline = clean_headline(title)
-    return f"{headline}. {text[:400]}" if text else headline
+    embedded = f"{headline}. {text[:400]}" if text else headline
+    return embedded if says_something(embedded) else ""
 
 
 def signals_of(title: str, text: str, embed: Embed) -> Signals:
