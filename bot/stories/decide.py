@@ -108,23 +108,33 @@ def decide(
     # A story scores as its best item: its copies are compared one by one, and one close report
     # is enough (labeled sets: the mean over a story's items, or max and mean blended, lost
     # more recall on syndicated copies than they gained precision on independent ones).
-    best: dict[int, Match] = {}
-    for other in candidates:
-        x = pair_features(scorer, signals, seen, other.fp, other.signals, other.seen, index.df)
-        p = model.probability(x)
-        if other.story_id not in best or p > best[other.story_id].probability:
-            best[other.story_id] = _match(model, other, p, x)
-    ranked = sorted(best.values(), key=lambda m: m.probability, reverse=True)
+    # The features of every candidate, then their probabilities in one product; a Match (its
+    # parts and rounded features) is built only for the two that the Decision keeps.
+    rows = np.array(
+        [pair_features(scorer, signals, seen, o.fp, o.signals, o.seen, index.df) for o in candidates]
+    )
+    best: dict[int, tuple[float, int]] = {}  # story -> (probability, candidate)
+    for k, p in enumerate(model.probabilities(rows).tolist() if candidates else ()):
+        story = candidates[k].story_id
+        if story not in best or p > best[story][0]:
+            best[story] = (p, k)
+    ranked = sorted(best.values(), key=lambda pk: pk[0], reverse=True)
+
+    def match(pk: tuple[float, int] | None) -> Match | None:
+        return None if pk is None else _match(model, candidates[pk[1]], pk[0], rows[pk[1]])
+
     top = ranked[0] if ranked else None
-    if top is not None and top.probability >= model.threshold:
+    if top is not None and top[0] >= model.threshold:
         bridged = tuple(
-            m.story_id
-            for m in ranked[1:]
-            if m.probability >= model.threshold and _lone_headline(index, m.story_id)
+            candidates[k].story_id
+            for p, k in ranked[1:]
+            if p >= model.threshold and _lone_headline(index, candidates[k].story_id)
         )
-        rejected = next((m for m in ranked[1:] if m.probability < model.threshold), None)
-        return Decision(top.story_id, top, rejected, signals, len(candidates), bridged)
-    return Decision(None, None, top, signals, len(candidates))
+        rejected = next((pk for pk in ranked[1:] if pk[0] < model.threshold), None)
+        return Decision(
+            candidates[top[1]].story_id, match(top), match(rejected), signals, len(candidates), bridged
+        )
+    return Decision(None, None, match(top), signals, len(candidates))
 
 
 def _lone_headline(index: StoryIndex, story_id: int) -> bool:

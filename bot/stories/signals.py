@@ -190,6 +190,7 @@ class Scorer:
         self.lighter = {t: rarest - idf(n, total) if (n := df.get(t, 0)) else 0.0 for t in fp.tokens}
         self.whole = self.weight(fp.tokens)
         self.whole_title = self.weight(fp.title)
+        self._entity_weights: dict[str, float] = {}
 
     def weight(self, tokens: frozenset[str]) -> float:
         """The weight of some of the new item's tokens."""
@@ -216,9 +217,15 @@ class Scorer:
         shared = mine & theirs
         if not shared:
             return 0.0
+        weights = self._entity_weights  # df does not change while one new item is compared
 
         def weight(words: frozenset[str]) -> float:
-            return sum(idf(df.get(w, 0), self.total) for w in words)
+            total = 0.0
+            for w in words:
+                if (found := weights.get(w)) is None:
+                    found = weights[w] = idf(df.get(w, 0), self.total)
+                total += found
+            return total
 
         return 2 * weight(shared) / (weight(mine) + weight(theirs))
 
