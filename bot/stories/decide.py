@@ -9,7 +9,7 @@ item, its signals and the Decision (its score and parts are what `story ID --why
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -94,12 +94,15 @@ def decide(
         return Decision(None, signals=signals)
     candidates = index.candidates(fp, since)
     scorer = Scorer(fp, index.df, index.total)
-    if (
-        signals is None
-        and not indexed
-        and (not candidates or not _may_clear(model, scorer, title, text, seen, candidates, index))
-    ):
-        return Decision(None)
+    if signals is None and not indexed:
+        if not candidates:
+            return Decision(None)
+        # The entities and figures without the vector decide whether the vector is needed, and
+        # are kept if it is (reading them twice was a sixth of a first poll's story work).
+        blank = read_signals(title, text, np.zeros(DIM, dtype=np.float32), _common())
+        if not _may_clear(model, scorer, blank, seen, candidates, index):
+            return Decision(None)
+        signals = replace(blank, vector=embed([embedding_text(title, text)])[0])
     if signals is None:
         signals = signals_of(title, text, embed)
     if indexed or not candidates:
@@ -151,15 +154,13 @@ def _match(model: StoryModel, other: Indexed, p: float, x: np.ndarray) -> Match:
 def _may_clear(
     model: StoryModel,
     scorer: Scorer,
-    title: str,
-    text: str,
+    blank: Signals,
     seen: datetime,
     candidates: list[Indexed],
     index: StoryIndex,
 ) -> bool:
     """Whether some candidate could clear the threshold whatever the vectors say (a cosine is at
-    most 1): the signals without the vector are cheap, the vector is not."""
-    blank = read_signals(title, text, np.zeros(DIM, dtype=np.float32), _common())
+    most 1): ``blank``, the signals without the vector, are cheap, the vector is not."""
     semantic_max = abs(model.weights[SEMANTIC])
     bar = model.threshold_logit
     for other in candidates:
