@@ -57,6 +57,9 @@ class Decision:
     merge: tuple[int, ...] = ()
 
 
+UNMATCHED_COPY = 1.0  # see decide(): an unmatched item must look like a copy before it is scored
+
+
 def embedding_text(title: str, text: str) -> str:
     """What is embedded: the headline, and the lead's first sentences when there is one; nothing
     (the zero vector) when that is not words enough to mean anything (embed.says_something)."""
@@ -96,6 +99,12 @@ def decide(
     scorer = Scorer(fp, index.df, index.total)
     if signals is None and not indexed:
         if not candidates:
+            return Decision(None)
+        # An item no watchlist matched joins a watched story only as a copy of it, on words: the
+        # lexical score that folded syndicated copies before the fitted model (1.0 is that bar).
+        # Independent write-ups of a story nobody watches need no thread, and sparing most of a
+        # first poll's items the names, figures and vectors keeps the poll as fast as before.
+        if max(scorer.similarity(c.fp) for c in candidates) < UNMATCHED_COPY:
             return Decision(None)
         # The entities and figures without the vector decide whether the vector is needed, and
         # are kept if it is (reading them twice was a sixth of a first poll's story work).
