@@ -26,6 +26,9 @@ class Source:
     url: str
     type: SourceType = "feed"
     interval: int = 900  # seconds between polls
+    # Adaptive polling's floor and ceiling for this source; None: from [defaults] (bot.ingest.schedule).
+    min_interval: int | None = None
+    max_interval: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,18 @@ class Fetched:
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+
+@dataclass(frozen=True)
+class FeedHints:
+    """What a feed says about itself, outside its entries: how often it may be polled
+    (RSS ``<ttl>``, ``<sy:updatePeriod>``/``<sy:updateFrequency>``, in seconds) and where it is
+    pushed (the WebSub hubs it advertises, and its own canonical ``rel="self"`` URL)."""
+
+    ttl: int | None = None
+    update_period: int | None = None  # sy:updatePeriod / sy:updateFrequency
+    hubs: tuple[str, ...] = ()
+    self_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -292,3 +307,22 @@ class MatchedItem:
     title: str
     url: str
     first_seen: datetime
+
+
+@dataclass(frozen=True)
+class HubSubscription:
+    """A WebSub subscription of one source's topic at its hub (bot/ingest/websub.py)."""
+
+    source: str
+    hub: str
+    topic: str
+    callback: str  # the last part of the callback URL, unguessable
+    secret: str  # hub.secret: every push must be signed with it
+    state: str  # requested | active | denied | failed | unsubscribing
+    requested_at: datetime
+    lease_seconds: int | None = None
+    verified_at: datetime | None = None
+    expires_at: datetime | None = None
+    retry_at: datetime | None = None
+    attempts: int = 0
+    last_error: str = ""

@@ -341,7 +341,11 @@ async def _answer(
     source: Source, resp: aiohttp.ClientResponse, seen: Validators, limits: Limits, moved: str | None
 ) -> Fetched:
     status = resp.status
-    response_headers = {k.lower(): v for k, v in resp.headers.items()}
+    response_headers: dict[str, str] = {}
+    for key, value in resp.headers.items():
+        # A repeated field (one Link header per WebSub hub) is one list, joined as RFC 9110 allows.
+        key = key.lower()
+        response_headers[key] = f"{response_headers[key]}, {value}" if key in response_headers else value
     if status == 304:
         return Fetched(
             str(resp.url), 304, b"", response_headers, seen.etag, seen.last_modified, permanent_url=moved
