@@ -2,8 +2,9 @@
 
 `Store` opens and migrates one SQLite file (WAL mode) and holds one repository per resource:
 ``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.outbox``,
-``store.people``, ``store.digests``, ``store.history`` and ``store.faults``. They share the connection and the
-Store's transactions, so a change that spans resources is still one commit.
+``store.people``, ``store.digests``, ``store.history``, ``store.faults`` and ``store.websub``. They
+share the connection and the Store's transactions, so a change that spans resources is still one
+commit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bot.store.people import PeopleRepo
 from bot.store.schema import migrations
 from bot.store.sources import SourceRepo
 from bot.store.stories import StoryRepo
+from bot.store.websub import WebSubRepo
 
 __all__ = ["Store"]
 
@@ -48,6 +50,7 @@ class Store:
         self.digests = DigestRepo(self)
         self.history = HistoryRepo(self)
         self.faults = FaultRepo(self)
+        self.websub = WebSubRepo(self)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:

@@ -40,6 +40,8 @@ class CatalogRepo(Repository):
                         "url": s.url,
                         "type": s.type,
                         "interval": s.interval,
+                        "min_interval": s.min_interval,
+                        "max_interval": s.max_interval,
                         "disabled_at": None,
                         "disabled_reason": None,
                     }
@@ -90,7 +92,17 @@ class CatalogRepo(Repository):
             """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL AND disabled_at IS NULL
                ORDER BY added_at, name"""
         )
-        return [Source(r["name"], r["url"], r["type"] or "feed", r["interval"] or 900) for r in rows]
+        return [
+            Source(
+                r["name"],
+                r["url"],
+                r["type"] or "feed",
+                r["interval"] or 900,
+                min_interval=r["min_interval"],
+                max_interval=r["max_interval"],
+            )
+            for r in rows
+        ]
 
     def active_watchlists(self) -> list[Watchlist]:
         rows = self._all("SELECT * FROM watchlists WHERE removed_at IS NULL ORDER BY rowid")

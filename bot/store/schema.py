@@ -507,3 +507,42 @@ def needs_search_fallback(title: str, text: str) -> bool:
     if words.isascii():  # every ASCII character but NUL is plain: no need for the expression
         return "\x00" in words
     return bool(_FALLBACK_CHARS.search(words))
+
+
+@migrations()
+def m016_adaptive_polling_and_websub(db: sqlite_utils.Database) -> None:
+    """When each source is polled next and why (bot/ingest/schedule.py), what its feed said about
+    itself, and its WebSub subscription (bot/ingest/websub.py)."""
+    for column, kind in [
+        ("min_interval", int),  # the config file's floor and ceiling for this source; NULL: [defaults]
+        ("max_interval", int),
+        ("poll_interval", int),  # the effective interval of the last decision, in seconds
+        ("poll_reason", str),  # why: "busy", "max-age", "ttl, ceiling" …
+        ("feed_ttl", int),  # seconds, from the last body read: <ttl>
+        ("feed_update_period", int),  # <sy:updatePeriod> / <sy:updateFrequency>
+        ("websub_hub", str),  # the hub the feed advertises (Link header or rel="hub")
+        ("websub_topic", str),  # its rel="self" URL, else the URL it was fetched from
+    ]:
+        db["sources"].add_column(column, kind)
+    db["sources"].create_index(["next_poll_at"])
+    db["websub"].create(
+        {
+            "source": str,
+            "hub": str,
+            "topic": str,
+            "callback": str,  # the unguessable last part of the callback URL
+            "secret": str,  # hub.secret: pushes are signed with it
+            "state": str,  # requested | active | denied | failed | unsubscribing
+            "lease_seconds": int,
+            "requested_at": str,
+            "verified_at": str,
+            "expires_at": str,  # the lease's end, once verified
+            "retry_at": str,  # a failed or denied request is tried again from this time
+            "attempts": int,  # requests in a row that failed
+            "last_error": str,
+        },
+        pk="source",
+        not_null={"hub", "topic", "callback", "secret", "state", "requested_at"},
+        defaults={"attempts": 0},
+    )
+    db["websub"].create_index(["callback"], unique=True)

@@ -1,10 +1,12 @@
-"""Per-source fetch state: validators, successes and failures, backoff, the last body's hash."""
+"""Per-source fetch state: validators, successes and failures, backoff, the last body's hash,
+and what adaptive polling decided (next poll, interval, reason) and needs (feed hints, rates)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from bot.model import SourceRow, SourceState
+from bot.model import FeedHints, SourceRow, SourceState
 from bot.store.db import Repository, from_iso, iso
 from bot.store.rows import source_row
 
@@ -104,3 +106,64 @@ class SourceRepo(Repository):
     def set_body_hash(self, name: str, body_hash: str | None) -> None:
         """Record it in the transaction that stores the body's items (so never without them)."""
         self.db.execute("UPDATE sources SET body_hash = ? WHERE name = ?", [body_hash, name])
+
+    # --- adaptive polling (bot/ingest/schedule.py) ---------------------------------------------
+
+    def due_names(self, now: datetime) -> set[str]:
+        """Sources whose next poll is due (or was never decided), disabled ones excepted."""
+        rows = self._all(
+            """SELECT name FROM sources WHERE disabled_at IS NULL
+               AND (next_poll_at IS NULL OR next_poll_at <= ?)""",
+            [iso(now)],
+        )
+        return {r["name"] for r in rows}
+
+    def set_next_polls(self, decisions: Iterable[tuple[str, datetime, int, str]]) -> None:
+        """(name, next poll, effective interval in seconds, why) of each source just decided."""
+        self.db.conn.executemany(
+            "UPDATE sources SET next_poll_at = ?, poll_interval = ?, poll_reason = ? WHERE name = ?",
+            [(iso(at), interval, why, name) for name, at, interval, why in decisions],
+        )
+
+    def stored_feed_hints(self, names: Iterable[str]) -> dict[str, FeedHints]:
+        """The hints of each source's last body read (a 304 has none of its own)."""
+        wanted = set(names)
+        rows = self._all(
+            "SELECT name, feed_ttl, feed_update_period, websub_hub, websub_topic FROM sources"
+            " WHERE feed_ttl IS NOT NULL OR feed_update_period IS NOT NULL OR websub_hub IS NOT NULL"
+        )
+        return {
+            r["name"]: FeedHints(
+                ttl=r["feed_ttl"],
+                update_period=r["feed_update_period"],
+                hubs=(r["websub_hub"],) if r["websub_hub"] else (),
+                self_url=r["websub_topic"],
+            )
+            for r in rows
+            if r["name"] in wanted
+        }
+
+    def record_feed_hints(self, hints: Iterable[tuple[str, FeedHints, str]]) -> None:
+        """(name, hints, topic) from bodies just read: the first hub and the topic to subscribe to."""
+        self.db.conn.executemany(
+            """UPDATE sources SET feed_ttl = ?, feed_update_period = ?, websub_hub = ?, websub_topic = ?
+               WHERE name = ?""",
+            [
+                (h.ttl, h.update_period, h.hubs[0] if h.hubs else None, topic if h.hubs else None, name)
+                for name, h, topic in hints
+            ],
+        )
+
+    def publishing_counts(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """name -> (items published and first seen since ``since``, configured interval) of every
+        active source that has been read at least once: the inputs of its publishing rate."""
+        rows = self._all(
+            """SELECT s.name, s.interval, coalesce(n.items, 0) AS items FROM sources s
+               LEFT JOIN (SELECT source, count(*) AS items FROM items
+                          WHERE first_seen >= :since AND published >= :since GROUP BY source) n
+                 ON n.source = s.name
+               WHERE s.last_success IS NOT NULL AND s.origin IS NOT NULL AND s.removed_at IS NULL
+                 AND s.disabled_at IS NULL""",
+            {"since": iso(since)},
+        )
+        return {r["name"]: (r["items"], r["interval"] or 900) for r in rows}
