@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.alerts.digest import DEFAULT_TOP, trigger
 from bot.alerts.digest import timezone as digest_timezone
@@ -38,6 +39,9 @@ class Settings:
     watchlists: tuple[Watchlist, ...]
     subscriptions: tuple[Subscription, ...]
     interval: int = 900
+    # Adaptive polling's floor and ceiling for every source; None: interval / 3 and interval x 4.
+    min_interval: int | None = None
+    max_interval: int | None = None
     # First poll of a source (or after a long outage): only items this recent alert; None = no guard.
     first_poll_window: int | None = 86400
     allow_private_sources: bool = False
@@ -60,6 +64,9 @@ class Settings:
     escalation_channel: str | None = None  # where "Escalate" re-posts an alert
     slack_app_token: str | None = None  # xapp-…: Socket Mode
     slack_signing_secret: str | None = None  # HTTP mode: verifies every request
+    # WebSub ([websub] or NEWSALERT_PUBLIC_URL): where hubs reach `newsalert run --http`; None: off.
+    websub_base_url: str | None = None
+    websub_lease: int = 10 * 86400  # hub.lease_seconds asked for; the hub may grant another
 
 
 def parse_duration(value: object) -> int:
@@ -178,9 +185,11 @@ class _Reader:
         return got
 
 
-_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack"}
+_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack", "websub"}
 _DEFAULTS = {
     "interval",
+    "min_interval",
+    "max_interval",
     "first_poll_window",
     "allow_private_sources",
     "fetch_timeout",
@@ -193,7 +202,8 @@ _DEFAULTS = {
     "digest_grace",
     "retention_days",
 }
-_SOURCE = {"name", "url", "type", "interval"}
+_SOURCE = {"name", "url", "type", "interval", "min_interval", "max_interval"}
+_WEBSUB = {"base_url", "lease"}
 _WATCHLIST = {"query", "description"}
 _SLACK = {"admins", "escalation_channel"}
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -232,6 +242,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
             raise r.fail(f"unknown top-level key (expected one of: {', '.join(sorted(_TOP))})", key, key)
     defaults = r.table(doc, "defaults", _DEFAULTS)
     interval = r.duration(defaults, "interval", "defaults", 900, "defaults")
+    floor, ceiling = _read_bounds(defaults, r, "defaults", interval, None, None, ("defaults",))
     window: int | None = 86400
     if defaults.get("first_poll_window") in (0, "0", False):
         window = None
@@ -268,7 +279,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         raise r.fail("must be an integer from 1 to 500", "defaults.concurrency", "defaults", "concurrency")
     user_agent = r.string(defaults, "user_agent", "defaults", "defaults", required=False) or USER_AGENT
 
-    sources = _read_sources(doc, r, interval, allow_private)
+    sources = _read_sources(doc, r, interval, allow_private, floor, ceiling)
     watchlists = _read_watchlists(doc, r)
     subscriptions = _read_subscriptions(doc, r, {w.name for w in watchlists}, default_tz)
 
@@ -281,6 +292,8 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         watchlists=watchlists,
         subscriptions=subscriptions,
         interval=interval,
+        min_interval=floor,
+        max_interval=ceiling,
         first_poll_window=window,
         allow_private_sources=allow_private,
         fetch_timeout=fetch_timeout,
@@ -296,9 +309,65 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         slack_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
         slack_api_url=api_url,
         **_read_slack(doc, r),
+        **_read_websub(doc, r, env),
         slack_app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
     )
+
+
+def _read_bounds(
+    table: Mapping[str, Any],
+    r: _Reader,
+    label: str,
+    interval: int,
+    default_min: int | None,
+    default_max: int | None,
+    where: tuple,
+) -> tuple[int | None, int | None]:
+    """min_interval and max_interval of a table ([defaults] or one source), checked against its
+    interval: adaptive polling keeps every source between them (bot/ingest/schedule.py)."""
+    floor = r.duration(table, "min_interval", label, 0, *where) or None
+    ceiling = r.duration(table, "max_interval", label, 0, *where) or None
+    low, high = floor or default_min, ceiling or default_max
+    if low is not None and low > interval:
+        key = "min_interval" if floor else "interval"
+        problem = f"min_interval {format_duration(low)} is longer than interval {format_duration(interval)}"
+        raise r.fail(problem, f"{label}.{key}", *where, *([key] if key in table else []))
+    if high is not None and high < interval:
+        key = "max_interval" if ceiling else "interval"
+        problem = f"max_interval {format_duration(high)} is shorter than interval {format_duration(interval)}"
+        raise r.fail(problem, f"{label}.{key}", *where, *([key] if key in table else []))
+    return floor, ceiling
+
+
+def _read_websub(doc: dict, r: _Reader, env: Mapping[str, str]) -> dict[str, Any]:
+    """[websub]: the public base URL hubs call back (NEWSALERT_PUBLIC_URL wins), the lease asked."""
+    websub = r.table(doc, "websub", _WEBSUB)
+    lease = r.duration(websub, "lease", "websub", 10 * 86400, "websub")
+    base = env.get("NEWSALERT_PUBLIC_URL", "").strip()
+    if base:
+        problem = _public_url_problem(base)
+        if problem:
+            raise ConfigError("NEWSALERT_PUBLIC_URL", problem)
+    elif "base_url" in websub:
+        base = r.string(websub, "base_url", "websub", "websub")
+        if problem := _public_url_problem(base):
+            raise r.fail(problem, "websub.base_url", "websub", "base_url")
+    return {"websub_base_url": base.rstrip("/") or None, "websub_lease": lease}
+
+
+def _public_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the bot's own public base URL (not a source: private is fine here)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as e:
+        return f"not a valid URL ({e})"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"must be an http:// or https:// URL, got {url!r}"
+    if parts.query or parts.fragment:
+        return f"must be a base URL without ?query or #fragment, got {url!r}"
+    return None
 
 
 def _read_slack(doc: dict, r: _Reader) -> dict[str, Any]:
@@ -324,7 +393,9 @@ def _read_slack(doc: dict, r: _Reader) -> dict[str, Any]:
     return {"slack_admins": tuple(dict.fromkeys(admins)), "escalation_channel": channel}
 
 
-def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> tuple[Source, ...]:
+def _read_sources(
+    doc: dict, r: _Reader, interval: int, allow_private: bool, floor: int | None, ceiling: int | None
+) -> tuple[Source, ...]:
     raw = doc.get("sources", [])
     if not isinstance(raw, list):
         raise r.fail("must be an array of tables ([[sources]])", "sources", "sources")
@@ -349,10 +420,10 @@ def _read_sources(doc: dict, r: _Reader, interval: int, allow_private: bool) -> 
             raise r.fail(
                 f"must be one of {', '.join(SOURCE_TYPES)}; got {kind!r}", f"{label}.type", *where, "type"
             )
+        every = r.duration(entry, "interval", label, interval, *where)
+        low, high = _read_bounds(entry, r, label, every, floor, ceiling, where)
         sources.append(
-            Source(
-                name=name, url=url, type=kind, interval=r.duration(entry, "interval", label, interval, *where)
-            )
+            Source(name=name, url=url, type=kind, interval=every, min_interval=low, max_interval=high)
         )
     return tuple(sources)
 

@@ -212,6 +212,8 @@ class SourceRow:
     disabled_at: datetime | None = None
     disabled_reason: str = ""
     items: int = 0
+    poll_interval: int | None = None  # adaptive polling's last decision, in seconds
+    poll_reason: str = ""  # and why ("busy", "max-age, ceiling" …: bot/ingest/schedule.py)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """APScheduler (3.x) wiring for `newsalert run`: when things happen, not what they do.
 
-The catalog (sources) lives in the database and changes while the bot runs (`/newsalert source
-add`, OPML imports), so the jobs follow it: one interval job per distinct source interval,
-which reads that interval's sources when it fires, and ``sync()`` adds or drops interval jobs and
-polls a newly added source at once. ``sync()`` runs after a change made in this process and
-every minute, for changes made by another process on the same database.
+Each source has its own next poll time in the database (bot/ingest/schedule.py decides it after
+every poll), so one job ticks every TICK_SECONDS and polls the sources that are due. The catalog
+changes while the bot runs (`/newsalert source add`, OPML imports): a new source has no next poll
+yet, so the next tick polls it, and a removed one is no longer loaded. ``sync()`` brings the
+digest jobs in line with the subscriptions, after a change made in this process and every minute
+for changes made by another process on the same database.
+
+Pushed content (WebSub) is ingested on a worker of its own, so an alert it brings does not wait
+for a poll to finish; WebSub's subscription upkeep (network calls to hubs) has another.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -27,8 +31,9 @@ log = logging.getLogger("newsalert.scheduler")
 
 DELIVERY_RETRY_SECONDS = 60
 CATALOG_SYNC_SECONDS = 60
-_POLL_PREFIX = "poll-every-"
+TICK_SECONDS = 1.0  # how often due sources are looked for: a poll starts at most this late
 _DIGEST_PREFIX = "digest-"
+PUSH, WEBSUB = "push", "websub"  # the executors of pushed content and of WebSub upkeep
 
 
 class Scheduler:
@@ -36,13 +41,13 @@ class Scheduler:
 
     def __init__(
         self,
-        load_sources: Callable[[], Sequence[Source]],
+        load_due: Callable[[], Sequence[Source]],
         poll_job: Callable[[list[Source]], None],
         deliver_job: Callable[[], None],
         load_digests: Callable[[], Sequence[tuple[str, Subscription]]] = list,
         digest_job: Callable[[str], None] | None = None,
     ):
-        self.load_sources = load_sources
+        self.load_due = load_due
         self.poll_job = poll_job
         self.load_digests = load_digests
         self.digest_job = digest_job
@@ -50,17 +55,33 @@ class Scheduler:
             timezone=UTC,
             # One worker: jobs never overlap, so SQLite sees a single writer and a slow poll
             # simply delays the next one (coalesce) instead of piling up.
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(1),
+                PUSH: ThreadPoolExecutor(1),
+                WEBSUB: ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
         self.aps.add_job(deliver_job, "interval", seconds=DELIVERY_RETRY_SECONDS, id="deliver")
         self.aps.add_job(self.sync, "interval", seconds=CATALOG_SYNC_SECONDS, id="catalog")
-        self._known: set[str] | None = None  # source names seen by the last sync; None before the first
+        self._tick_at(datetime.now(UTC))
         self._lock = threading.Lock()
 
     def add_job(self, func: Callable[..., Any], trigger: str, **options: Any) -> None:
         """Any further job (daily pruning, digests), on the same single worker."""
         self.aps.add_job(func, trigger, **options)
+
+    def submit(self, func: Callable[..., Any], *args: Any, executor: str = PUSH) -> None:
+        """Run ``func(*args)`` once, now, on ``executor`` (pushed content, by default)."""
+        self.aps.add_job(
+            func,
+            "date",
+            run_date=datetime.now(UTC),
+            args=list(args),
+            id=f"{executor}-{uuid.uuid4().hex[:8]}",
+            executor=executor,
+            misfire_grace_time=None,  # however late, a push is still worth ingesting
+        )
 
     def start(self) -> None:
         self.sync()
@@ -74,41 +95,27 @@ class Scheduler:
         return self.aps.state == STATE_RUNNING
 
     def sync(self) -> None:
-        """Bring the poll jobs in line with the active sources in the database."""
+        """Bring the digest jobs in line with the subscriptions in the database."""
         with self._lock:
-            sources = list(self.load_sources())
-            first = self._known is None
-            intervals = {s.interval for s in sources}
-            jobs = {job.id for job in self.aps.get_jobs() if job.id.startswith(_POLL_PREFIX)}
-            for interval in sorted(intervals):
-                job_id = f"{_POLL_PREFIX}{interval}s"
-                if job_id in jobs:
-                    continue
-                self.aps.add_job(
-                    self._poll_interval,
-                    "interval",
-                    seconds=interval,
-                    args=[interval],
-                    id=job_id,
-                    # At start every group polls at once; a group added later waits its interval,
-                    # its new sources having been polled at once below.
-                    next_run_time=datetime.now(UTC) if first else None,
-                )
-            for job_id in jobs - {f"{_POLL_PREFIX}{i}s" for i in intervals}:
-                self.aps.remove_job(job_id)
-            if not first:
-                assert self._known is not None
-                if new := [s for s in sources if s.name not in self._known]:
-                    log.info("new sources, polling them now: %s", ", ".join(s.name for s in new))
-                    self.aps.add_job(
-                        self.poll_job,
-                        "date",
-                        run_date=datetime.now(UTC),
-                        args=[new],
-                        id=f"poll-new-{uuid.uuid4().hex[:8]}",
-                    )
-            self._known = {s.name for s in sources}
             self._sync_digests()
+
+    def poll_due(self) -> None:
+        """Poll the sources whose next poll has come (read when the tick fires, so a source added
+        or removed since is polled or not)."""
+        if due := list(self.load_due()):
+            self.poll_job(due)
+
+    def _tick(self) -> None:
+        try:
+            self.poll_due()
+        finally:
+            self._tick_at(datetime.now(UTC) + timedelta(seconds=TICK_SECONDS))
+
+    def _tick_at(self, when: datetime) -> None:
+        # A one-off job that schedules the next when it ends, rather than an interval job: a
+        # poll longer than a tick would otherwise have APScheduler warn of a skipped run every
+        # second. Other jobs on the worker (delivery, digests) still run between two ticks.
+        self.aps.add_job(self._tick, "date", run_date=when, id="poll-due", replace_existing=True)
 
     def _sync_digests(self) -> None:
         """One cron job per digest subscription. A subscription's id covers its schedule and
@@ -125,9 +132,3 @@ class Scheduler:
             sid, sub = wanted[job_id]
             # Cron in the subscription's own timezone: 09:00 stays 09:00 local across DST.
             self.aps.add_job(self.digest_job, trigger(sub.schedule, sub.timezone), args=[sid], id=job_id)
-
-    def _poll_interval(self, interval: int) -> None:
-        # Read when the job fires, so a source added or removed since is polled or not.
-        sources = [s for s in self.load_sources() if s.interval == interval]
-        if sources:
-            self.poll_job(sources)

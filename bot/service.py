@@ -115,7 +115,7 @@ class Newsalert:
                 )
 
         scheduler = Scheduler(
-            self._active_sources, poll_job, deliver_job, self._digest_subscriptions, digest_job
+            self._due_sources, poll_job, deliver_job, self._digest_subscriptions, digest_job
         )
         self._schedule_housekeeping(scheduler)
         # Digests whose time passed while the bot was down go out once now (within the grace).
@@ -166,9 +166,14 @@ class Newsalert:
         with self._store() as store:
             return [(sid, sub) for sid, sub, _, _ in store.catalog.subscriptions() if sub.mode == "digest"]
 
-    def _active_sources(self) -> list[Source]:
-        with self._store() as store:
-            return store.catalog.active_sources()
+    def _due_sources(self) -> list[Source]:
+        """Active sources whose next poll has come: read-only, so the tick never waits for a writer."""
+        store = Store.open_readonly(self.settings.db_path)
+        try:
+            due = store.sources.due_names(datetime.now(UTC))
+            return [s for s in store.catalog.active_sources() if s.name in due] if due else []
+        finally:
+            store.close()
 
     def _store(self) -> Store:
         return Store.open(self.settings.db_path)  # a context manager: closed at the end of `with`

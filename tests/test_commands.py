@@ -370,23 +370,28 @@ def test_home_view_hides_channels_the_user_cannot_see(ctx: AppContext) -> None:
     assert "`csam`" in text and "*UN News*" in text
 
 
-def test_scheduler_follows_the_catalog() -> None:
-    sources = [Source("a", "https://a.example/", interval=60)]
+def test_scheduler_polls_what_is_due_on_each_tick() -> None:
+    due = [Source("a", "https://a.example/", interval=60)]
     polled: list[list[str]] = []
-    scheduler = Scheduler(lambda: list(sources), lambda s: polled.append([x.name for x in s]), lambda: None)
-    scheduler.sync()
-    assert {j.id for j in scheduler.aps.get_jobs()} == {"deliver", "catalog", "poll-every-60s"}
-    sources.append(Source("b", "https://b.example/", interval=300))
-    scheduler.sync()
-    ids = {j.id for j in scheduler.aps.get_jobs()}
-    assert "poll-every-300s" in ids and any(i.startswith("poll-new-") for i in ids)
-    (new,) = [j for j in scheduler.aps.get_jobs() if j.id.startswith("poll-new-")]
-    assert [s.name for s in new.args[0]] == ["b"]
-    sources.clear()
-    scheduler.sync()
-    assert not any(j.id.startswith("poll-every-") for j in scheduler.aps.get_jobs())
-    scheduler._poll_interval(60)
-    assert polled == []
+
+    def poll_job(sources: list[Source]) -> None:
+        polled.append([x.name for x in sources])
+        if "broken" in polled[-1]:
+            raise RuntimeError("a poll that fails")
+
+    scheduler = Scheduler(lambda: list(due), poll_job, lambda: None)
+    assert {j.id for j in scheduler.aps.get_jobs()} == {"deliver", "catalog", "poll-due"}
+    scheduler.poll_due()
+    due.clear()
+    scheduler.poll_due()  # nothing due: no poll at all
+    due.append(Source("b", "https://b.example/", interval=300))  # added from Slack: due at once
+    scheduler.poll_due()
+    assert polled == [["a"], ["b"]]
+    due[:] = [Source("broken", "https://c.example/")]
+    scheduler.aps.remove_job("poll-due")
+    with pytest.raises(RuntimeError):
+        scheduler._tick()
+    assert "poll-due" in {j.id for j in scheduler.aps.get_jobs()}  # the next tick is still scheduled
 
 
 def test_slack_config_and_run_modes(tmp_path: Path) -> None:

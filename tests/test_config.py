@@ -177,3 +177,81 @@ def test_parse_duration(text, seconds) -> None:
 def test_parse_duration_rejects(bad) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_adaptive_polling_bounds_in_defaults_and_per_source(tmp_path: Path) -> None:
+    text = GOOD.replace('interval = "15m"', 'interval = "15m"\nmin_interval = "2m"\nmax_interval = "2h"')
+    text = text.replace('interval = "5m"', 'interval = "5m"\nmax_interval = "30m"')
+    settings = load(tmp_path, text)
+    assert (settings.min_interval, settings.max_interval) == (120, 7200)
+    un, app = settings.sources
+    assert (un.min_interval, un.max_interval) == (None, None)  # [defaults]' at poll time
+    assert (app.interval, app.min_interval, app.max_interval) == (300, None, 1800)
+    plain = load(tmp_path, GOOD)
+    assert (plain.min_interval, plain.max_interval) == (None, None)  # interval / 3 and x 4
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "key", "problem"),
+    [
+        (
+            ('interval = "15m"', 'interval = "15m"\nmin_interval = "20m"'),
+            4,
+            "defaults.min_interval",
+            "min_interval 20m is longer than interval 15m",
+        ),
+        (
+            ('interval = "15m"', 'interval = "15m"\nmax_interval = "10m"'),
+            4,
+            "defaults.max_interval",
+            "max_interval 10m is shorter than interval 15m",
+        ),
+        (
+            ('interval = "5m"', 'interval = "5m"\nmin_interval = "10m"'),
+            14,
+            'sources[1] "APP".min_interval',
+            "min_interval 10m is longer than interval 5m",
+        ),
+        (  # [defaults]' floor does not fit a source's own interval: said at that interval
+            ('interval = "15m"', 'interval = "15m"\nmin_interval = "10m"'),
+            14,
+            'sources[1] "APP".interval',
+            "min_interval 10m is longer than interval 5m",
+        ),
+        (
+            ('interval = "5m"', 'interval = "5m"\nmax_interval = "soon"'),
+            14,
+            'sources[1] "APP".max_interval',
+            "expected a duration",
+        ),
+        (
+            ("[watchlists.csam]", '[websub]\nbase_url = "bot.example.org"\n\n[watchlists.csam]'),
+            16,
+            "websub.base_url",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            ("[watchlists.csam]", '[websub]\nbase = "https://bot.example.org"\n\n[watchlists.csam]'),
+            16,
+            "websub.base",
+            "unknown key",
+        ),
+    ],
+)
+def test_adaptive_polling_and_websub_errors(tmp_path, change, line, key, problem) -> None:
+    old, new = change
+    assert old in GOOD
+    e = error(tmp_path, GOOD.replace(old, new, 1))
+    assert (e.line, e.key) == (line, key), str(e)
+    assert problem in str(e)
+
+
+def test_websub_base_url_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    text = GOOD + '\n[websub]\nbase_url = "https://bot.example.org/"\nlease = "2d"\n'
+    settings = load(tmp_path, text)
+    assert (settings.websub_base_url, settings.websub_lease) == ("https://bot.example.org", 172800)
+    settings = load(tmp_path, text, environ={"NEWSALERT_PUBLIC_URL": "https://public.example.org/bot"})
+    assert settings.websub_base_url == "https://public.example.org/bot"
+    assert load(tmp_path, GOOD).websub_base_url is None  # WebSub off
+    with pytest.raises(ConfigError, match="NEWSALERT_PUBLIC_URL: must be a base URL without"):
+        load(tmp_path, GOOD, environ={"NEWSALERT_PUBLIC_URL": "https://bot.example.org/?x=1"})

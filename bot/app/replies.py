@@ -6,6 +6,7 @@ Every string that came from a feed, a config file or a person is escaped (render
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -65,9 +66,13 @@ def source_health_line(source: SourceHealth, now: datetime) -> str:
         icon = {"failing": "⚠️", "ok": "✅"}.get(source.state, "⏳")
         due = source.next_poll
         next_poll = "soon" if due is None or due <= now else relative(due, now)
+    # Adaptive polling's last decision and why (bot/ingest/schedule.py); before it, the configured interval.
+    every = format_duration(source.poll_interval or source.interval)
+    if source.poll_reason:
+        every += f" ({escape(source.poll_reason)})"
     line = (
-        f"{icon} *{escape(source.name)}* ({escape(source.type)}, every "
-        f"{format_duration(source.interval)}) — last success {relative(source.last_success, now)}"
+        f"{icon} *{escape(source.name)}* ({escape(source.type)}, every {every}) — "
+        f"last success {relative(source.last_success, now)}"
     )
     if source.failures:
         line += (
@@ -94,6 +99,14 @@ def status_lines(report: status.Health, rates: dict[str, tuple[int, int]], now: 
         + (f" (oldest queued {relative(report.oldest_queued, now)})" if report.oldest_queued else "")
         + (f" · {report.dead_letters} undeliverable" if report.dead_letters else ""),
     ]
+    if decided := [s for s in report.sources if s.poll_interval]:
+        low, high = min(s.poll_interval or 0 for s in decided), max(s.poll_interval or 0 for s in decided)
+        reasons = Counter(s.poll_reason for s in decided).most_common()
+        lines.append(
+            f"Poll intervals: {format_duration(low)} to {format_duration(high)} ("
+            + ", ".join(f"{escape(why)} {n}" for why, n in reasons)
+            + ")"
+        )
     if failing:
         lines.append(f"Failing sources ({len(failing)}):")
         for s in failing:

@@ -1,7 +1,9 @@
-"""One poll: fetch -> parse -> normalize -> match -> dedup -> store + outbox.
+"""One poll: fetch -> parse -> normalize -> match -> dedup -> store + outbox, then when to poll next.
 
 The decisions (is this item new, does it alert, to which channels) are made here; the I/O is
-delegated to fetch (network), store (SQLite) and, after the poll, deliver (Slack).
+delegated to fetch (network), store (SQLite) and, after the poll, deliver (Slack). When each
+source is polled next is bot/ingest/schedule.py's decision, made here from what each answer and
+feed said.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from datetime import UTC, datetime, timedelta
 from bot.config import Settings
 from bot.errors import FetchError, ParseError
 from bot.failpoints import failpoint
-from bot.ingest.fetch import Limits, Validators, backoff_delay, fetch_all
+from bot.ingest import schedule
+from bot.ingest.fetch import Limits, Validators, fetch_all
+from bot.ingest.hints import feed_hints
 from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.match.query import Matcher
-from bot.model import Fetched, Source, SourceState, Subscription
+from bot.model import FeedHints, Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
 from bot.store import Store
 from bot.stories.decide import Decision, decide, signals_of
@@ -98,7 +102,7 @@ def poll(
 ) -> PollReport:
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
-    ``due_only`` (the scheduler) skips sources that are backing off after failures. Sources go
+    ``due_only`` (the scheduler) skips sources whose next poll is not due yet. Sources go
     in batches of POLL_BATCH; their bodies are prepared in worker processes (bot/ingest/prepare.py,
     one per core once the poll looks like it has ``pool_min_bytes`` of them) while this process
     stores the ones already done.
@@ -106,7 +110,8 @@ def poll(
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.catalog.active_sources() if sources is None else sources
     if due_only:
-        sources = [s for s in sources if store.sources.source_due(s.name, now())]
+        due = store.sources.due_names(now())
+        sources = [s for s in sources if s.name in due]
     watchlists = usable_watchlists(store, {w.name: w.query for w in store.catalog.active_watchlists()}, now)
     states = {s.name: store.sources.source_state(s.name) for s in sources}
     subscriptions = store.catalog.realtime_subscriptions()
@@ -171,6 +176,12 @@ def _poll_batch(
     # In source order, one result per job, produced while the sources before are stored.
     prepared = zip(jobs, preparer.run(jobs, batches_left=batches_left), strict=True)
     to_prepare = {job.source.name for job in jobs}
+    # What each source said about its next poll: the answer's headers, and the feed's own hints
+    # (those of the last body read when this answer had none to read: a 304, the same bytes).
+    remembered = store.sources.stored_feed_hints(s.name for s in sources if s.name not in to_prepare)
+    answers: dict[str, tuple[schedule.Answer, datetime]] = {}  # and when it was fetched
+    read: list[tuple[str, FeedHints, str]] = []  # (source, hints, WebSub topic) of each body read
+    failed: list[tuple[str, schedule.Decision]] = []
     with _CommitGroups(store) as commits:
         for source in sources:
             outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
@@ -187,7 +198,9 @@ def _poll_batch(
                 if isinstance(found, (FetchError, ParseError)):
                     report.failed += 1
                     metrics.fetch_failed(source.name, found)
-                    _record_failure(store, source, states[source.name], found, fetched_at)
+                    failed.append(
+                        _record_failure(settings, store, source, states[source.name], found, fetched_at)
+                    )
                     continue
                 assert isinstance(outcome, Fetched)
                 stored = _store_source(
@@ -203,7 +216,64 @@ def _poll_batch(
                 )
                 report.add(stored)
                 commits.count(stored.new_items)
+            hints = remembered.get(source.name)
+            if source.name in to_prepare:
+                hints = feed_hints(outcome.body, outcome.headers, outcome.url)
+                read.append((source.name, hints, hints.self_url or outcome.url))
+            answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
+    _schedule_next(settings, store, sources, answers, read, failed)
     return report
+
+
+def _schedule_next(
+    settings: Settings,
+    store: Store,
+    sources: Sequence[Source],
+    answers: Mapping[str, tuple[schedule.Answer, datetime]],
+    read: Sequence[tuple[str, FeedHints, str]],
+    failed: Sequence[tuple[str, schedule.Decision]],
+) -> None:
+    """Decide when each source of a batch is polled next, once its items are stored (they count
+    towards its publishing rate), and remember the feed hints just read."""
+    decided = list(failed)
+    if answers:
+        decided += _decide_batch(settings, store, sources, answers)
+    with store.transaction():
+        store.sources.record_feed_hints(read)
+        store.sources.set_next_polls((name, d.next_at, d.interval, d.why) for name, d in decided)
+
+
+def _decide_batch(
+    settings: Settings,
+    store: Store,
+    sources: Sequence[Source],
+    answers: Mapping[str, tuple[schedule.Answer, datetime]],
+) -> list[tuple[str, schedule.Decision]]:
+    now = max(fetched for _, fetched in answers.values())
+    counts = store.sources.publishing_counts(now - schedule.RATE_WINDOW)
+    reference = schedule.reference_rate((schedule.per_day(n), every) for n, every in counts.values())
+    pushed = store.websub.live_sources(now)
+    decided = []
+    for source in sources:
+        if source.name not in answers:
+            continue
+        said, fetched = answers[source.name]
+        count = counts.get(source.name)
+        decided.append(
+            (
+                source.name,
+                schedule.decide(
+                    source.name,
+                    schedule.bounds(source, settings.min_interval, settings.max_interval),
+                    fetched,
+                    said,
+                    rate=schedule.per_day(count[0]) if count else None,
+                    reference=reference,
+                    pushed=source.name in pushed,
+                ),
+            )
+        )
+    return decided
 
 
 class _CommitGroups:
@@ -268,17 +338,8 @@ def _store_source(
             redact(outcome.permanent_url),
         )
         store.sources.move_source(source.name, outcome.permanent_url)
-    cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
     with store.transaction():
-        report = ingest(
-            store,
-            source,
-            prepared,
-            subscriptions,
-            fetched_at,
-            cutoff,
-            timedelta(seconds=settings.story_window),
-        )
+        report = _ingest_prepared(store, settings, source, prepared, state, subscriptions, fetched_at)
         store.sources.record_fetch_success(
             source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
         )
@@ -298,21 +359,42 @@ def _store_source(
     return report
 
 
-MAX_BACKOFF = 6 * 3600.0
+def _ingest_prepared(
+    store: Store,
+    settings: Settings,
+    source: Source,
+    prepared: Sequence[Prepared],
+    state: SourceState,
+    subscriptions: Sequence[Subscription],
+    fetched_at: datetime,
+) -> PollReport:
+    """``ingest`` with the settings' first-poll guard and story window (the caller holds a transaction)."""
+    cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
+    return ingest(
+        store,
+        source,
+        prepared,
+        subscriptions,
+        fetched_at,
+        cutoff,
+        timedelta(seconds=settings.story_window),
+    )
 
 
 def _record_failure(
-    store: Store, source: Source, state: SourceState, error: FetchError | ParseError, now: datetime
-) -> None:
-    """Log it, and hold the source back: Slack-style Retry-After if given, else backoff with jitter."""
+    settings: Settings,
+    store: Store,
+    source: Source,
+    state: SourceState,
+    error: FetchError | ParseError,
+    now: datetime,
+) -> tuple[str, schedule.Decision]:
+    """Log it, and hold the source back: until Retry-After if given, else backoff with jitter."""
     gone = isinstance(error, FetchError) and error.gone
     retry_after = error.retry_after if isinstance(error, FetchError) else None
-    wait = max(
-        float(source.interval),
-        retry_after
-        if retry_after is not None
-        else backoff_delay(state.consecutive_failures + 1, base=source.interval, cap=MAX_BACKOFF),
-    )
+    failures = state.consecutive_failures + 1
+    limits = schedule.bounds(source, settings.min_interval, settings.max_interval)
+    decision = schedule.after_failure(source.name, limits, now, failures, retry_after)
     if gone:
         log.error(
             "source gone name=%r url=%s reason=%s: disabled (remove it, or fix its URL and restart)",
@@ -326,12 +408,13 @@ def _record_failure(
             source.name,
             redact(source.url),
             error.reason,
-            state.consecutive_failures + 1,
-            wait,
+            failures,
+            (decision.next_at - now).total_seconds(),
         )
     store.sources.record_fetch_failure(
-        source.name, source.url, now, error.reason, retry_at=now + timedelta(seconds=wait), disable=gone
+        source.name, source.url, now, error.reason, retry_at=decision.next_at, disable=gone
     )
+    return source.name, decision
 
 
 PARSER_VERSION = "2"  # bump when parse/normalize change what an unchanged body yields (2: issue 15)

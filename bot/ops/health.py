@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from bot.config import format_duration
 from bot.model import SourceRow
 from bot.store import Store
 from bot.timefmt import relative
@@ -56,6 +57,9 @@ class SourceHealth:
             return "failing"
         return "ok" if self.last_success else "new"
 
+    poll_interval: int | None = None  # seconds: adaptive polling's last decision (None before it)
+    poll_reason: str = ""  # why: "busy", "max-age", "ttl, ceiling" … (bot/ingest/schedule.py)
+
     def as_json(self) -> dict:
         return {
             "name": self.name,
@@ -68,6 +72,8 @@ class SourceHealth:
             "next_poll": _iso(self.next_poll),
             "items_24h": self.items_24h,
             "disabled": self.disabled or None,
+            "poll_interval": self.poll_interval,
+            "poll_reason": self.poll_reason or None,
         }
 
 
@@ -177,8 +183,8 @@ def _source(row: SourceRow) -> SourceHealth:
     failing_since = (row.last_success or row.added_at or row.last_error_at) if failures else None
     next_poll = None
     if not disabled:
-        candidates = [t for t in (row.next_poll_at, row.last_polled and row.last_polled + interval) if t]
-        next_poll = max(candidates) if candidates else None
+        # Set after every poll since adaptive polling; a database from before has only backoffs.
+        next_poll = row.next_poll_at or (row.last_polled + interval if row.last_polled else None)
     return SourceHealth(
         name=row.name,
         url=row.url,
@@ -193,6 +199,8 @@ def _source(row: SourceRow) -> SourceHealth:
         type=row.type,
         interval=row.interval,
         added_at=row.added_at,
+        poll_interval=row.poll_interval,
+        poll_reason=row.poll_reason,
     )
 
 
@@ -240,6 +248,7 @@ def print_health(report: Health, out: TextIO | None = None) -> None:
         ("last error", "left"),
         ("failures", "right"),
         ("next poll", "left"),
+        ("interval", "left"),
         ("items 24 h", "right"),
     ]:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
@@ -247,7 +256,9 @@ def print_health(report: Health, out: TextIO | None = None) -> None:
         error = f"{relative(s.last_error_at, now)}: {s.last_error}" if s.last_error and s.failures else ""
         next_poll = "disabled" if s.disabled else (_due(s.next_poll, now) if s.next_poll else "at start")
         # Text(): names and errors come from feeds and people, never read as rich markup.
-        cells = [s.name, relative(s.last_success, now), error, str(s.failures), next_poll, str(s.items_24h)]
+        every = f"{format_duration(s.poll_interval)} ({s.poll_reason})" if s.poll_interval else "-"
+        last = relative(s.last_success, now)
+        cells = [s.name, last, error, str(s.failures), next_poll, every, str(s.items_24h)]
         table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
     oldest = f", oldest queued {relative(report.oldest_queued, now)}" if report.oldest_queued else ""

@@ -90,4 +90,6 @@ def source_row(r: dict) -> SourceRow:
         disabled_at=_when(r.get("disabled_at")),
         disabled_reason=r.get("disabled_reason") or "",
         items=r.get("items") or 0,
+        poll_interval=r.get("poll_interval"),
+        poll_reason=r.get("poll_reason") or "",
     )
