@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,13 +14,16 @@ from bot.alerts.outbox import DeliveryReport, deliver_pending
 from bot.alerts.sink import Sink
 from bot.app.context import AppContext
 from bot.config import Settings
-from bot.errors import ConfigError, RetryLater, SlackAuthError
-from bot.ingest.poll import PollReport, poll
+from bot.errors import ConfigError, ParseError, RetryLater, SlackAuthError
+from bot.ingest.poll import PollReport, ingest_pushed, poll
 from bot.model import Source, Subscription
-from bot.scheduler import Scheduler
+from bot.scheduler import WEBSUB, Scheduler
 from bot.store import Store
 
 log = logging.getLogger("newsalert")
+
+WEBSUB_UPKEEP_SECONDS = 1.0  # subscriptions to send, leases to renew: one cheap query when none
+PUSH_DELIVERY_TRIES = 10  # a pushed alert's channel busy with a poll's delivery: tried again each second
 
 
 @dataclass
@@ -118,6 +122,20 @@ class Newsalert:
             self._due_sources, poll_job, deliver_job, self._digest_subscriptions, digest_job
         )
         self._schedule_housekeeping(scheduler)
+        websub = None
+        if http_port is not None and self.settings.websub_base_url:
+            from bot.ingest.websub import WebSub
+
+            websub = WebSub(self.settings, lambda *push: scheduler.submit(self._ingest_push, *push))
+            scheduler.add_job(
+                websub.maintain,
+                "interval",
+                seconds=WEBSUB_UPKEEP_SECONDS,
+                id="websub",
+                executor=WEBSUB,
+                next_run_time=datetime.now(UTC),
+            )
+            log.info("websub on callback=%s", websub.callback_url("…"))
         # Digests whose time passed while the bot was down go out once now (within the grace).
         with self._store() as store:
             missed = digest.missed_digests(
@@ -144,7 +162,7 @@ class Newsalert:
             if http_port is not None:
                 from bot.slack.app import serve_http  # Bolt is imported only when Slack is served
 
-                serve_http(context, host=host, port=http_port, scheduler_alive=scheduler.alive)
+                serve_http(context, host=host, port=http_port, scheduler_alive=scheduler.alive, websub=websub)
             else:
                 if metrics_port is not None:
                     from bot.ops.http import start_metrics_server
@@ -174,6 +192,33 @@ class Newsalert:
             return [s for s in store.catalog.active_sources() if s.name in due] if due else []
         finally:
             store.close()
+
+    def _ingest_push(self, name: str, body: bytes, headers: dict[str, str]) -> None:
+        """A WebSub push, on the scheduler's push worker: stored and queued like a poll's body,
+        then delivered at once."""
+        try:
+            with self._store() as store:
+                source = next((s for s in store.catalog.active_sources() if s.name == name), None)
+                if source is None:
+                    log.info("websub push ignored source=%r: no longer an active source", name)
+                    return
+                try:
+                    report = ingest_pushed(self.settings, store, source, body, headers, datetime.now(UTC))
+                except ParseError as e:
+                    log.warning("websub push unreadable source=%r: %s", name, e.reason)
+                    return
+                if not report.alerts_queued:
+                    return
+                for _ in range(PUSH_DELIVERY_TRIES):
+                    # A channel another delivery holds (a poll's) is left to it; it may have read
+                    # its queue before this alert was in it, so look again shortly.
+                    if not deliver_pending(store, self.sink).waiting_channels:
+                        break
+                    time.sleep(1.0)
+        except SlackAuthError as e:
+            log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
+        except Exception:  # a push must not take the worker down; polling will find the items
+            log.exception("websub push failed source=%r (polling will fetch it)", name)
 
     def _store(self) -> Store:
         return Store.open(self.settings.db_path)  # a context manager: closed at the end of `with`

@@ -3,7 +3,7 @@
 The decisions (is this item new, does it alert, to which channels) are made here; the I/O is
 delegated to fetch (network), store (SQLite) and, after the poll, deliver (Slack). When each
 source is polled next is bot/ingest/schedule.py's decision, made here from what each answer and
-feed said.
+feed said. A body pushed by a WebSub hub takes the same path from parse on (``ingest_pushed``).
 """
 
 from __future__ import annotations
@@ -352,6 +352,36 @@ def _store_source(
         source.name,
         outcome.status,
         len(prepared),
+        report.new_items,
+        report.matches,
+        report.alerts_queued,
+    )
+    return report
+
+
+def ingest_pushed(
+    settings: Settings, store: Store, source: Source, body: bytes, headers: Mapping[str, str], now: datetime
+) -> PollReport:
+    """A body a WebSub hub pushed for ``source``: parsed, matched, stored and queued exactly as a
+    poll's body would be (same preparation, same ``ingest``, same first-poll guard). The source's
+    fetch state (validators, body hash, next poll) is the poll's and is left alone.
+
+    Raises ParseError when the body is not a feed."""
+    watchlists = {w.name: w.query for w in store.catalog.active_watchlists()}
+    with Preparer(watchlists) as preparer:
+        (found,) = preparer.run([Job(source, body, dict(headers), now)])
+    if isinstance(found, ParseError):
+        raise found
+    state = store.sources.source_state(source.name)
+    with store.transaction():
+        report = _ingest_prepared(
+            store, settings, source, found, state, store.catalog.realtime_subscriptions(), now
+        )
+    metrics.new_items(source.name, report.new_items)
+    log.info(
+        "source pushed name=%r entries=%d new=%d matched=%d queued=%d",
+        source.name,
+        len(found),
         report.new_items,
         report.matches,
         report.alerts_queued,

@@ -1,7 +1,8 @@
 """The Bolt App factory and the two ways it meets Slack: HTTP and Socket Mode.
 
 HTTP: one ThreadingHTTPServer serves Bolt at ``POST /slack/events`` (slash commands,
-interactivity and events on one path), plus ``GET /healthz`` and ``GET /metrics``. Bolt verifies
+interactivity and events on one path), plus ``GET /healthz``, ``GET /metrics`` and, with WebSub on,
+the hubs' callbacks under ``/websub/`` (bot/ingest/websub.py). Bolt verifies
 every POST with the signing secret before any listener runs: a bad signature, or a timestamp
 more than 5 minutes off, is a 401 and nothing else happens.
 
@@ -13,15 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest
 from slack_sdk.errors import SlackApiError
 
 from bot.app.context import AppContext
 from bot.errors import SlackAuthError
+from bot.ingest.websub import CALLBACK_PATH, WebSub
 from bot.slack.client import web_client
 from bot.slack.listeners import register_listeners
 
@@ -65,9 +69,18 @@ def create_app(ctx: AppContext, *, socket_mode: bool = False) -> App:
     return app
 
 
-def serve_http(ctx: AppContext, *, host: str, port: int, scheduler_alive: Callable[[], bool]) -> None:
+def serve_http(
+    ctx: AppContext,
+    *,
+    host: str,
+    port: int,
+    scheduler_alive: Callable[[], bool],
+    websub: WebSub | None = None,
+) -> None:
     """Serve until interrupted (SIGTERM / Ctrl-C reach here as SystemExit / KeyboardInterrupt)."""
-    server = make_server(create_app(ctx), ctx, host=host, port=port, scheduler_alive=scheduler_alive)
+    server = make_server(
+        create_app(ctx), ctx, host=host, port=port, scheduler_alive=scheduler_alive, websub=websub
+    )
     log.info("slack app listening on http://%s:%d%s", host, server.server_address[1], EVENTS_PATH)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -76,9 +89,17 @@ def serve_http(ctx: AppContext, *, host: str, port: int, scheduler_alive: Callab
 
 
 def make_server(
-    app: App, ctx: AppContext, *, host: str, port: int, scheduler_alive: Callable[[], bool]
+    app: App,
+    ctx: AppContext,
+    *,
+    host: str,
+    port: int,
+    scheduler_alive: Callable[[], bool],
+    websub: WebSub | None = None,
 ) -> ThreadingHTTPServer:
     store_path = ctx.settings.db_path
+    # A pushed feed is bounded like a fetched one: in size, and in the time it takes to arrive.
+    push_limit, push_seconds = ctx.settings.max_response_bytes, float(ctx.settings.fetch_timeout)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "newsalert"
@@ -89,6 +110,9 @@ def make_server(
 
         def do_POST(self) -> None:
             path, _, query = self.path.partition("?")
+            if websub is not None and path.startswith(CALLBACK_PATH):
+                self._websub_push(path[len(CALLBACK_PATH) :])
+                return
             if path != EVENTS_PATH:
                 self._send(404, "text/plain", "not found")
                 return
@@ -112,11 +136,54 @@ def make_server(
         def do_GET(self) -> None:
             from bot.ops.http import route
 
+            path, _, query = self.path.partition("?")
+            if websub is not None and path.startswith(CALLBACK_PATH):
+                hub = dict(parse_qsl(query, keep_blank_values=True))
+                reply = websub.verify(path[len(CALLBACK_PATH) :], hub)
+                self._send(reply.status, "text/plain", reply.body)
+                return
             found = route(self.path, store_path, scheduler_alive)
             if found is None:
                 self._send(404, "text/plain", "not found")
             else:
                 self._send(found[0], found[1], found[2])
+
+        def _websub_push(self, callback: str) -> None:
+            assert websub is not None
+            try:
+                length = int(self.headers.get("Content-Length") or -1)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._send(411, "text/plain", "Content-Length required")
+                return
+            if length > push_limit:
+                self._send(413, "text/plain", "pushed body too large")
+                return
+            body = self._read(length, time.monotonic() + push_seconds)
+            if body is None:
+                self._send(408, "text/plain", "pushed body too slow")
+                return
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            reply = websub.receive(callback, headers, body)
+            self._send(reply.status, "text/plain", reply.body)
+
+        def _read(self, length: int, deadline: float) -> bytes | None:
+            """``length`` bytes of the request body, or None if they do not all arrive by ``deadline``."""
+            data = bytearray()
+            try:
+                while len(data) < length:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self.connection.settimeout(left)
+                    chunk = self.rfile.read1(min(65536, length - len(data)))
+                    if not chunk:
+                        return None
+                    data += chunk
+            except OSError:  # socket.timeout included
+                return None
+            return bytes(data)
 
         def _send(self, status: int, content_type: str, body: str | bytes) -> None:
             data = body.encode("utf-8") if isinstance(body, str) else body
