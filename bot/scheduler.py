@@ -7,6 +7,9 @@ yet, so the next tick polls it, and a removed one is no longer loaded. ``sync()`
 digest jobs in line with the subscriptions, after a change made in this process and every minute
 for changes made by another process on the same database.
 
+Delivery has a thread of its own, woken whenever alerts are queued (by a poll's commit, by a
+push) and every minute for retries, so an alert goes out while the poll that found it goes on;
+wake-ups during a delivery are folded into one more round, and deliveries never overlap.
 Pushed content (WebSub) is ingested on a worker of its own, so an alert it brings does not wait
 for a poll to finish; WebSub's subscription upkeep (network calls to hubs) has another.
 """
@@ -49,6 +52,7 @@ class Scheduler:
     ):
         self.load_due = load_due
         self.poll_job = poll_job
+        self.deliver_job = deliver_job
         self.load_digests = load_digests
         self.digest_job = digest_job
         self.aps = BackgroundScheduler(
@@ -62,10 +66,13 @@ class Scheduler:
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
-        self.aps.add_job(deliver_job, "interval", seconds=DELIVERY_RETRY_SECONDS, id="deliver")
+        self.aps.add_job(self.deliver_now, "interval", seconds=DELIVERY_RETRY_SECONDS, id="deliver")
         self.aps.add_job(self.sync, "interval", seconds=CATALOG_SYNC_SECONDS, id="catalog")
-        self._tick_at(datetime.now(UTC))
+        self.every(TICK_SECONDS, self.poll_due, "poll-due")
         self._lock = threading.Lock()
+        self._delivery_wanted = threading.Event()
+        self._stopping = False
+        self._delivery = threading.Thread(target=self._deliver_loop, name="newsalert-deliver", daemon=True)
 
     def add_job(self, func: Callable[..., Any], trigger: str, **options: Any) -> None:
         """Any further job (daily pruning, digests), on the same single worker."""
@@ -83,11 +90,48 @@ class Scheduler:
             misfire_grace_time=None,  # however late, a push is still worth ingesting
         )
 
+    def every(self, seconds: float, func: Callable[[], None], job_id: str, executor: str = "default") -> None:
+        """Run ``func`` now, then ``seconds`` after each run ends (not an interval job: a run longer
+        than ``seconds`` would have APScheduler warn of a skipped run every time it fires)."""
+
+        def run() -> None:
+            try:
+                func()
+            finally:
+                self.aps.add_job(
+                    run,
+                    "date",
+                    run_date=datetime.now(UTC) + timedelta(seconds=seconds),
+                    id=job_id,
+                    executor=executor,
+                    replace_existing=True,
+                )
+
+        self.aps.add_job(run, "date", run_date=datetime.now(UTC), id=job_id, executor=executor)
+
+    def deliver_now(self) -> None:
+        """Have the delivery thread deliver the outbox (again, once more, if it is delivering)."""
+        self._delivery_wanted.set()
+
+    def _deliver_loop(self) -> None:
+        while True:
+            self._delivery_wanted.wait()
+            if self._stopping:
+                return
+            self._delivery_wanted.clear()
+            try:
+                self.deliver_job()
+            except Exception:  # the alerts stay in the outbox; the next wake-up tries again
+                log.exception("delivery failed")
+
     def start(self) -> None:
         self.sync()
         self.aps.start()
+        self._delivery.start()
 
     def shutdown(self) -> None:
+        self._stopping = True
+        self._delivery_wanted.set()
         if self.aps.running:
             self.aps.shutdown(wait=False)
 
@@ -104,18 +148,6 @@ class Scheduler:
         or removed since is polled or not)."""
         if due := list(self.load_due()):
             self.poll_job(due)
-
-    def _tick(self) -> None:
-        try:
-            self.poll_due()
-        finally:
-            self._tick_at(datetime.now(UTC) + timedelta(seconds=TICK_SECONDS))
-
-    def _tick_at(self, when: datetime) -> None:
-        # A one-off job that schedules the next when it ends, rather than an interval job: a
-        # poll longer than a tick would otherwise have APScheduler warn of a skipped run every
-        # second. Other jobs on the worker (delivery, digests) still run between two ticks.
-        self.aps.add_job(self._tick, "date", run_date=when, id="poll-due", replace_existing=True)
 
     def _sync_digests(self) -> None:
         """One cron job per digest subscription. A subscription's id covers its schedule and

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from bot.alerts.sink import Sink
 from bot.app.context import AppContext
 from bot.config import Settings
 from bot.errors import ConfigError, ParseError, RetryLater, SlackAuthError
-from bot.ingest.poll import PollReport, ingest_pushed, poll
+from bot.ingest.poll import PollReport, RateCache, ingest_pushed, poll
 from bot.model import Source, Subscription
 from bot.scheduler import WEBSUB, Scheduler
 from bot.store import Store
@@ -23,7 +22,6 @@ from bot.store import Store
 log = logging.getLogger("newsalert")
 
 WEBSUB_UPKEEP_SECONDS = 1.0  # subscriptions to send, leases to renew: one cheap query when none
-PUSH_DELIVERY_TRIES = 10  # a pushed alert's channel busy with a poll's delivery: tried again each second
 
 
 @dataclass
@@ -86,12 +84,25 @@ class Newsalert:
         HTTP (Bolt at POST /slack/events) when ``http_port`` is given, Socket Mode when
         SLACK_APP_TOKEN is set, else no app (alerts only)."""
 
+        rates = RateCache()
+
         def poll_job(sources: list[Source]) -> None:
-            try:
-                # Scheduled polls skip sources that are backing off after failures.
-                log.info("poll done %s", self.poll_once(sources, due_only=True).summary())
-            except SlackAuthError as e:
-                log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
+            # Only the sources still due; what they queue is delivered by the delivery thread,
+            # woken at each commit that queued alerts, while the poll goes on.
+            with self._store() as store:
+                report = poll(
+                    self.settings, store, sources, due_only=True, queued=scheduler.deliver_now, rates=rates
+                )
+            held = f", {report.held_back} older matches stored without alerting" if report.held_back else ""
+            log.info(
+                "poll done polled %d sources (%d failed), %d new items, %d matched, %d alerts queued%s",
+                report.polled,
+                report.failed,
+                report.new_items,
+                report.matches,
+                report.alerts_queued,
+                held,
+            )
 
         def deliver_job() -> None:
             try:
@@ -126,15 +137,11 @@ class Newsalert:
         if http_port is not None and self.settings.websub_base_url:
             from bot.ingest.websub import WebSub
 
-            websub = WebSub(self.settings, lambda *push: scheduler.submit(self._ingest_push, *push))
-            scheduler.add_job(
-                websub.maintain,
-                "interval",
-                seconds=WEBSUB_UPKEEP_SECONDS,
-                id="websub",
-                executor=WEBSUB,
-                next_run_time=datetime.now(UTC),
+            websub = WebSub(
+                self.settings,
+                lambda *push: scheduler.submit(self._ingest_push, *push, scheduler.deliver_now),
             )
+            scheduler.every(WEBSUB_UPKEEP_SECONDS, websub.maintain, "websub", executor=WEBSUB)
             log.info("websub on callback=%s", websub.callback_url("…"))
         # Digests whose time passed while the bot was down go out once now (within the grace).
         with self._store() as store:
@@ -188,35 +195,26 @@ class Newsalert:
         """Active sources whose next poll has come: read-only, so the tick never waits for a writer."""
         store = Store.open_readonly(self.settings.db_path)
         try:
-            due = store.sources.due_names(datetime.now(UTC))
-            return [s for s in store.catalog.active_sources() if s.name in due] if due else []
+            return store.catalog.active_sources(due_by=datetime.now(UTC))
         finally:
             store.close()
 
-    def _ingest_push(self, name: str, body: bytes, headers: dict[str, str]) -> None:
+    def _ingest_push(
+        self, name: str, body: bytes, headers: dict[str, str], deliver_now: Callable[[], None]
+    ) -> None:
         """A WebSub push, on the scheduler's push worker: stored and queued like a poll's body,
-        then delivered at once."""
+        then handed to the delivery thread at once."""
         try:
             with self._store() as store:
                 source = next((s for s in store.catalog.active_sources() if s.name == name), None)
                 if source is None:
                     log.info("websub push ignored source=%r: no longer an active source", name)
                     return
-                try:
-                    report = ingest_pushed(self.settings, store, source, body, headers, datetime.now(UTC))
-                except ParseError as e:
-                    log.warning("websub push unreadable source=%r: %s", name, e.reason)
-                    return
-                if not report.alerts_queued:
-                    return
-                for _ in range(PUSH_DELIVERY_TRIES):
-                    # A channel another delivery holds (a poll's) is left to it; it may have read
-                    # its queue before this alert was in it, so look again shortly.
-                    if not deliver_pending(store, self.sink).waiting_channels:
-                        break
-                    time.sleep(1.0)
-        except SlackAuthError as e:
-            log.critical("delivery stopped: %s (alerts stay queued until the token is fixed)", e)
+                report = ingest_pushed(self.settings, store, source, body, headers, datetime.now(UTC))
+            if report.alerts_queued:
+                deliver_now()
+        except ParseError as e:
+            log.warning("websub push unreadable source=%r: %s", name, e.reason)
         except Exception:  # a push must not take the worker down; polling will find the items
             log.exception("websub push failed source=%r (polling will fetch it)", name)
 

@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -388,10 +389,38 @@ def test_scheduler_polls_what_is_due_on_each_tick() -> None:
     scheduler.poll_due()
     assert polled == [["a"], ["b"]]
     due[:] = [Source("broken", "https://c.example/")]
+    tick = scheduler.aps.get_job("poll-due").func
     scheduler.aps.remove_job("poll-due")
     with pytest.raises(RuntimeError):
-        scheduler._tick()
+        tick()
     assert "poll-due" in {j.id for j in scheduler.aps.get_jobs()}  # the next tick is still scheduled
+
+
+def test_the_delivery_thread_folds_wake_ups_into_one_more_round() -> None:
+    rounds: list[int] = []
+    started = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+
+    def deliver() -> None:
+        n = len(rounds)
+        rounds.append(n)
+        started[n].set()
+        release[n].wait(10)  # a slow delivery, during which more alerts are queued
+
+    scheduler = Scheduler(list, lambda sources: None, deliver)
+    scheduler.start()
+    try:
+        scheduler.deliver_now()
+        assert started[0].wait(10)
+        for _ in range(3):
+            scheduler.deliver_now()
+        release[0].set()
+        assert started[1].wait(10)
+        assert not scheduler._delivery_wanted.is_set()  # three wake-ups: one more round, not three
+    finally:
+        release[1].set()
+        scheduler.shutdown()
+    assert rounds == [0, 1]
 
 
 def test_slack_config_and_run_modes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tests.websub_hub import WebSubHub
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0000000001"
-LEASE = 3  # what the hub grants: seconds, so the test sees it run out and be renewed
+LEASE = 4  # what the hub grants: seconds, so the test sees it run out and be renewed (at 2 s)
 
 
 def feed(*items: tuple[str, str]) -> str:
@@ -155,7 +155,7 @@ def test_pushed_items_are_alerted_forged_ones_refused_and_leases_renewed(
         assert not any(t.startswith(forged) for t in stored)
         assert not alerted(slack, forged)
 
-        # The hub granted 3 s; the bot renews before each lease runs out, so pushes keep coming.
+        # The hub granted 4 s; the bot renews before each lease runs out, so pushes keep coming.
         wait_for(lambda: len(hub.verified(run.topic)) >= 3, 20, "two renewals of the lease")
         renewals = hub.verified(run.topic)
         assert {v.callback for v in renewals} == {first.callback}  # renewed, not a new subscription

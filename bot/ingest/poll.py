@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -57,6 +58,23 @@ class PollReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+class RateCache:
+    """Every source's publishing count (SourceRepo.publishing_counts), kept for ``ttl`` seconds
+    between the polls of one `newsalert run`: a rate over a week hardly moves in a minute, and
+    counting reads the week's items, which a poll every second should not do every time."""
+
+    def __init__(self, ttl: float = 60.0):
+        self.ttl = ttl
+        self._at = -math.inf
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def counts(self, store: Store, now: datetime) -> dict[str, tuple[int, int]]:
+        if time.monotonic() - self._at > self.ttl:
+            self._counts = store.sources.publishing_counts(now - schedule.RATE_WINDOW)
+            self._at = time.monotonic()
+        return self._counts
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         timeout=settings.fetch_timeout,
@@ -99,10 +117,15 @@ def poll(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     due_only: bool = False,
     pool_min_bytes: int = POOL_MIN_BYTES,
+    queued: Callable[[], None] | None = None,
+    rates: RateCache | None = None,
 ) -> PollReport:
     """Poll ``sources`` (default: every active source in the database) once and queue their alerts.
 
-    ``due_only`` (the scheduler) skips sources whose next poll is not due yet. Sources go
+    ``due_only`` (the scheduler) skips sources whose next poll is not due yet. ``queued`` is
+    called after each commit that queued alerts, so they can be delivered while the poll goes on
+    (`newsalert run` wakes its delivery thread with it). ``rates``: publishing counts shared
+    with earlier polls (default: counted afresh for this one). Sources go
     in batches of POLL_BATCH; their bodies are prepared in worker processes (bot/ingest/prepare.py,
     one per core once the poll looks like it has ``pool_min_bytes`` of them) while this process
     stores the ones already done.
@@ -116,6 +139,7 @@ def poll(
     states = {s.name: store.sources.source_state(s.name) for s in sources}
     subscriptions = store.catalog.realtime_subscriptions()
     report = PollReport()
+    rates = rates or RateCache(ttl=0)
     # The watchlists are compiled (again, together) only when a body needs matching. Each
     # source's body is read within settings.parse_timeout, or that source alone fails.
     with Preparer(watchlists, pool_min_bytes=pool_min_bytes, timeout=settings.parse_timeout) as preparer:
@@ -123,7 +147,9 @@ def poll(
         for start in range(0, len(sources), POLL_BATCH):
             batch = sources[start : start + POLL_BATCH]
             left = -(-(len(sources) - start) // POLL_BATCH)  # this batch and those after it
-            report.add(_poll_batch(settings, store, batch, states, subscriptions, preparer, left, now))
+            report.add(
+                _poll_batch(settings, store, batch, states, subscriptions, preparer, left, now, queued, rates)
+            )
     return report
 
 
@@ -159,6 +185,8 @@ def _poll_batch(
     preparer: Preparer,
     batches_left: int,
     now: Callable[[], datetime],
+    queued: Callable[[], None] | None,
+    rates: RateCache,
 ) -> PollReport:
     validators = {s.name: Validators(states[s.name].etag, states[s.name].last_modified) for s in sources}
     results = fetch_all(sources, validators, limits_from(settings))
@@ -182,7 +210,7 @@ def _poll_batch(
     answers: dict[str, tuple[schedule.Answer, datetime]] = {}  # and when it was fetched
     read: list[tuple[str, FeedHints, str]] = []  # (source, hints, WebSub topic) of each body read
     failed: list[tuple[str, schedule.Decision]] = []
-    with _CommitGroups(store) as commits:
+    with _CommitGroups(store, queued) as commits:
         for source in sources:
             outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
             found: list[Prepared] | FetchError | ParseError
@@ -215,13 +243,13 @@ def _poll_batch(
                     fetched_at,
                 )
                 report.add(stored)
-                commits.count(stored.new_items)
+                commits.count(stored.new_items, stored.alerts_queued)
             hints = remembered.get(source.name)
             if source.name in to_prepare:
                 hints = feed_hints(outcome.body, outcome.headers, outcome.url)
                 read.append((source.name, hints, hints.self_url or outcome.url))
             answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
-    _schedule_next(settings, store, sources, answers, read, failed)
+    _schedule_next(settings, store, sources, answers, read, failed, rates)
     return report
 
 
@@ -232,12 +260,13 @@ def _schedule_next(
     answers: Mapping[str, tuple[schedule.Answer, datetime]],
     read: Sequence[tuple[str, FeedHints, str]],
     failed: Sequence[tuple[str, schedule.Decision]],
+    rates: RateCache,
 ) -> None:
     """Decide when each source of a batch is polled next, once its items are stored (they count
     towards its publishing rate), and remember the feed hints just read."""
     decided = list(failed)
     if answers:
-        decided += _decide_batch(settings, store, sources, answers)
+        decided += _decide_batch(settings, store, sources, answers, rates)
     with store.transaction():
         store.sources.record_feed_hints(read)
         store.sources.set_next_polls((name, d.next_at, d.interval, d.why) for name, d in decided)
@@ -248,9 +277,10 @@ def _decide_batch(
     store: Store,
     sources: Sequence[Source],
     answers: Mapping[str, tuple[schedule.Answer, datetime]],
+    rates: RateCache,
 ) -> list[tuple[str, schedule.Decision]]:
     now = max(fetched for _, fetched in answers.values())
-    counts = store.sources.publishing_counts(now - schedule.RATE_WINDOW)
+    counts = rates.counts(store, now)
     reference = schedule.reference_rate((schedule.per_day(n), every) for n, every in counts.values())
     pushed = store.websub.live_sources(now)
     decided = []
@@ -287,10 +317,11 @@ class _CommitGroups:
     their ETags, so the next poll fetches them again: nothing is lost or doubled.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, queued: Callable[[], None] | None = None):
         self._store = store
+        self._queued = queued  # told after a commit that queued alerts
         self._group: ExitStack | None = None
-        self._items = 0
+        self._items = self._alerts = 0
         self._opened = 0.0
 
     def __enter__(self) -> _CommitGroups:
@@ -300,20 +331,28 @@ class _CommitGroups:
         if self._group is not None:
             group, self._group = self._group, None
             group.__exit__(*exc)  # type: ignore[arg-type]
+            if exc[0] is None:
+                self._committed()
 
     @contextmanager
     def source(self) -> Iterator[None]:
         if self._group is None:
             self._group = ExitStack()
             self._group.enter_context(self._store.transaction())
-            self._items, self._opened = 0, time.monotonic()
+            self._items, self._alerts, self._opened = 0, 0, time.monotonic()
         yield
         if self._items >= GROUP_ITEMS or time.monotonic() - self._opened >= GROUP_SECONDS:
             group, self._group = self._group, None
             group.close()
+            self._committed()
 
-    def count(self, new_items: int) -> None:
+    def count(self, new_items: int, alerts: int = 0) -> None:
         self._items += new_items
+        self._alerts += alerts
+
+    def _committed(self) -> None:
+        if self._alerts and self._queued is not None:
+            self._queued()
 
 
 def _store_source(

@@ -35,7 +35,8 @@ from bot.store import Store
 log = logging.getLogger("newsalert.websub")
 
 CALLBACK_PATH = "/websub/"
-RENEW_AT = 0.8  # of a lease: renewed once this much of it has passed
+RENEW_AT = 0.8  # of a lease: renewed once this much of it has passed ...
+RENEW_MARGIN = timedelta(minutes=1)  # ... or half of it, when 20% is less than a minute
 VERIFY_TIMEOUT = timedelta(minutes=5)  # a request the hub has not verified by then is sent again
 RETRY_BASE, RETRY_CAP = 300.0, 86400.0  # a failed or denied request waits 5 min, doubling to a day
 MAX_LEASE = 366 * 86400  # a lease the hub says is longer is taken as this
@@ -72,9 +73,13 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
 
 
 def renewal_due(sub: HubSubscription, now: datetime) -> bool:
+    """Time to renew: 80% of the lease has passed, or half of a lease too short for 20% of it to
+    leave a minute (upkeep runs every second or so, and a busy bot may run it late)."""
     if sub.expires_at is None or sub.verified_at is None:
         return True
-    return now >= sub.verified_at + (sub.expires_at - sub.verified_at) * RENEW_AT
+    lease = sub.expires_at - sub.verified_at
+    margin = max(lease * (1 - RENEW_AT), min(lease / 2, RENEW_MARGIN))
+    return now >= sub.expires_at - margin
 
 
 class WebSub:

@@ -87,10 +87,14 @@ class CatalogRepo(Repository):
                 list(record.values()),
             )
 
-    def active_sources(self) -> list[Source]:
+    def active_sources(self, due_by: datetime | None = None) -> list[Source]:
+        """Every active source; with ``due_by``, only those whose next poll is due by then."""
+        due = "" if due_by is None else "AND (next_poll_at IS NULL OR next_poll_at <= :due)"
         rows = self._all(
-            """SELECT * FROM sources WHERE origin IS NOT NULL AND removed_at IS NULL AND disabled_at IS NULL
-               ORDER BY added_at, name"""
+            f"""SELECT name, url, type, interval, min_interval, max_interval FROM sources
+                WHERE origin IS NOT NULL AND removed_at IS NULL AND disabled_at IS NULL {due}
+                ORDER BY added_at, name""",
+            {"due": iso(due_by) if due_by else None},
         )
         return [
             Source(

@@ -44,8 +44,10 @@ class WebSubRepo(Repository):
         return {r["name"]: (r["websub_hub"], r["websub_topic"]) for r in rows}
 
     def live_sources(self, now: datetime) -> set[str]:
-        """Sources pushed to us under a lease that has not run out."""
-        rows = self._all("SELECT source FROM websub WHERE state = 'active' AND expires_at > ?", [iso(now)])
+        """Sources pushed to us under a lease that has not run out (being renewed included)."""
+        rows = self._all(
+            "SELECT source FROM websub WHERE state IN ('active', 'renewing') AND expires_at > ?", [iso(now)]
+        )
         return {r["source"] for r in rows}
 
     def record_request(self, sub: HubSubscription) -> None:
