@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -306,10 +305,3 @@ async def _send_all(
             return list(await asyncio.gather(*(one(sub, form) for sub, form in requests)))
     finally:
         await owned.close()
-
-
-def lease_left(sub: HubSubscription, now: datetime) -> int | None:
-    """Whole seconds left of a live lease, for status lines; None when none is live."""
-    if sub.state not in LIVE or sub.expires_at is None or sub.expires_at <= now:
-        return None
-    return math.floor((sub.expires_at - now).total_seconds())
