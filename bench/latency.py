@@ -9,9 +9,9 @@ Slack (tests/fake_slack.py, which here also notes when it accepted each post):
 * adaptive: `newsalert run --http` as shipped, interval 20 s with floor 5 s and ceiling 60 s,
   and WebSub on: 100 of the feeds advertise the loopback hub (tests/websub_hub.py, in the feed
   server's process), which pushes each new item to the bot's callback the moment it appears;
-* naive: `newsalert run` with a fixed 20 s interval (min_interval = max_interval = interval: no
-  adaptation, no jitter; every source is due at once, as one cron job would poll them) and no
-  WebSub, so the same request budget spent evenly.
+* naive: `newsalert run` with a fixed 20 s interval for every source (min_interval =
+  max_interval = interval: no adaptation, no jitter) and no WebSub: the same request budget,
+  spent evenly.
 
 The feeds (a separate aiohttp process, with ETags) have a backlog published over the past days
 at rates that differ as news sources do: 90 busy feeds (about 20 items a day), 810 quiet ones

@@ -57,8 +57,10 @@ class Scheduler:
         self.digest_job = digest_job
         self.aps = BackgroundScheduler(
             timezone=UTC,
-            # One worker: jobs never overlap, so SQLite sees a single writer and a slow poll
-            # simply delays the next one (coalesce) instead of piling up.
+            # Polls, digests and housekeeping share one worker, so they never overlap and a slow
+            # poll simply delays the next one (coalesce) instead of piling up. Pushes and WebSub
+            # upkeep have a worker each (and delivery its thread): their few writes wait for the
+            # poll's commit groups (BEGIN IMMEDIATE, a quarter of a second at most).
             executors={
                 "default": ThreadPoolExecutor(1),
                 PUSH: ThreadPoolExecutor(1),
@@ -75,7 +77,7 @@ class Scheduler:
         self._delivery = threading.Thread(target=self._deliver_loop, name="newsalert-deliver", daemon=True)
 
     def add_job(self, func: Callable[..., Any], trigger: str, **options: Any) -> None:
-        """Any further job (daily pruning, digests), on the same single worker."""
+        """Any further job (daily pruning, digests), on the polls' worker unless ``executor`` says."""
         self.aps.add_job(func, trigger, **options)
 
     def submit(self, func: Callable[..., Any], *args: Any, executor: str = PUSH) -> None:
