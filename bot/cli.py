@@ -29,6 +29,7 @@ from bot.errors import (
     StoreError,
     StoryModelError,
 )
+from bot.ingest.schedule import bounds
 from bot.match.backtest import backtest, format_backtest, format_test
 from bot.match.query import Query, compile_query
 from bot.ops import health as health_status
@@ -392,8 +393,14 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
         f"timeout {settings.fetch_timeout}s, concurrency {settings.concurrency}, "
         f"private sources {'allowed' if settings.allow_private_sources else 'refused'}"
     )
+    base = settings.websub_base_url
+    out.append(f"websub: on, callbacks at {base}/websub/ (run --http)" if base else "websub: off")
     out.append(f"sources ({len(settings.sources)}):")
-    out += [f"  {s.name} [{s.type}, every {format_duration(s.interval)}] {s.url}" for s in settings.sources]
+    for s in settings.sources:
+        # Adaptive polling keeps each source between its floor and ceiling (bot/ingest/schedule.py).
+        b = bounds(s, settings.min_interval, settings.max_interval)
+        every, floor, ceiling = (format_duration(x) for x in (b.interval, b.floor, b.ceiling))
+        out.append(f"  {s.name} [{s.type}, every {every}, {floor} to {ceiling}] {s.url}")
     out.append(f"watchlists ({len(settings.watchlists)}):")
     for w in settings.watchlists:
         out.append(f"  {w.name}: {' '.join(w.query.split())}")
