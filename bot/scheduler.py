@@ -8,8 +8,9 @@ digest jobs in line with the subscriptions, after a change made in this process 
 for changes made by another process on the same database.
 
 Delivery has a thread of its own, woken whenever alerts are queued (by a poll's commit, by a
-push) and every minute for retries, so an alert goes out while the poll that found it goes on;
-wake-ups during a delivery are folded into one more round, and deliveries never overlap.
+push), by a tick that finds alerts due (a retry's or a mute's wait over) and every minute, so an
+alert goes out while the poll that found it goes on; wake-ups during a delivery are folded into
+one more round, and deliveries never overlap.
 Pushed content (WebSub) is ingested on a worker of its own, so an alert it brings does not wait
 for a poll to finish; WebSub's subscription upkeep (network calls to hubs) has another.
 """
@@ -49,8 +50,10 @@ class Scheduler:
         deliver_job: Callable[[], None],
         load_digests: Callable[[], Sequence[tuple[str, Subscription]]] = list,
         digest_job: Callable[[str], None] | None = None,
+        alerts_due: Callable[[], bool] = lambda: False,
     ):
         self.load_due = load_due
+        self.alerts_due = alerts_due
         self.poll_job = poll_job
         self.deliver_job = deliver_job
         self.load_digests = load_digests
@@ -147,7 +150,9 @@ class Scheduler:
 
     def poll_due(self) -> None:
         """Poll the sources whose next poll has come (read when the tick fires, so a source added
-        or removed since is polled or not)."""
+        or removed since is polled or not), and wake delivery if alerts are due."""
+        if self.alerts_due():
+            self.deliver_now()
         if due := list(self.load_due()):
             self.poll_job(due)
 

@@ -130,7 +130,12 @@ class Newsalert:
                 )
 
         scheduler = Scheduler(
-            self._due_sources, poll_job, deliver_job, self._digest_subscriptions, digest_job
+            self._due_sources,
+            poll_job,
+            deliver_job,
+            self._digest_subscriptions,
+            digest_job,
+            alerts_due=self._alerts_due,
         )
         self._schedule_housekeeping(scheduler)
         websub = None
@@ -196,6 +201,14 @@ class Newsalert:
         store = Store.open_readonly(self.settings.db_path)
         try:
             return store.catalog.active_sources(due_by=datetime.now(UTC))
+        finally:
+            store.close()
+
+    def _alerts_due(self) -> bool:
+        """Queued alerts whose wait is over (a retry's backoff, a held follow-up's mute)."""
+        store = Store.open_readonly(self.settings.db_path)
+        try:
+            return bool(store.outbox.channels_with_pending_alerts(datetime.now(UTC)))
         finally:
             store.close()
 
