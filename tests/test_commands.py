@@ -423,6 +423,21 @@ def test_the_delivery_thread_folds_wake_ups_into_one_more_round() -> None:
     assert rounds == [0, 1]
 
 
+def test_a_tick_that_finds_alerts_due_wakes_delivery() -> None:
+    delivered, asked = threading.Event(), threading.Event()
+
+    def due() -> bool:
+        asked.set()
+        return True  # a retry's backoff, or a held follow-up's mute, is over
+
+    scheduler = Scheduler(list, lambda sources: None, delivered.set, alerts_due=due)
+    scheduler.start()  # the first tick runs at once
+    try:
+        assert asked.wait(10) and delivered.wait(10)
+    finally:
+        scheduler.shutdown()
+
+
 def test_slack_config_and_run_modes(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[slack]\nadmins = ["U0A"]\nescalation_channel = "#escalations"\n')
