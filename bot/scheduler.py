@@ -17,6 +17,7 @@ for a poll to finish; WebSub's subscription upkeep (network calls to hubs) has a
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import uuid
@@ -97,22 +98,23 @@ class Scheduler:
 
     def every(self, seconds: float, func: Callable[[], None], job_id: str, executor: str = "default") -> None:
         """Run ``func`` now, then ``seconds`` after each run ends (not an interval job: a run longer
-        than ``seconds`` would have APScheduler warn of a skipped run every time it fires)."""
+        than ``seconds`` would have APScheduler warn of a skipped run every time it fires).
+
+        Each run is a one-off job of its own id (``job_id-N``): APScheduler removes a one-off job
+        after handing it to its worker, and a quick run re-adding the same id could have that
+        removal take the next run instead."""
+        runs = itertools.count()
 
         def run() -> None:
             try:
                 func()
             finally:
-                self.aps.add_job(
-                    run,
-                    "date",
-                    run_date=datetime.now(UTC) + timedelta(seconds=seconds),
-                    id=job_id,
-                    executor=executor,
-                    replace_existing=True,
-                )
+                schedule(datetime.now(UTC) + timedelta(seconds=seconds))
 
-        self.aps.add_job(run, "date", run_date=datetime.now(UTC), id=job_id, executor=executor)
+        def schedule(when: datetime) -> None:
+            self.aps.add_job(run, "date", run_date=when, id=f"{job_id}-{next(runs)}", executor=executor)
+
+        schedule(datetime.now(UTC))
 
     def deliver_now(self) -> None:
         """Have the delivery thread deliver the outbox (again, once more, if it is delivering)."""

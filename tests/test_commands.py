@@ -381,7 +381,7 @@ def test_scheduler_polls_what_is_due_on_each_tick() -> None:
             raise RuntimeError("a poll that fails")
 
     scheduler = Scheduler(lambda: list(due), poll_job, lambda: None)
-    assert {j.id for j in scheduler.aps.get_jobs()} == {"deliver", "catalog", "poll-due"}
+    assert {j.id for j in scheduler.aps.get_jobs()} == {"deliver", "catalog", "poll-due-0"}
     scheduler.poll_due()
     due.clear()
     scheduler.poll_due()  # nothing due: no poll at all
@@ -389,11 +389,11 @@ def test_scheduler_polls_what_is_due_on_each_tick() -> None:
     scheduler.poll_due()
     assert polled == [["a"], ["b"]]
     due[:] = [Source("broken", "https://c.example/")]
-    tick = scheduler.aps.get_job("poll-due").func
-    scheduler.aps.remove_job("poll-due")
+    tick = scheduler.aps.get_job("poll-due-0").func
+    scheduler.aps.remove_job("poll-due-0")
     with pytest.raises(RuntimeError):
         tick()
-    assert "poll-due" in {j.id for j in scheduler.aps.get_jobs()}  # the next tick is still scheduled
+    assert "poll-due-1" in {j.id for j in scheduler.aps.get_jobs()}  # the next tick is still scheduled
 
 
 def test_the_delivery_thread_folds_wake_ups_into_one_more_round() -> None:
