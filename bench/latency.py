@@ -100,7 +100,14 @@ def plan(sources: int, websub: int, busy: int, items: int, duration: float, seed
 
 
 def _title(rng: random.Random, tag: str) -> str:
-    return " ".join([*rng.sample(WORDS, 5), tag]).capitalize()
+    # Three common words and three made-up ones: no two items read as the same story, so each is
+    # alerted on its own (copies of one story are threaded, or folded into the parent's count).
+    made_up = [_made_up_word(rng) for _ in range(3)]
+    return " ".join([*rng.sample(WORDS, 3), *made_up, tag]).capitalize()
+
+
+def _made_up_word(rng: random.Random) -> str:
+    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
 
 
 def rss(items: list[dict[str, Any]], title: str) -> bytes:
