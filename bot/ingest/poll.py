@@ -406,8 +406,11 @@ def ingest_pushed(
     fetch state (validators, body hash, next poll) is the poll's and is left alone.
 
     Raises ParseError when the body is not a feed."""
-    watchlists = {w.name: w.query for w in store.catalog.active_watchlists()}
-    with Preparer(watchlists) as preparer:
+    watchlists = usable_watchlists(
+        store, {w.name: w.query for w in store.catalog.active_watchlists()}, lambda: now
+    )
+    # Read in a worker process within parse_timeout, like a fetched body: it is as untrusted.
+    with Preparer(watchlists, timeout=settings.parse_timeout) as preparer:
         (found,) = preparer.run([Job(source, body, dict(headers), now)])
     if isinstance(found, ParseError):
         raise found
