@@ -66,7 +66,7 @@ def run_newsalert(n: int) -> dict:
                 item_id = store.items.add_item(item, story_id=story)
                 signals = decision.signals or signals_of(item.title, item.text, embed)
                 store.stories.add_fingerprint(item_id, story, it.seen, fp, signals)
-                store.stories.save_decision(item_id, story, decision)
+                store.story_model.save_decision(item_id, story, decision)
         ended, cpu = time.perf_counter(), time.process_time() - cpu
         store.close()
         restart = time.perf_counter()

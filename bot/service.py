@@ -14,7 +14,8 @@ from bot.alerts.sink import Sink
 from bot.app.context import AppContext
 from bot.config import Settings
 from bot.errors import ConfigError, ParseError, RetryLater, SlackAuthError
-from bot.ingest.poll import PollReport, RateCache, ingest_pushed, poll
+from bot.ingest.pacing import RateCache
+from bot.ingest.poll import PollReport, ingest_pushed, poll
 from bot.model import Source, Subscription
 from bot.scheduler import WEBSUB, Scheduler
 from bot.store import Store

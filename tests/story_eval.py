@@ -37,6 +37,6 @@ def evaluate(
             item_id = store.items.add_item(item, story_id=predicted)
             signals = decision.signals or signals_of(item.title, item.text, embed)
             store.stories.add_fingerprint(item_id, predicted, row.seen, fp, signals)
-            store.stories.save_decision(item_id, predicted, decision)
+            store.story_model.save_decision(item_id, predicted, decision)
         truth.append((row.story, predicted, item.title))
     return labeled.score(truth)

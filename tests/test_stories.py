@@ -388,10 +388,10 @@ def test_labels_are_kept_and_exported_in_the_labeled_set_format(tmp_path: Path) 
     with store.transaction():
         added = [add(store, text, T0 + timedelta(hours=h)) for text, h in ((WIRE, 0), (COPY, 3), (OTHER, 4))]
         (one, _), (two, _), (three, _) = added
-        store.stories.record_label(one, two, True, "U1", T0)
-        store.stories.record_label(one, three, False, "U2", T0)
+        store.story_model.record_label(one, two, True, "U1", T0)
+        store.story_model.record_label(one, three, False, "U2", T0)
         store.history.delete_stories([story for _, story in added])  # retention: the copies stay
-    found = store.stories.labels()
+    found = store.story_model.labels()
     assert [(label.same, label.user_id) for label in found] == [(True, "U1"), (False, "U2")]
     path = tmp_path / "labels.toml"
     path.write_text(labeled.labels_toml(found))
@@ -411,8 +411,8 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
         one, story = add(store, WIRE, T0)
         predicted, decision = assign_story(store, fingerprint(*COPY), *COPY, T0, timedelta(hours=72))
         two = store.items.add_item(labeled.item_of(labeled.read(EVENTS)[0]), story_id=predicted)
-        store.stories.save_decision(two, predicted, decision)
-        store.stories.record_label(one, two, True, "U1", T0)
+        store.story_model.save_decision(two, predicted, decision)
+        store.story_model.record_label(one, two, True, "U1", T0)
     store.close()
     assert predicted == story
     env = bot_env()
@@ -426,7 +426,7 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
     assert fitted.returncode == 0, fitted.stderr
     assert "before" in fitted.stdout and "after" in fitted.stdout and "kept: story model 1" in fitted.stdout
     store = Store.open(db)
-    model = store.stories.active_model()
+    model = store.story_model.active_model()
     assert model is not None and model.figures["train"]["e2e_events.toml"]["items"] == 4
     store.close()
     broken = tmp_path / "broken.toml"
@@ -437,12 +437,12 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
 
 def test_a_fitted_model_is_versioned_and_used(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
-    assert store.stories.active_model() is None and store.stories.model() == shipped()
+    assert store.story_model.active_model() is None and store.story_model.model() == shipped()
     stricter = StoryModel(shipped().weights, shipped().bias, 0.999, "2026-03-01", {"held_out": {"x": 1}})
     with store.transaction():
-        first = store.stories.save_model(stricter, T0)
-    assert store.stories.model().threshold == 0.999
+        first = store.story_model.save_model(stricter, T0)
+    assert store.story_model.model().threshold == 0.999
     with store.transaction():
-        second = store.stories.save_model(shipped(), T0)
-    assert second > first and store.stories.model().threshold == shipped().threshold
+        second = store.story_model.save_model(shipped(), T0)
+    assert second > first and store.story_model.model().threshold == shipped().threshold
     store.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -23,6 +22,7 @@ from bot.failpoints import failpoint
 from bot.ingest import schedule
 from bot.ingest.fetch import Limits, Validators, fetch_all
 from bot.ingest.hints import feed_hints
+from bot.ingest.pacing import RateCache, schedule_next
 from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.match.query import Matcher
 from bot.model import FeedHints, Fetched, Source, SourceState, Subscription
@@ -56,23 +56,6 @@ class PollReport:
     def add(self, other: PollReport) -> None:
         for name in vars(self):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-class RateCache:
-    """Every source's publishing count (SourceRepo.publishing_counts), kept for ``ttl`` seconds
-    between the polls of one `newsalert run`: a rate over a week hardly moves in a minute, and
-    counting reads the week's items, which a poll every second should not do every time."""
-
-    def __init__(self, ttl: float = 60.0):
-        self.ttl = ttl
-        self._at = -math.inf
-        self._counts: dict[str, tuple[int, int]] = {}
-
-    def counts(self, store: Store, now: datetime) -> dict[str, tuple[int, int]]:
-        if time.monotonic() - self._at > self.ttl:
-            self._counts = store.sources.publishing_counts(now - schedule.RATE_WINDOW)
-            self._at = time.monotonic()
-        return self._counts
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -249,61 +232,8 @@ def _poll_batch(
                 hints = feed_hints(outcome.body, outcome.headers, outcome.url)
                 read.append((source.name, hints, hints.self_url or outcome.url))
             answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
-    _schedule_next(settings, store, sources, answers, read, failed, rates)
+    schedule_next(settings, store, sources, answers, read, failed, rates)
     return report
-
-
-def _schedule_next(
-    settings: Settings,
-    store: Store,
-    sources: Sequence[Source],
-    answers: Mapping[str, tuple[schedule.Answer, datetime]],
-    read: Sequence[tuple[str, FeedHints, str]],
-    failed: Sequence[tuple[str, schedule.Decision]],
-    rates: RateCache,
-) -> None:
-    """Decide when each source of a batch is polled next, once its items are stored (they count
-    towards its publishing rate), and remember the feed hints just read."""
-    decided = list(failed)
-    if answers:
-        decided += _decide_batch(settings, store, sources, answers, rates)
-    with store.transaction():
-        store.sources.record_feed_hints(read)
-        store.sources.set_next_polls((name, d.next_at, d.interval, d.why) for name, d in decided)
-
-
-def _decide_batch(
-    settings: Settings,
-    store: Store,
-    sources: Sequence[Source],
-    answers: Mapping[str, tuple[schedule.Answer, datetime]],
-    rates: RateCache,
-) -> list[tuple[str, schedule.Decision]]:
-    now = max(fetched for _, fetched in answers.values())
-    counts = rates.counts(store, now)
-    reference = schedule.reference_rate((schedule.per_day(n), every) for n, every in counts.values())
-    pushed = store.websub.live_sources(now)
-    decided = []
-    for source in sources:
-        if source.name not in answers:
-            continue
-        said, fetched = answers[source.name]
-        count = counts.get(source.name)
-        decided.append(
-            (
-                source.name,
-                schedule.decide(
-                    source.name,
-                    schedule.bounds(source, settings.min_interval, settings.max_interval),
-                    fetched,
-                    said,
-                    rate=schedule.per_day(count[0]) if count else None,
-                    reference=reference,
-                    pushed=source.name in pushed,
-                ),
-            )
-        )
-    return decided
 
 
 class _CommitGroups:
@@ -532,7 +462,7 @@ def ingest(
     index = store.stories.story_index(since)
     queued: dict[str, int] = {}  # channel -> alerts queued from this source in this poll
     overflow: dict[str, tuple[int, list[str], int]] = {}  # channel -> (first item, watchlists, count)
-    model = store.stories.model()
+    model = store.story_model.model()
     for p in prepared:
         item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
         if (found := known.get(item.guid)) is not None:
@@ -562,7 +492,7 @@ def ingest(
         report.new_items += 1
         if not matches and story is None:
             continue  # a story of its own that no watchlist wants: nothing more to do
-        store.stories.save_decision(item_id, story_id, decision)
+        store.story_model.save_decision(item_id, story_id, decision)
         for bridged in decision.merge:
             store.stories.merge_stories(bridged, story_id)
         plan: dict[str, list[str]] = {}
@@ -607,7 +537,7 @@ def assign_story(
     """The story a new item belongs to (the best story seen within ``window`` if the model says
     it is the same event, else a new one), and the decision that says so."""
     index = store.stories.story_index(seen - window)
-    decision = decide(index, store.stories.model(), _embed, fp, title, text, seen, seen - window)
+    decision = decide(index, store.story_model.model(), _embed, fp, title, text, seen, seen - window)
     story = decision.story_id
     for bridged in decision.merge:
         store.stories.merge_stories(bridged, story)  # type: ignore[arg-type]  (merge implies a story)

@@ -1,10 +1,10 @@
 """SQLite storage: the only package that knows the schema or writes SQL.
 
 `Store` opens and migrates one SQLite file (WAL mode) and holds one repository per resource:
-``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.outbox``,
-``store.people``, ``store.digests``, ``store.history``, ``store.faults`` and ``store.websub``. They
-share the connection and the Store's transactions, so a change that spans resources is still one
-commit.
+``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.story_model``,
+``store.outbox``, ``store.people``, ``store.digests``, ``store.history``, ``store.faults`` and
+``store.websub``. They share the connection and the Store's transactions, so a change that spans
+resources is still one commit.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bot.store.people import PeopleRepo
 from bot.store.schema import migrations
 from bot.store.sources import SourceRepo
 from bot.store.stories import StoryRepo
+from bot.store.storymodel import StoryModelRepo
 from bot.store.websub import WebSubRepo
 
 __all__ = ["Store"]
@@ -45,6 +46,7 @@ class Store:
         self.catalog = CatalogRepo(self)
         self.items = ItemRepo(self)
         self.stories = StoryRepo(self)
+        self.story_model = StoryModelRepo(self)
         self.outbox = OutboxRepo(self)
         self.people = PeopleRepo(self)
         self.digests = DigestRepo(self)

@@ -1,0 +1,170 @@
+"""The layout's rules, checked on the source: Slack only in bot/slack/, SQL only in bot/store/, rooms a
+person can hold, every module saying what it is for, and the package whole when installed."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.app.home import home_view
+from bot.app.replies import source_health_line, status_lines
+from bot.demo import STARTER_CONFIG
+from bot.model import Source, Subscription, Watchlist
+from bot.ops.health import health, healthz, source_health
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+BOT = ROOT / "bot"
+MODULES = sorted(BOT.rglob("*.py"))
+MAX_LINES = 600  # "~600": a file a newcomer can read in one sitting
+MAX_CLASS_LINES = 300
+SQL = re.compile(
+    r"\b(?:SELECT\s.+\sFROM|INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+TABLE)\b",
+    re.S,
+)
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_only_bot_slack_imports_slack() -> None:
+    offenders = [
+        _rel(path)
+        for path in MODULES
+        if not _rel(path).startswith("bot/slack/")
+        and any(name.split(".")[0] in ("slack_sdk", "slack_bolt") for name in _imports(_tree(path)))
+    ]
+    assert offenders == []
+
+
+def test_only_bot_store_writes_sql() -> None:
+    offenders = []
+    for path in MODULES:
+        if _rel(path).startswith("bot/store/"):
+            continue
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+                offenders.append(f"{_rel(path)}:{node.lineno}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_rel)
+def test_each_module_is_one_room_with_a_docstring(path: Path) -> None:
+    tree = _tree(path)
+    lines = path.read_text(encoding="utf-8").count("\n")
+    assert lines <= MAX_LINES, f"{_rel(path)} has {lines} lines"
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc.split("\n\n")[0]) <= 400, (
+        f"{_rel(path)}: start with a one or two sentence docstring"
+    )
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            size = (node.end_lineno or node.lineno) - node.lineno + 1
+            assert size <= MAX_CLASS_LINES, f"{_rel(path)}: class {node.name} has {size} lines"
+
+
+def test_the_readme_module_map_matches_the_tree() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- module map -->", 2)[1]
+    listed = set(re.findall(r"`(bot/[\w/]+\.py)`", block))
+    actual = {_rel(p) for p in MODULES if p.name != "__init__.py" or p.parent.name == "store"}
+    assert listed == actual
+
+
+def test_the_starter_config_is_the_checkout_config() -> None:
+    # One file in two places on purpose (the checkout runs it, the wheel ships it): never two versions.
+    assert STARTER_CONFIG.read_text(encoding="utf-8") == (ROOT / "config" / "newsalert.toml").read_text(
+        encoding="utf-8"
+    )
+
+
+def test_demo_and_init_work_from_any_directory(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    demo = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "sources (0 failed)" in demo.stdout and "alerts sent" in demo.stdout
+    init = [sys.executable, "-m", "bot", "init", "conf/"]
+    first = subprocess.run(init, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "conf" / "newsalert.toml").read_text() == STARTER_CONFIG.read_text()
+    again = subprocess.run(init, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "not overwritten" in again.stderr
+    check = [sys.executable, "-m", "bot", "--config", "conf/newsalert.toml", "check-config"]
+    assert subprocess.run(check, cwd=tmp_path, env=env, capture_output=True, timeout=60).returncode == 0
+
+
+def test_every_surface_agrees_on_which_sources_are_failing(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    db = tmp_path / "t.db"
+    store = Store.open(db)
+    names = ["Healthy", "Failing", "Recovered", "Gone", "New"]
+    store.catalog.sync_config(
+        [Source(n, f"https://{n.lower()}.example/rss") for n in names],
+        [Watchlist("csam", "csam")],
+        [Subscription("C1", ("csam",))],
+        now - timedelta(days=2),
+    )
+    ok = {"etag": None, "last_modified": None}
+    store.sources.record_fetch_success(
+        "Healthy", "https://healthy.example/rss", now - timedelta(minutes=5), **ok
+    )
+    store.sources.record_fetch_success(
+        "Failing", "https://failing.example/rss", now - timedelta(hours=3), **ok
+    )
+    for minutes in (60, 30, 5):
+        store.sources.record_fetch_failure(
+            "Failing", "https://failing.example/rss", now - timedelta(minutes=minutes), "HTTP 503"
+        )
+    store.sources.record_fetch_failure(
+        "Recovered", "https://recovered.example/rss", now - timedelta(hours=1), "x"
+    )
+    store.sources.record_fetch_success(
+        "Recovered", "https://recovered.example/rss", now - timedelta(minutes=1), **ok
+    )
+    store.sources.record_fetch_failure(
+        "Gone", "https://gone.example/rss", now - timedelta(minutes=2), "HTTP 410 Gone", disable=True
+    )
+    expected = {"Failing", "Gone"}
+
+    sources = source_health(store, now)
+    assert {s.name for s in sources if s.failing} == expected
+    lines = {s.name: source_health_line(s, now) for s in sources}  # `/newsalert sources`
+    assert {n for n, line in lines.items() if line.startswith(("⚠️", "⛔"))} == expected
+    report = health(store, now)
+    text = "\n".join(status_lines(report, {}, now))  # `/newsalert status`
+    assert {n for n in names if f"*{n}*" in text} == expected
+    home = json.dumps(home_view(store, "U1", lambda channel: True, now), ensure_ascii=False)  # App Home
+    assert {n for n in names if f"⚠️ *{n}*" in home or f"⛔ *{n}*" in home} == expected
+    store.close()
+    status, body = healthz(str(db), scheduler_alive=True)  # /healthz
+    assert {s["name"] for s in body["sources"] if s["state"] in ("failing", "disabled")} == expected
+    assert status in (200, 503)
