@@ -1,37 +1,26 @@
+"""What test modules share: the loopback feed and Slack servers, the one way to run `newsalert` in a
+subprocess, and the one way to write a newsalert.toml."""
+
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def bot_env(**extra: str) -> dict[str, str]:
-    """This environment without the shell's SLACK_* and NEWSALERT_* settings, plus ``extra``:
-    a test's `newsalert` subprocess must never reach a real workspace or database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
-    return env | extra
-
-
-def run_bot(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    """`python -m bot ARGS` from the project directory, output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -48,3 +37,165 @@ def slack() -> Iterator[FakeSlack]:
     fake.stop()
     assert fake.violations == [], fake.violations
     assert fake.refused == [], fake.refused  # real Slack would have refused these payloads
+
+
+# -- `newsalert` in a subprocess ------------------------------------------------------------------
+
+
+def _newsalert_env(
+    *, db: Path | None = None, slack: FakeSlack | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """This environment without the shell's SLACK_* and NEWSALERT_* settings (a test's `newsalert` must
+    never reach a real workspace or database), then the database, the fake Slack, and ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NEWSALERT_"))}
+    if db is not None:
+        clean["NEWSALERT_DB"] = str(db)
+    if slack is not None:
+        clean |= {"SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url}
+    return clean | dict(env or {})
+
+
+def start_newsalert(
+    *args: str,
+    config: Path | None = None,
+    db: Path | None = None,
+    slack: FakeSlack | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    stdout: int | IO[Any] | None = subprocess.PIPE,
+    stderr: int | IO[Any] | None = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """`python -m bot [--config CONFIG] ARGS`, started and left running: every test that runs newsalert
+    comes through here, so all of them get the same clean environment."""
+    command = [sys.executable, "-m", "bot", *(["--config", str(config)] if config else []), *args]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=_newsalert_env(db=db, slack=slack, env=env),
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def run_newsalert(
+    *args: str,
+    config: Path | None = None,
+    db: Path | None = None,
+    slack: FakeSlack | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """`start_newsalert`, waited for: its exit code and its output as text."""
+    proc = start_newsalert(*args, config=config, db=db, slack=slack, env=env, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "the condition") -> None:
+    """Return once ``condition()`` is true; fail the test if it is not within ``timeout`` seconds (a
+    generous deadline for a loaded machine, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+# -- newsalert.toml ---------------------------------------------------------------------------------
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r} in a test config")
+
+
+def _key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def write_config(
+    path: Path,
+    *,
+    defaults: Mapping[str, object] | None = None,
+    sources: Iterable[Mapping[str, object]] = (),
+    watchlists: Mapping[str, str] | None = None,
+    subscriptions: Iterable[Mapping[str, object]] = (),
+    slack: Mapping[str, object] | None = None,
+) -> Path:
+    """Write a newsalert.toml at ``path``: ``[defaults]``, one ``[[sources]]`` table per mapping,
+    ``[watchlists.NAME] query``, ``[[subscriptions]]``, ``[slack]``. Tests of the config parser itself
+    write their TOML by hand, since its lines and typos are what they test."""
+    document: dict[str, object] = {}
+    lines: list[str] = []
+
+    def table(header: str, values: Mapping[str, object]) -> None:
+        lines.append(header)
+        lines.extend(f"{_key(k)} = {_toml(v)}" for k, v in values.items())
+        lines.append("")
+
+    if defaults:
+        document["defaults"] = dict(defaults)
+        table("[defaults]", defaults)
+    for source in sources:
+        document.setdefault("sources", []).append(dict(source))  # type: ignore[union-attr]
+        table("[[sources]]", source)
+    for name, query in (watchlists or {}).items():
+        document.setdefault("watchlists", {})[name] = {"query": query}  # type: ignore[index]
+        table(f"[watchlists.{_key(name)}]", {"query": query})
+    for subscription in subscriptions:
+        document.setdefault("subscriptions", []).append(dict(subscription))  # type: ignore[union-attr]
+        table("[[subscriptions]]", subscription)
+    if slack:
+        document["slack"] = dict(slack)
+        table("[slack]", slack)
+    text = "\n".join(lines)
+    assert tomllib.loads(text) == json.loads(json.dumps(document)), text  # the writer wrote what it was given
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# The end-to-end scenario of tests/test_e2e.py and tests/test_crash.py: a WordPress source and an RSS
+# source whose fixtures hold one UNICEF story and one hostile CSAM item, four watchlists, two channels.
+E2E_CHANNELS = ("C0000000001", "C0000000002")
+E2E_STORY = "UNICEF calls on governments to criminalize AI-generated child abuse material"
+
+
+def write_e2e_config(path: Path, feeds: FeedServer, **defaults: object) -> Path:
+    """Serve the e2e fixtures from ``feeds`` and write the config that polls them."""
+    wp = feeds.serve(
+        "/wp-json/wp/v2/posts",
+        (DATA / "e2e" / "wp-posts.json").read_bytes(),
+        headers={"Content-Type": "application/json"},
+    )
+    rss = feeds.serve("/feed.rss", (DATA / "e2e" / "news.rss").read_bytes(), etag='"v1"')
+    return write_config(
+        path,
+        # The feeds are on 127.0.0.1, and the fixtures are dated February 2026: no first-poll window.
+        defaults={"allow_private_sources": True, "first_poll_window": "0", **defaults},
+        sources=[{"name": "APP", "url": wp, "type": "wordpress"}, {"name": "Syndicated", "url": rss}],
+        watchlists={
+            "csam": 'CSAM OR "child sexual abuse material*" OR "child abuse material*"',
+            "deepfakes": 'deep-fake* OR nudif* OR "undress app*"',
+            "unicef": "UNICEF",
+            "sextortion": 'sextort* OR "sexual extortion"',
+        },
+        subscriptions=[
+            {"channel": E2E_CHANNELS[0], "watchlists": ["csam", "deepfakes", "unicef"]},
+            {"channel": E2E_CHANNELS[1], "watchlists": ["csam", "deepfakes", "unicef", "sextortion"]},
+        ],
+    )

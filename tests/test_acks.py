@@ -25,6 +25,7 @@ from bot.config import load_settings
 from bot.model import Subscription, Watchlist
 from bot.slack import app as slack_app
 from bot.store import Store
+from tests.conftest import write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -37,8 +38,7 @@ def served(
 ) -> Iterator[tuple[int, FakeSlack]]:
     monkeypatch.setattr(slack_app, "READ_TIMEOUT", 4.0)
     monkeypatch.setattr(slack_app, "MAX_CONNECTIONS", 8)
-    config = tmp_path / "newsalert.toml"
-    config.write_text('[watchlists.csam]\nquery = "csam"\n', encoding="utf-8")
+    config = write_config(tmp_path / "newsalert.toml", watchlists={"csam": "csam"})
     env = {"SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url, "SLACK_SIGNING_SECRET": SECRET}
     settings = load_settings(config, db_path=str(tmp_path / "t.db"), environ=env)
     store = Store.open(settings.db_path)
@@ -147,8 +147,7 @@ def test_silent_clients_are_cut_off_and_capped(served: tuple[int, FakeSlack]) ->
 
 
 def test_a_button_value_of_thousands_of_digits_is_only_a_miss(tmp_path: Path) -> None:
-    config = tmp_path / "newsalert.toml"
-    config.write_text('[watchlists.csam]\nquery = "csam"\n', encoding="utf-8")
+    config = write_config(tmp_path / "newsalert.toml", watchlists={"csam": "csam"})
     ctx = AppContext(load_settings(config, db_path=str(tmp_path / "t.db"), environ={}))
     Store.open(ctx.settings.db_path).close()
     result = triage.click(

@@ -31,6 +31,7 @@ from bot.scheduler import Scheduler
 from bot.service import check_run_mode
 from bot.store import Store
 from bot.urls import source_url_problem
+from tests.conftest import run_newsalert
 from tests.test_render import alert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
@@ -457,23 +458,8 @@ def test_slack_config_and_run_modes(tmp_path: Path) -> None:
 def test_run_http_without_a_signing_secret_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot",
-            "--config",
-            str(config),
-            "--db",
-            str(tmp_path / "x.db"),
-            "run",
-            "--http",
-        ],
-        env={"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-1"},
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_newsalert(
+        "run", "--http", config=config, db=tmp_path / "x.db", env={"SLACK_BOT_TOKEN": "xoxb-1"}
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (

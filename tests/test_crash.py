@@ -8,36 +8,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import bot_env, run_bot
-from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.conftest import run_newsalert, start_newsalert, wait_for, write_e2e_config
+from tests.fake_slack import FakeSlack
 from tests.feed_server import FeedServer
-from tests.test_e2e import ROOT, write_config
 
 EXPECTED = 4  # the e2e feeds: the UNICEF story and the hostile CSAM item, each to two channels
 
 
-def env_for(db: Path, slack: FakeSlack, failpoint: str | None = None) -> dict:
-    env = bot_env()
-    env |= {"NEWSALERT_DB": str(db), "SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url}
-    if failpoint:
-        env["NEWSALERT_FAILPOINT"] = failpoint
-    return env
-
-
-def poll(config: Path, env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(config), "poll", "--once"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
+def poll(config: Path, db: Path, slack: FakeSlack, failpoint: str | None = None) -> subprocess.Popen[str]:
+    """`newsalert poll --once`, started; NEWSALERT_FAILPOINT makes it SIGKILL itself at that point."""
+    env = {"NEWSALERT_FAILPOINT": failpoint} if failpoint else None
+    return start_newsalert(
+        "poll", "--once", config=config, db=db, slack=slack, env=env, stdout=subprocess.DEVNULL
     )
 
 
@@ -48,17 +33,8 @@ def alerts_in_slack(slack: FakeSlack) -> Counter:
     )
 
 
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def restart_and_check(config: Path, db: Path, slack: FakeSlack) -> None:
-    again = poll(config, env_for(db, slack))
+    again = poll(config, db, slack)
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     counts = alerts_in_slack(slack)
@@ -67,8 +43,8 @@ def restart_and_check(config: Path, db: Path, slack: FakeSlack) -> None:
 
 
 def test_killed_before_the_poll_commits(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
-    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
-    first = poll(config, env_for(db, slack, "before-commit"))
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    first = poll(config, db, slack, "before-commit")
     first.communicate(timeout=60)
     assert first.returncode == -signal.SIGKILL
     assert not slack.messages
@@ -76,10 +52,10 @@ def test_killed_before_the_poll_commits(tmp_path: Path, feeds: FeedServer, slack
 
 
 def test_killed_while_slack_is_slow_to_answer(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
-    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
     slack.slow("chat.postMessage", 10)  # the first post lands in Slack; its answer never arrives
-    first = poll(config, env_for(db, slack))
-    assert wait_for(lambda: len(slack.messages) >= 1)
+    first = poll(config, db, slack)
+    wait_for(lambda: len(slack.messages) >= 1, what="the first post to land")
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     restart_and_check(config, db, slack)
@@ -89,8 +65,8 @@ def test_killed_while_slack_is_slow_to_answer(tmp_path: Path, feeds: FeedServer,
 def test_killed_after_slack_answered_before_the_row_was_marked(
     tmp_path: Path, feeds: FeedServer, slack: FakeSlack
 ) -> None:
-    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
-    first = poll(config, env_for(db, slack, "after-post"))
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    first = poll(config, db, slack, "after-post")
     first.communicate(timeout=60)
     assert first.returncode == -signal.SIGKILL
     # Channels deliver in parallel: another channel's post may have landed before the kill too.
@@ -101,11 +77,11 @@ def test_killed_after_slack_answered_before_the_row_was_marked(
 def test_two_runs_on_one_database_do_not_double_deliver(
     tmp_path: Path, feeds: FeedServer, slack: FakeSlack
 ) -> None:
-    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
     # Both poll the same feeds into the same database and race to deliver; Slack answers slowly
     # so their delivery rounds overlap.
     slack.slow("chat.postMessage", 0.3, times=EXPECTED)
-    racers = [poll(config, env_for(db, slack)) for _ in range(2)]
+    racers = [poll(config, db, slack) for _ in range(2)]
     for racer in racers:
         _, err = racer.communicate(timeout=90)
         assert racer.returncode == 0, err
@@ -118,16 +94,15 @@ def test_two_runs_on_one_database_do_not_double_deliver(
 def test_dead_letters_are_listed_and_retried_from_the_command_line(
     tmp_path: Path, feeds: FeedServer, slack: FakeSlack
 ) -> None:
-    config, db = write_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
     slack.not_member.add("C0000000002")
-    first = poll(config, env_for(db, slack))
+    first = poll(config, db, slack)
     first.communicate(timeout=60)
-    env = env_for(db, slack)
-    listing = run_bot("--config", str(config), "outbox", env=env)
+    listing = run_newsalert("outbox", config=config, db=db, slack=slack)
     # The first alert to the channel the bot is not in is a dead letter; the channel's next one waits
     # behind it rather than failing the same way.
     assert listing.stdout.startswith("1 waiting, 1 dead letter\n") and "not_in_channel" in listing.stdout
     slack.not_member.clear()  # the bot was invited
-    retry = run_bot("--config", str(config), "outbox", "retry", env=env)
+    retry = run_newsalert("outbox", "retry", config=config, db=db, slack=slack)
     assert retry.stdout.startswith("1 dead letter queued again")
     restart_and_check(config, db, slack)

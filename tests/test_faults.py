@@ -25,7 +25,7 @@ from bot.ops.health import health, healthz
 from bot.slack.sink import SlackSink
 from bot.store import Store
 from bot.store.rows import subscription_id
-from tests.conftest import bot_env, run_bot
+from tests.conftest import run_newsalert, write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 from tests.store_checks import story_of
@@ -236,15 +236,15 @@ def test_a_rate_limited_digest_waits_and_is_sent_in_the_same_run(tmp_path, slack
 # --- the database -------------------------------------------------------------------------------
 
 
-def feed_config(tmp_path: Path, feeds: FeedServer, watchlists: str = "") -> Path:
+def feed_config(tmp_path: Path, feeds: FeedServer) -> Path:
     url = feeds.serve("/a.rss", rss(("CSAM ring arrested in Lyon", "https://n.example/lyon", NOW)))
-    config = tmp_path / "newsalert.toml"
-    config.write_text(
-        f'[defaults]\nallow_private_sources = true\n\n[[sources]]\nname = "A"\nurl = "{url}"\n\n'
-        f'[watchlists.csam]\nquery = "CSAM"\n{watchlists}\n'
-        '[[subscriptions]]\nchannel = "C0000000001"\nwatchlists = ["csam"]\n'
+    return write_config(
+        tmp_path / "newsalert.toml",
+        defaults={"allow_private_sources": True},
+        sources=[{"name": "A", "url": url}],
+        watchlists={"csam": "CSAM"},
+        subscriptions=[{"channel": "C0000000001", "watchlists": ["csam"]}],
     )
-    return config
 
 
 def newer_schema(db: Path) -> None:
@@ -263,7 +263,7 @@ def test_a_database_migrated_by_a_newer_version_is_refused(tmp_path, feeds: Feed
     db = tmp_path / "t.db"
     newer_schema(db)
     config = feed_config(tmp_path, feeds)
-    result = run_bot("--config", str(config), "poll", "--once", env=bot_env(NEWSALERT_DB=str(db)))
+    result = run_newsalert("poll", "--once", config=config, db=db)
     assert result.returncode == 3, result.stderr
     assert (
         "migrated by a newer newsalert (m099_x)" in result.stderr and "--allow-newer-schema" in result.stderr
@@ -275,9 +275,7 @@ def test_an_alert_that_cannot_be_stored_fails_the_poll_and_loses_nothing(tmp_pat
     db = tmp_path / "t.db"
     newer_schema(db)
     config = feed_config(tmp_path, feeds)
-    result = run_bot(
-        "--config", str(config), "poll", "--once", "--allow-newer-schema", env=bot_env(NEWSALERT_DB=str(db))
-    )
+    result = run_newsalert("poll", "--once", "--allow-newer-schema", config=config, db=db)
     assert result.returncode == 3, result.stderr
     assert "database error" in result.stderr and "NOT NULL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -293,9 +291,7 @@ def test_a_database_error_mid_poll_is_one_line_not_a_traceback(tmp_path, feeds: 
             " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
         )
         store.db.conn.commit()
-    result = run_bot(
-        "--config", str(feed_config(tmp_path, feeds)), "poll", "--once", env=bot_env(NEWSALERT_DB=str(db))
-    )
+    result = run_newsalert("poll", "--once", config=feed_config(tmp_path, feeds), db=db)
     assert result.returncode == 3, result.stderr
     assert "database or disk is full" in result.stderr and "Traceback" not in result.stderr
 
@@ -317,7 +313,7 @@ def test_a_watchlist_that_cannot_compile_is_disabled_and_the_others_alert(
     assert verdict.needs_human
     assert any(p.startswith('watchlist "deepfakes" disabled') for p in verdict.problems)
     db = settings.db_path
-    result = run_bot("status", env=bot_env(NEWSALERT_DB=db))
+    result = run_newsalert("status", db=Path(db))
     assert result.returncode == 1 and 'watchlist "deepfakes" disabled' in result.stdout
     assert healthz(db, scheduler_alive=True)[0] == 503
 

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import sqlite3
-import subprocess
 import tomllib
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -24,10 +23,9 @@ from bot.model import Item, Source, Subscription, Watchlist
 from bot.store import Store
 from bot.store.schema import FTS_NOT_PLAIN, FTS_PLAIN
 from bot.stories.fingerprint import Fingerprint
-from tests.conftest import DATA, bot_env, run_bot
+from tests.conftest import DATA, run_newsalert
 from tests.store_checks import fts_consistent
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
 _guids = count(1)
 
@@ -481,12 +479,6 @@ def test_prune_keeps_what_an_open_digest_window_needs(tmp_path: Path) -> None:
 # The commands
 
 
-def newsalert(*args: str, db: Path) -> subprocess.CompletedProcess:
-    env = bot_env()
-    env["NEWSALERT_DB"] = str(db)
-    return run_bot(*args, env=env)
-
-
 def test_search_and_export_commands(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
@@ -496,7 +488,7 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
     add(store, "Weather", "", seen=now - timedelta(hours=1))
     store.close()
 
-    result = newsalert("search", "unicef OR deep-fake*", "--json", "-v", db=db)
+    result = run_newsalert("search", "unicef OR deep-fake*", "--json", "-v", db=db)
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)  # stdout is the JSON alone; logs went to stderr
     assert [(h["id"], h["title"], h["watchlists"]) for h in hits] == [
@@ -504,20 +496,20 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
     ]
     assert set(hits[0]) == {"id", "title", "url", "sources", "first_seen", "watchlists"}
 
-    result = newsalert("search", "weather", "--since", "1d", db=db)
+    result = run_newsalert("search", "weather", "--since", "1d", db=db)
     assert result.returncode == 0 and "Weather" in result.stdout and "1 source" in result.stdout
 
-    result = newsalert("search", "unicef (", db=db)
+    result = run_newsalert("search", "unicef (", db=db)
     assert result.returncode == 2 and "query error" in result.stderr
 
     out = tmp_path / "export.csv"
-    result = newsalert("export", "--since", "7d", "--format", "csv", "--output", str(out), db=db)
+    result = run_newsalert("export", "--since", "7d", "--format", "csv", "--output", str(out), db=db)
     assert result.returncode == 0, result.stderr
     assert [r["title"] for r in csv.DictReader(out.open(encoding="utf-8"))] == [
         "UNICEF warns about deepfakes"
     ]
 
-    result = newsalert("search", "x", db=tmp_path / "missing.db")
+    result = run_newsalert("search", "x", db=tmp_path / "missing.db")
     assert result.returncode == 3 and "no such database" in result.stderr
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,9 +11,8 @@ from bot.errors import OpmlError
 from bot.model import Source, Subscription, Watchlist
 from bot.opml import Feed, export_opml, import_feeds, parse_opml
 from bot.store import Store
-from tests.conftest import DATA, bot_env, run_bot
+from tests.conftest import DATA, run_newsalert, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
 FEEDLY = DATA / "opml" / "feedly-export.opml"
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
 
@@ -128,27 +126,21 @@ def test_what_is_not_opml_is_refused(data: bytes, problem: str) -> None:
         parse_opml(data)
 
 
-def newsalert(*args: str, db: Path) -> subprocess.CompletedProcess:
-    env = bot_env()
-    env["NEWSALERT_DB"] = str(db)
-    config = db.parent / "newsalert.toml"
-    config.write_text(
-        '[[sources]]\nname = "From config"\nurl = "https://config.example/rss"\n\n'
-        '[watchlists.csam]\nquery = "csam"\n'
-    )
-    return run_bot("--config", str(config), *args, env=env)
-
-
 def test_sources_import_and_export_commands(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
-    result = newsalert("sources", "import", str(FEEDLY), db=db)
+    config = write_config(
+        tmp_path / "newsalert.toml",
+        sources=[{"name": "From config", "url": "https://config.example/rss"}],
+        watchlists={"csam": "csam"},
+    )
+    result = run_newsalert("sources", "import", str(FEEDLY), config=config, db=db)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].endswith(
         "9 sources added, 0 restored, 0 already present, 2 refused"
     )
-    result = newsalert("sources", "export", db=db)
+    result = run_newsalert("sources", "export", config=config, db=db)
     assert result.returncode == 0
     exported = [(f.name, f.url, f.type) for f in parse_opml(result.stdout.encode())]
     assert sorted(exported) == sorted([("From config", "https://config.example/rss", "feed"), *EXPECTED])
-    result = newsalert("sources", "import", str(tmp_path / "missing.opml"), db=db)
+    result = run_newsalert("sources", "import", str(tmp_path / "missing.opml"), config=config, db=db)
     assert result.returncode == 1 and "cannot read" in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.alerts.render import render_slack
 from bot.app.preview import BLOCK_TYPES, message, mrkdwn, sample_alert, sample_page
-from tests.conftest import bot_env, run_bot
+from tests.conftest import run_newsalert
 
 
 def test_the_sample_page_renders_every_block_type_the_bot_uses() -> None:
@@ -39,6 +39,6 @@ def test_mrkdwn_becomes_html_without_letting_feed_text_in_as_markup() -> None:
 
 def test_render_sample_writes_the_page(tmp_path: Path) -> None:
     out = tmp_path / "preview.html"
-    result = run_bot("render", "--sample", "--out", str(out), env=bot_env())
+    result = run_newsalert("render", "--sample", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text().startswith("<!doctype html>") and str(out) in result.stdout

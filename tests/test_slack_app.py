@@ -13,12 +13,11 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ import yaml
 from slack_sdk.signature import SignatureVerifier
 
 from bot.store import Store
-from tests.conftest import bot_env, run_bot
+from tests.conftest import run_newsalert, start_newsalert, wait_for, write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
@@ -59,15 +58,6 @@ COPY = (  # the same story from another outlet, headlined its own way: a reply i
 )
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,55 +71,34 @@ class Bot:
         self.tmp, self.slack, self.feeds = tmp, slack, feeds
         self.db = tmp / "newsalert.db"
         self.config = tmp / "newsalert.toml"
-        self.config.write_text(f"""
-[defaults]
-allow_private_sources = true   # the feeds are on 127.0.0.1
-first_poll_window = "0"        # the fixture is dated February 2026
-interval = "1s"
-
-[[sources]]
-name = "Wire"
-url = "{feeds.serve("/wire.rss", rss(WIRE))}"
-
-[watchlists.csam]
-query = 'CSAM OR "child sexual abuse material*" OR "child abuse imagery"'
-
-[watchlists.unicef]
-query = 'UNICEF'
-
-[watchlists.sextortion]
-query = 'sextort*'
-
-[[subscriptions]]
-channel = "{ALERTS}"
-watchlists = ["csam", "unicef"]
-
-[[subscriptions]]
-channel = "{SECOND}"
-watchlists = ["unicef"]
-
-[slack]
-admins = ["{ADMIN}"]
-escalation_channel = "{ESCALATION}"
-""")
+        self.config = write_config(
+            self.config,
+            # The feeds are on 127.0.0.1; the fixture is dated February 2026.
+            defaults={"allow_private_sources": True, "first_poll_window": "0", "interval": "1s"},
+            sources=[{"name": "Wire", "url": feeds.serve("/wire.rss", rss(WIRE))}],
+            watchlists={
+                "csam": 'CSAM OR "child sexual abuse material*" OR "child abuse imagery"',
+                "unicef": "UNICEF",
+                "sextortion": "sextort*",
+            },
+            subscriptions=[
+                {"channel": ALERTS, "watchlists": ["csam", "unicef"]},
+                {"channel": SECOND, "watchlists": ["unicef"]},
+            ],
+            slack={"admins": [ADMIN], "escalation_channel": ESCALATION},
+        )
         self.verifier = SignatureVerifier(SECRET)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.port = free_port()
-        self.listen = ["--port", str(self.port), "--host", "127.0.0.1"]
-        env = bot_env()
-        env |= {
-            "NEWSALERT_DB": str(self.db),
-            "SLACK_BOT_TOKEN": VALID_TOKEN,
-            "SLACK_API_URL": self.slack.url,
-            "SLACK_SIGNING_SECRET": SECRET,
-        }
         self.log = (self.tmp / "run.log").open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--config", str(self.config), "run", "--http", *self.listen],
-            cwd=ROOT,
-            env=env,
+        self.proc = start_newsalert(
+            *("run", "--http", "--port", str(self.port), "--host", "127.0.0.1"),
+            config=self.config,
+            db=self.db,
+            slack=self.slack,
+            env={"SLACK_SIGNING_SECRET": SECRET},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -698,8 +667,7 @@ def test_app_home_shows_channels_watchlists_sources_and_latest_alerts(bot: Bot) 
 
 def test_audit_command_prints_the_changes(bot: Bot) -> None:
     bot.command("mute source Wire for 1h", channel="C0PUBLIC")
-    env = bot_env()
-    result = run_bot("--config", str(bot.config), "--db", str(bot.db), "audit", env=env)
+    result = run_newsalert("audit", config=bot.config, db=bot.db)
     assert result.returncode == 0, result.stderr
     lines = [" ".join(line.split()[3:]) for line in result.stdout.splitlines()]  # after the time
     assert f"{USER} C0PUBLIC subscribe: sextortion, csam" in lines
@@ -758,21 +726,12 @@ def test_manifest_is_valid_yaml_with_the_scopes_used() -> None:
     assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
 
 
-def test_socket_mode_connects_out_with_the_app_token(tmp_path: Path) -> None:
-    slack = FakeSlack().start()
-    try:
-        config = tmp_path / "c.toml"
-        config.write_text("")
-        env = bot_env()
-        env |= {
-            "NEWSALERT_DB": str(tmp_path / "x.db"),
-            "SLACK_BOT_TOKEN": VALID_TOKEN,
-            "SLACK_APP_TOKEN": "xapp-1-revoked",
-            "SLACK_API_URL": slack.url,
-        }
-        result = run_bot("--config", str(config), "run", env=env)
-    finally:
-        slack.stop()
+def test_socket_mode_connects_out_with_the_app_token(tmp_path: Path, slack: FakeSlack) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    result = run_newsalert(
+        "run", config=config, db=tmp_path / "x.db", slack=slack, env={"SLACK_APP_TOKEN": "xapp-1-revoked"}
+    )
     # The fake Slack knows no app-level token: the bot asked for a connection and stops clearly.
     assert [c.headers.get("Authorization") for c in slack.calls if c.method == "apps.connections.open"] == [
         "Bearer xapp-1-revoked"

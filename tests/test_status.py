@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +13,8 @@ from bot.model import Item, Source, Subscription, Watchlist
 from bot.ops import logs
 from bot.ops.health import health, healthz, print_health
 from bot.store import Store
-from tests.conftest import bot_env, run_bot
+from tests.conftest import run_newsalert
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 2, 10, 12, 0, tzinfo=UTC)
 
 
@@ -131,13 +129,6 @@ def test_healthz_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     store.close()
 
 
-def newsalert(*args: str, db: Path, config: Path | None = None) -> subprocess.CompletedProcess:
-    env = bot_env()
-    env["NEWSALERT_DB"] = str(db)
-    extra = ["--config", str(config)] if config else []
-    return run_bot(*extra, *args, env=env)
-
-
 def test_status_exit_codes(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(db)
@@ -146,28 +137,28 @@ def test_status_exit_codes(tmp_path: Path) -> None:
         "UN News", "https://un/rss", datetime.now(UTC), etag=None, last_modified=None
     )
     store.close()
-    result = newsalert("status", db=db)
+    result = run_newsalert("status", db=db)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "UN News" in result.stdout and "healthy" in result.stdout
 
     store = Store.open(db)
     queue_alert(store, datetime.now(UTC) - timedelta(hours=2))
     store.close()
-    result = newsalert("status", db=db)
+    result = run_newsalert("status", db=db)
     assert result.returncode == 1
     assert "needs a human" in result.stdout and "alert queued for 2 h" in result.stdout
-    result = newsalert("status", "--json", db=db)
+    result = run_newsalert("status", "--json", db=db)
     assert result.returncode == 1 and json.loads(result.stdout)["needs_human"] is True
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[defaults]\nnot_a_key = 1\n")
-    assert newsalert("status", db=db, config=bad).returncode == 2  # bad config stays 2
+    assert run_newsalert("status", db=db, config=bad).returncode == 2  # bad config stays 2
 
 
 def test_json_logs_and_no_token_in_any_log(tmp_path: Path) -> None:
     Store.open(tmp_path / "t.db").close()
     out_file = tmp_path / "x.csv"
-    result = newsalert("export", "--output", str(out_file), "--log-format", "json", db=tmp_path / "t.db")
+    result = run_newsalert("export", "--output", str(out_file), "--log-format", "json", db=tmp_path / "t.db")
     assert result.returncode == 0, result.stderr
     [line] = [json.loads(line) for line in result.stderr.splitlines()]
     assert (
