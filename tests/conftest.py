@@ -1,5 +1,5 @@
 """What test modules share: the loopback feed and Slack servers, the one way to run `newsalert` in a
-subprocess, and the one way to write a newsalert.toml."""
+subprocess, the one way to write a newsalert.toml, and the small values several modules build."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
+from bot.config import Settings
+from bot.model import Alert, Source, Subscription, Summary, Watchlist
+from bot.store import Store
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
@@ -199,3 +204,63 @@ def write_e2e_config(path: Path, feeds: FeedServer, **defaults: object) -> Path:
             {"channel": E2E_CHANNELS[1], "watchlists": ["csam", "deepfakes", "unicef", "sextortion"]},
         ],
     )
+
+
+# -- values for in-process tests --------------------------------------------------------------------
+
+NOW = datetime.now(UTC)  # "now" for in-process tests: they date items and sync their config at it
+
+
+def rss(*items: tuple[str, str, datetime | None], guid_prefix: str = "") -> str:
+    """An RSS 2.0 feed of (title, link, published) items; each is described as "About TITLE."."""
+    out = []
+    for title, link, published in items:
+        date = f"<pubDate>{format_datetime(published)}</pubDate>" if published else ""
+        out.append(
+            f"<item><title>{title}</title><link>{link}</link>"
+            f"<guid isPermaLink='false'>{guid_prefix}{link}</guid>{date}"
+            f"<description>About {title}.</description></item>"
+        )
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{''.join(out)}</channel></rss>"
+
+
+def settings_for(tmp_path: Path, *sources: Source, window: int | None = 86400) -> Settings:
+    """Settings for an in-process poll of ``sources`` into tmp_path/t.db: watchlists csam and
+    deepfakes, channel C1 subscribed to both and C2 to deepfakes."""
+    return Settings(
+        path="test.toml",
+        sources=sources,
+        watchlists=(
+            Watchlist("csam", 'CSAM OR "child sexual abuse material"'),
+            Watchlist("deepfakes", "deep-fake* OR nudif*"),
+        ),
+        subscriptions=(Subscription("C1", ("csam", "deepfakes")), Subscription("C2", ("deepfakes",))),
+        first_poll_window=window,
+        allow_private_sources=True,
+        fetch_timeout=2,
+        max_response_bytes=64 * 1024,
+        db_path=str(tmp_path / "t.db"),
+    )
+
+
+def sync(store: Store, settings: Settings) -> None:
+    """Load ``settings``' sources, watchlists and subscriptions into the store, as a start does."""
+    store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
+
+
+def alert(**changes: Any) -> Alert:
+    """An alert about a UNICEF/CSAM story in channel C1, with ``changes``."""
+    values: dict[str, Any] = dict(
+        id=1,
+        channel="C1",
+        title="UNICEF calls for action on AI-generated CSAM",
+        url="https://news.example/story?a=1&b=2",
+        source="APP",
+        outlet="",
+        published=datetime(2026, 2, 5, 17, 12, tzinfo=UTC),
+        watchlists=("csam", "unicef"),
+        summary=Summary("UNICEF said CSAM is rising.", ((0, 6), (12, 16))),
+    )
+    values.update(changes)
+    return Alert(**values)
+

@@ -31,8 +31,7 @@ from bot.scheduler import Scheduler
 from bot.service import check_run_mode
 from bot.store import Store
 from bot.urls import source_url_problem
-from tests.conftest import run_newsalert
-from tests.test_render import alert
+from tests.conftest import alert, run_newsalert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 FEED = b"""<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>

@@ -14,6 +14,7 @@ from bot.errors import SlackAuthError
 from bot.model import Item, Span, Subscription
 from bot.slack.sink import SlackSink
 from bot.store import Store
+from tests.conftest import alert
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.store_checks import broken_subscriptions, sync_subscriptions
 
@@ -262,8 +263,6 @@ def test_channels_are_delivered_in_parallel_each_in_its_own_order(store, slack) 
 
 
 def test_chat_update_is_paced_per_channel_and_retried_on_a_server_error(slack: FakeSlack) -> None:
-    from tests.test_render import alert
-
     slept: list[float] = []
     clock = [100.0]
     s = sink(slack)

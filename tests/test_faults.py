@@ -25,11 +25,10 @@ from bot.ops.health import health, healthz
 from bot.slack.sink import SlackSink
 from bot.store import Store
 from bot.store.rows import subscription_id
-from tests.conftest import run_newsalert, write_config
+from tests.conftest import rss, run_newsalert, settings_for, sync, write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 from tests.store_checks import story_of
-from tests.test_pipeline import rss, settings_for, sync
 
 NOW = datetime.now(UTC)
 

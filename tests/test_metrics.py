@@ -20,8 +20,8 @@ from bot.model import Item, Source
 from bot.ops import metrics
 from bot.ops.http import start_metrics_server
 from bot.store import Store
+from tests.conftest import NOW, rss, settings_for, sync
 from tests.feed_server import FeedServer
-from tests.test_pipeline import NOW, rss, settings_for, sync
 
 
 def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,47 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
 from bot.ingest.poll import flood_cutoff, plan_alerts, poll
-from bot.model import Source, SourceState, Subscription, Watchlist
+from bot.model import Source, SourceState, Subscription
 from bot.store import Store
+from tests.conftest import (  # tests/test_prepare.py still imports rss, settings_for and sync from here
+    NOW,
+    rss,
+    settings_for,
+    sync,
+)
 from tests.feed_server import FeedServer
-
-NOW = datetime.now(UTC)
-
-
-def rss(*items: tuple[str, str, datetime | None], guid_prefix: str = "") -> str:
-    out = []
-    for title, link, published in items:
-        date = f"<pubDate>{format_datetime(published)}</pubDate>" if published else ""
-        out.append(
-            f"<item><title>{title}</title><link>{link}</link>"
-            f"<guid isPermaLink='false'>{guid_prefix}{link}</guid>{date}"
-            f"<description>About {title}.</description></item>"
-        )
-    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>{''.join(out)}</channel></rss>"
-
-
-def settings_for(tmp_path: Path, *sources: Source, window: int | None = 86400) -> Settings:
-    return Settings(
-        path="test.toml",
-        sources=sources,
-        watchlists=(
-            Watchlist("csam", 'CSAM OR "child sexual abuse material"'),
-            Watchlist("deepfakes", "deep-fake* OR nudif*"),
-        ),
-        subscriptions=(Subscription("C1", ("csam", "deepfakes")), Subscription("C2", ("deepfakes",))),
-        first_poll_window=window,
-        allow_private_sources=True,
-        fetch_timeout=2,
-        max_response_bytes=64 * 1024,
-        db_path=str(tmp_path / "t.db"),
-    )
 
 
 @pytest.fixture
@@ -52,10 +25,6 @@ def store(tmp_path: Path):
     s = Store.open(tmp_path / "t.db")
     yield s
     s.close()
-
-
-def sync(store: Store, settings: Settings) -> None:
-    store.catalog.sync_config(settings.sources, settings.watchlists, settings.subscriptions, NOW)
 
 
 def test_matching_items_are_queued_per_channel(tmp_path, feeds: FeedServer, store: Store) -> None:

@@ -1,26 +1,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from bot.alerts.render import emphasize, escape, render_console, render_slack
-from bot.model import Alert, Summary
-
-
-def alert(**changes) -> Alert:
-    values = dict(
-        id=1,
-        channel="C1",
-        title="UNICEF calls for action on AI-generated CSAM",
-        url="https://news.example/story?a=1&b=2",
-        source="APP",
-        outlet="",
-        published=datetime(2026, 2, 5, 17, 12, tzinfo=UTC),
-        watchlists=("csam", "unicef"),
-        summary=Summary("UNICEF said CSAM is rising.", ((0, 6), (12, 16))),
-    )
-    values.update(changes)
-    return Alert(**values)
+from bot.model import Summary
+from tests.conftest import alert
 
 
 def test_escape_only_the_three_control_characters() -> None:

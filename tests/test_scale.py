@@ -15,8 +15,8 @@ from bot.app.paging import Cursor, parse_cursor
 from bot.config import Settings
 from bot.model import Item, Source, Subscription, Summary, Watchlist
 from bot.store import Store
+from tests.conftest import alert
 from tests.slack_limits import message_problems, view_problems
-from tests.test_render import alert
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 WATCHLISTS = tuple(f"watchlist-{i:03d}" for i in range(200))

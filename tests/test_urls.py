@@ -12,8 +12,8 @@ from bot.ingest.poll import poll
 from bot.model import Source
 from bot.store import Store
 from bot.urls import redact, redact_urls_in
+from tests.conftest import settings_for, sync
 from tests.feed_server import FeedServer
-from tests.test_pipeline import settings_for, sync
 
 
 @pytest.mark.parametrize(
