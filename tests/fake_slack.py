@@ -69,6 +69,7 @@ class FakeSlack:
         self.violations: list[str] = []
         self.in_flight = self.max_in_flight = 0  # requests being answered at once, and the most seen
         self._slow: dict[str, list[float]] = {}
+        self._hurry = threading.Event()  # set by answer_at_once: slow answers being held go out now
         self._limited: dict[str, list[int]] = {}  # channel -> Retry-After values still to answer
         self.admins: set[str] = set()  # users.info is_admin
         self.owners: set[str] = set()  # users.info is_owner
@@ -108,6 +109,14 @@ class FakeSlack:
         """The next ``times`` calls to ``method`` take effect at once but answer after ``seconds``."""
         with self.lock:
             self._slow.setdefault(method, []).extend([seconds] * times)
+            self._hurry.clear()
+
+    def answer_at_once(self) -> None:
+        """Drop the slow answers `slow` scheduled, and send the ones being held: every call answers
+        at once again."""
+        with self.lock:
+            self._slow.clear()
+            self._hurry.set()
 
     def rate_limit(self, channel: str, retry_after: int = 1, *, times: int = 1) -> None:
         """The next ``times`` posts to ``channel`` get HTTP 429 with this Retry-After."""
@@ -180,7 +189,7 @@ class FakeSlack:
                     delays = fake._slow.get(method)
                     delay = delays.pop(0) if delays else 0.0
                 if delay:
-                    time.sleep(delay)  # the call already took effect: only the answer is late
+                    fake._hurry.wait(delay)  # the call already took effect: only the answer is late
                 with fake.lock:
                     fake.in_flight -= 1
                 payload = json.dumps(body).encode()

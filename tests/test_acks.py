@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from bot.app.context import AppContext
 from bot.config import load_settings
 from bot.model import Subscription, Watchlist
 from bot.slack import app as slack_app
+from bot.slack.listeners import events
 from bot.store import Store
 from tests.conftest import write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
@@ -38,6 +40,14 @@ def served(
 ) -> Iterator[tuple[int, FakeSlack]]:
     monkeypatch.setattr(slack_app, "READ_TIMEOUT", 4.0)
     monkeypatch.setattr(slack_app, "MAX_CONNECTIONS", 8)
+    pools: list[ThreadPoolExecutor] = []  # the app's listener and Home pools, to drain at the end
+
+    def pool(*args: object, **kwargs: object) -> ThreadPoolExecutor:
+        pools.append(ThreadPoolExecutor(*args, **kwargs))  # type: ignore[arg-type]
+        return pools[-1]
+
+    monkeypatch.setattr(slack_app, "ThreadPoolExecutor", pool)
+    monkeypatch.setattr(events, "ThreadPoolExecutor", pool)
     config = write_config(tmp_path / "newsalert.toml", watchlists={"csam": "csam"})
     env = {"SLACK_BOT_TOKEN": VALID_TOKEN, "SLACK_API_URL": slack.url, "SLACK_SIGNING_SECRET": SECRET}
     settings = load_settings(config, db_path=str(tmp_path / "t.db"), environ=env)
@@ -56,6 +66,11 @@ def served(
     finally:
         server.shutdown()
         server.server_close()
+        # Work the app still has queued (Home renders against a slow Slack) is finished here, at
+        # once, not left to run and log into the tests that come next.
+        slack.answer_at_once()
+        for executor in pools:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def settings_now():
