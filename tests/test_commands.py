@@ -91,8 +91,9 @@ def run(
     return handle(text, user=user, channel=channel, ctx=ctx, workspace=ws or FakeWorkspace())
 
 
-def test_source_add_refuses_private_and_odd_urls_before_connecting(ctx: AppContext) -> None:
-    for url in (
+@pytest.mark.parametrize(
+    "url",
+    [
         "http://127.0.0.1/feed",
         "http://localhost:8080/feed",
         "http://169.254.169.254/latest/meta-data",
@@ -101,10 +102,15 @@ def test_source_add_refuses_private_and_odd_urls_before_connecting(ctx: AppConte
         "file:///etc/passwd",
         "gopher://example.org/",
         "https://user:pw@example.org/feed",
-    ):
-        reply = run(ctx, f"source add {url}", user="U0ADMIN")
-        assert reply.text.startswith("Refused:"), url
+    ],
+)
+def test_source_add_refuses_private_and_odd_urls_before_connecting(ctx: AppContext, url: str) -> None:
+    reply = run(ctx, f"source add {url}", user="U0ADMIN")
+    assert reply.text.startswith("Refused:"), url
     assert ctx.fetched == []  # type: ignore[attr-defined]
+
+
+def test_private_urls_are_allowed_when_asked_and_refused_by_address(ctx: AppContext) -> None:
     assert source_url_problem("http://127.0.0.1/feed", allow_private=True) is None
     # A name that resolves to a private address is refused by the fetcher's guard, on the address.
     blocked = run(ctx, "source add https://private.example/feed", user="U0ADMIN")

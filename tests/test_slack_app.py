@@ -183,15 +183,18 @@ def test_status(bot: Bot) -> None:
 # -- admins -------------------------------------------------------------------------------------
 
 
-def test_watchlist_and_source_management_is_refused_to_non_admins(bot: Bot) -> None:
-    for text in (
+@pytest.mark.parametrize(
+    "text",
+    [
         "watchlist add x y",
         "watchlist remove csam",
         "source add https://example.org/feed",
         "source remove Wire",
-    ):
-        reply = bot.command(text, user=USER)
-        assert reply["text"].startswith("Only newsalert admins can"), text
+    ],
+)
+def test_watchlist_and_source_management_is_refused_to_non_admins(bot: Bot, text: str) -> None:
+    reply = bot.command(text, user=USER)
+    assert reply["text"].startswith("Only newsalert admins can"), text
     assert any(c["user"] == USER for c in bot.calls_to("users.info"))  # asked Slack, too
     assert bot.query("SELECT count(*) FROM watchlists WHERE name = 'x'") == [(0,)]
 
