@@ -1,3 +1,5 @@
+"""Loading newsalert.toml: defaults, the environment, and errors that name the file, line and key."""
+
 from __future__ import annotations
 
 from pathlib import Path

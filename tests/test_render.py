@@ -1,3 +1,5 @@
+"""Rendering an alert for Slack and the console: escaping, links, emphasis and Slack's size limits."""
+
 from __future__ import annotations
 
 import json

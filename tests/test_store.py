@@ -1,3 +1,5 @@
+"""The SQLite store: schema and migrations, the outbox round trip, the catalog synced from the config."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -1,3 +1,5 @@
+"""The alert summary: the lead, then the sentences that matched, bold on the matched words, cut to fit."""
+
 from __future__ import annotations
 
 import re
