@@ -3,9 +3,12 @@ Slack from the fake Web API server. Nothing here touches the internet."""
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,23 +27,41 @@ from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
 
 
-def story_posts(slack: FakeSlack, channel: str) -> list[dict]:
-    return [p for p in slack.posts() if p["channel"] == channel and E2E_STORY in json.dumps(p)]
+@dataclass(frozen=True)
+class FirstPoll:
+    """What one `newsalert poll --once` of the e2e feeds did, as the fake Slack recorded it. Several
+    tests read it and none can change it, so they share one poll and pass in any order."""
+
+    result: subprocess.CompletedProcess[str]
+    posts: tuple[dict, ...]  # chat.postMessage bodies Slack accepted
+    authorizations: tuple[str | None, ...]  # the Authorization header of every call
 
 
-@pytest.fixture
-def polled(tmp_path: Path, feeds: FeedServer, slack: FakeSlack):
-    config = write_e2e_config(tmp_path / "newsalert.toml", feeds)
-    db = tmp_path / "newsalert.db"
-    first = run_newsalert("poll", "--once", config=config, db=db, slack=slack)
-    return config, db, first
+@pytest.fixture(scope="module")
+def first_poll(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstPoll]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    feeds, slack = FeedServer().start(), FakeSlack().start()
+    try:
+        config = write_e2e_config(tmp / "newsalert.toml", feeds)
+        result = run_newsalert("poll", "--once", config=config, db=tmp / "newsalert.db", slack=slack)
+        authorizations = tuple(c.headers.get("Authorization") for c in slack.calls)
+        yield FirstPoll(result, tuple(copy.deepcopy(slack.posts())), authorizations)
+    finally:
+        feeds.stop()
+        slack.stop()
+    assert slack.violations == [], slack.violations
+    assert slack.refused == [], slack.refused
 
 
-def test_poll_once_posts_one_alert_per_channel_for_the_story(polled, slack: FakeSlack) -> None:
-    _, _, result = polled
+def story_posts(first_poll: FirstPoll, channel: str) -> list[dict]:
+    return [p for p in first_poll.posts if p["channel"] == channel and E2E_STORY in json.dumps(p)]
+
+
+def test_poll_once_posts_one_alert_per_channel_for_the_story(first_poll: FirstPoll) -> None:
+    result = first_poll.result
     assert result.returncode == 0, result.stderr
     for channel in E2E_CHANNELS:
-        posts = story_posts(slack, channel)
+        posts = story_posts(first_poll, channel)
         assert len(posts) == 1, f"{channel}: {len(posts)} alerts for one story"
         context = json.dumps(posts[0]["blocks"])
         for watchlist in ("csam", "deepfakes", "unicef"):
@@ -50,14 +71,16 @@ def test_poll_once_posts_one_alert_per_channel_for_the_story(polled, slack: Fake
     assert "alerts sent" in result.stdout
 
 
-def test_non_matching_items_produce_no_alert(polled, slack: FakeSlack) -> None:
-    assert not [p for p in slack.posts() if "Premier League" in json.dumps(p)]
+def test_non_matching_items_produce_no_alert(first_poll: FirstPoll) -> None:
+    assert not [p for p in first_poll.posts if "Premier League" in json.dumps(p)]
     # the story (2 channels) + the hostile CSAM item (2 channels)
-    assert len(slack.posts()) == 4
+    assert len(first_poll.posts) == 4
 
 
-def test_second_poll_posts_nothing(polled, slack: FakeSlack) -> None:
-    config, db, _ = polled
+def test_second_poll_posts_nothing(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
+    config = write_e2e_config(tmp_path / "newsalert.toml", feeds)
+    db = tmp_path / "newsalert.db"
+    assert run_newsalert("poll", "--once", config=config, db=db, slack=slack).returncode == 0
     before = len(slack.posts())
     again = run_newsalert("poll", "--once", config=config, db=db, slack=slack)
     assert again.returncode == 0, again.stderr
@@ -65,8 +88,8 @@ def test_second_poll_posts_nothing(polled, slack: FakeSlack) -> None:
     assert "0 new items" in again.stdout
 
 
-def test_hostile_title_is_escaped_and_pings_no_one(polled, slack: FakeSlack) -> None:
-    hostile = [p for p in slack.posts() if "CSAM ring" in p["text"]]
+def test_hostile_title_is_escaped_and_pings_no_one(first_poll: FirstPoll) -> None:
+    hostile = [p for p in first_poll.posts if "CSAM ring" in p["text"]]
     assert len(hostile) == 2
     for post in hostile:
         wire = json.dumps(post)
@@ -75,9 +98,9 @@ def test_hostile_title_is_escaped_and_pings_no_one(polled, slack: FakeSlack) -> 
         assert "&lt;!channel&gt; CSAM ring &amp; &lt;@U0ADMIN&gt;" in post["text"]
 
 
-def test_unfurls_are_off_and_no_feed_image_is_posted(polled, slack: FakeSlack) -> None:
-    assert slack.posts()
-    for post in slack.posts():
+def test_unfurls_are_off_and_no_feed_image_is_posted(first_poll: FirstPoll) -> None:
+    assert first_poll.posts
+    for post in first_poll.posts:
         assert post["unfurl_links"] is False
         assert post["unfurl_media"] is False
         assert "unicef.jpg" not in json.dumps(post)
@@ -85,8 +108,9 @@ def test_unfurls_are_off_and_no_feed_image_is_posted(polled, slack: FakeSlack) -
         assert all(block["type"] in ("section", "context", "actions") for block in post["blocks"])
 
 
-def test_posts_use_the_bot_token(polled, slack: FakeSlack) -> None:
-    assert all(c.headers.get("Authorization") == f"Bearer {VALID_TOKEN}" for c in slack.calls)
+def test_posts_use_the_bot_token(first_poll: FirstPoll) -> None:
+    assert first_poll.authorizations
+    assert all(a == f"Bearer {VALID_TOKEN}" for a in first_poll.authorizations)
 
 
 def test_slack_auth_failure_exits_non_zero(tmp_path: Path, feeds: FeedServer) -> None:
