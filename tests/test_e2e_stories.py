@@ -6,9 +6,9 @@ import json
 import tomllib
 from pathlib import Path
 
+from tests.conftest import run_newsalert
 from tests.fake_slack import FakeSlack
 from tests.feed_server import FeedServer
-from tests.test_e2e import ROOT, run_newsalert  # noqa: F401  (ROOT keeps the subprocess cwd in one place)
 
 CHANNELS = ("C0000000001", "C0000000002")
 

@@ -172,12 +172,7 @@ def test_every_surface_agrees_on_which_sources_are_failing(tmp_path: Path) -> No
 
 TESTS = ROOT / "tests"
 
-# Test modules that still import another one, and what: their helpers are moving to tests/conftest.py
-# (test_pipeline and test_e2e re-export them until then). Delete an entry when its import is gone.
-PENDING = {
-    "test_e2e_stories.py": ["tests.test_e2e"],
-    "test_prepare.py": ["tests.test_pipeline"],
-}
+PENDING: dict[str, list[str]] = {}  # test modules allowed to import another one: none
 
 
 def imported_modules(path: Path) -> set[str]:

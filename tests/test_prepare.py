@@ -17,9 +17,9 @@ from bot.ingest.prepare import Job, Preparer
 from bot.match.query import Matcher
 from bot.model import Source
 from bot.store import Store
+from tests.conftest import rss, settings_for, sync
 from tests.feed_server import FeedServer
 from tests.store_checks import fts_consistent
-from tests.test_pipeline import rss, settings_for, sync
 
 NOW = datetime.now(UTC)
 FIXTURES = Path(__file__).parent / "data" / "feeds"

@@ -22,7 +22,7 @@ from bot.stories.fingerprint import Fingerprint, candidate_tokens, clean_headlin
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel, fit, shipped
 from bot.stories.signals import FEATURES, Figure, entities, figures
-from tests.conftest import bot_env, run_bot
+from tests.conftest import run_newsalert
 from tests.story_eval import STORIES, evaluate
 
 EVENTS = STORIES / "e2e_events.toml"
@@ -415,14 +415,13 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
         store.story_model.record_label(one, two, True, "U1", T0)
     store.close()
     assert predicted == story
-    env = bot_env()
-    why = run_bot("story", str(story), "--why", "--db", str(db), env=env)
+    why = run_newsalert("story", str(story), "--why", db=db)
     assert why.returncode == 0, why.stderr
     assert "joined: P(same)" in why.stdout and "semantic" in why.stdout and "best rejected" in why.stdout
     out = tmp_path / "labels.toml"
-    exported = run_bot("stories", "labels", "--export", str(out), "--db", str(db), env=env)
+    exported = run_newsalert("stories", "labels", "--export", str(out), db=db)
     assert exported.returncode == 0 and len(labeled.read(out)) == 2
-    fitted = run_bot("stories", "fit", "--labeled", str(EVENTS), "--db", str(db), env=env, timeout=120)
+    fitted = run_newsalert("stories", "fit", "--labeled", str(EVENTS), db=db, timeout=120)
     assert fitted.returncode == 0, fitted.stderr
     assert "before" in fitted.stdout and "after" in fitted.stdout and "kept: story model 1" in fitted.stdout
     store = Store.open(db)
@@ -431,7 +430,7 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
     store.close()
     broken = tmp_path / "broken.toml"
     broken.write_text("[[story]]\nid = 1\n")
-    refused = run_bot("stories", "fit", "--labeled", str(broken), "--db", str(db), env=env)
+    refused = run_newsalert("stories", "fit", "--labeled", str(broken), db=db)
     assert refused.returncode == 2 and "broken.toml" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from tests.conftest import bot_env
-from tests.fake_slack import VALID_TOKEN, FakeSlack
+from tests.conftest import start_newsalert
+from tests.fake_slack import FakeSlack
 from tests.websub_hub import WebSubHub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,18 +72,16 @@ watchlists = ["csam"]
 base_url = "http://127.0.0.1:{self.port}"
 lease = "1h"
 """)
-        env = bot_env(
-            NEWSALERT_DB=str(self.db),
-            SLACK_BOT_TOKEN=VALID_TOKEN,
-            SLACK_API_URL=slack.url,
-            SLACK_SIGNING_SECRET="8f742231b10e8888abcd99yyyzzz85a5",
-        )
         self.log = (tmp / "run.log").open("w")
         listen = ["--port", str(self.port), "--host", "127.0.0.1"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--config", str(config), "run", "--http", *listen],
-            cwd=ROOT,
-            env=env,
+        self.proc = start_newsalert(
+            "run",
+            "--http",
+            *listen,
+            config=config,
+            db=self.db,
+            slack=slack,
+            env={"SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5"},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
