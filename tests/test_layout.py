@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from bot.demo import STARTER_CONFIG
 from bot.model import Source, Subscription, Watchlist
 from bot.ops.health import health, healthz, source_health
 from bot.store import Store
+from tests.conftest import run_newsalert
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "bot"
@@ -101,25 +100,15 @@ def test_the_starter_config_is_the_checkout_config() -> None:
 
 
 def test_demo_and_init_work_from_any_directory(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    demo = subprocess.run(
-        [sys.executable, "-m", "bot", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    demo = run_newsalert("demo", cwd=tmp_path, timeout=120)
     assert demo.returncode == 0, demo.stderr
     assert "sources (0 failed)" in demo.stdout and "alerts sent" in demo.stdout
-    init = [sys.executable, "-m", "bot", "init", "conf/"]
-    first = subprocess.run(init, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    first = run_newsalert("init", "conf/", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "conf" / "newsalert.toml").read_text() == STARTER_CONFIG.read_text()
-    again = subprocess.run(init, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    again = run_newsalert("init", "conf/", cwd=tmp_path)
     assert again.returncode == 2 and "not overwritten" in again.stderr
-    check = [sys.executable, "-m", "bot", "--config", "conf/newsalert.toml", "check-config"]
-    assert subprocess.run(check, cwd=tmp_path, env=env, capture_output=True, timeout=60).returncode == 0
+    assert run_newsalert("check-config", config=Path("conf/newsalert.toml"), cwd=tmp_path).returncode == 0
 
 
 def test_every_surface_agrees_on_which_sources_are_failing(tmp_path: Path) -> None:
