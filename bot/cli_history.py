@@ -29,6 +29,7 @@ from bot.ops import health as health_status
 from bot.service import Newsalert
 from bot.slack.sink import make_sink
 from bot.store import Store
+from bot.urls import redact
 
 log = logging.getLogger("newsalert")
 
@@ -250,13 +251,13 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         store.close()
     for source in report.added:
-        print(f"added     {source.name}  {source.url}")
+        print(f"added     {source.name}  {redact(source.url)}")
     for source in report.restored:
-        print(f"restored  {source.name}  {source.url}")
+        print(f"restored  {source.name}  {redact(source.url)}")
     for feed in report.present:
-        print(f"present   {feed.name}  {feed.url}")
+        print(f"present   {feed.name}  {redact(feed.url)}")
     for feed, why in report.refused:
-        print(f"refused   {feed.name}  {feed.url}: {why}")
+        print(f"refused   {feed.name}  {redact(feed.url)}: {why}")
     print(f"{args.opml_file}: {report.summary()}")
     return 0
 

@@ -650,3 +650,45 @@ def test_control_characters_are_removed_from_text() -> None:
     entry = Entry("g", "", "a\x00b\x1b[31mc\x7fd\x85e", summary="x\x07y")
     item = normalize(entry, FEED, NOW)
     assert (item.title, item.text) == ("ab[31mcde", "xy")
+
+
+def _near_text() -> bytes:
+    """Issue 15, point 3: items whose text is "csam ai " repeated to 40 KB, under every cap. The
+    README's own `csam NEAR/5 (ai OR generated)` compared every pair of occurrences: 1.4 s an item."""
+    text = "csam ai " * 5_000
+    items = "".join(
+        f"<item><title>Report {n}</title><link>https://near.example/{n}</link><guid>near-{n}</guid>"
+        f"<pubDate>{format_datetime(NOW)}</pubDate><description>{text}</description></item>"
+        for n in range(4)
+    )
+    return _rss(items)
+
+
+def test_near_over_thousands_of_occurrences_costs_the_poll_no_more_than_its_text(
+    server: FeedServer, slack: FakeSlack, tmp_path: Path
+) -> None:
+    near = Source("hostile", server.serve("/budget/near.xml", _near_text()))
+    normal = [
+        Source(f"normal {n}", server.serve(f"/budget/normal-{n}-near.xml", story_feed(n, title)))
+        for n, title in enumerate(NORMAL_STORIES)
+    ]
+    settings = dataclasses.replace(
+        settings_for(tmp_path, near, *normal),
+        watchlists=(
+            Watchlist("csam", 'CSAM OR "child sexual abuse material"'),
+            Watchlist("near", "csam NEAR/5 (ai OR generated)"),
+        ),
+        subscriptions=(Subscription("C1", ("csam", "near")),),
+    )
+    run = run_polls(settings, polls=1)  # in a thread, joined within TIME_BOUND (the old code: 14 s+)
+    if run.error is not None:
+        raise run.error
+    (report,) = run.reports
+    assert (report.polled, report.failed, report.new_items) == (3, 0, 6)
+    assert len(run.items) == 4 and run.failure is None  # stored, and matched: they do say it
+    with Store.open(settings.db_path) as store:
+        matched = store.db.execute("SELECT count(*) FROM matches WHERE watchlist = 'near'").fetchone()[0]
+        assert matched == 4
+        assert deliver_pending(store, SlackSink(VALID_TOKEN, slack.url, timeout=5)).sent >= 3
+    titles = {post["text"].split(" — ")[0] for post in slack.posts()}
+    assert set(NORMAL_STORIES) <= titles

@@ -18,6 +18,7 @@ from bot.config import format_duration
 from bot.model import SourceRow
 from bot.store import Store
 from bot.timefmt import relative
+from bot.urls import redact
 
 SOURCE_FAILING = timedelta(hours=24)
 ALERT_WAITING = timedelta(hours=1)
@@ -63,7 +64,7 @@ class SourceHealth:
     def as_json(self) -> dict:
         return {
             "name": self.name,
-            "url": self.url,
+            "url": redact(self.url),  # /healthz and `status --json` are read by monitoring: no secrets
             "state": self.state,
             "last_success": _iso(self.last_success),
             "last_error": self.last_error or None,
