@@ -20,7 +20,7 @@ from bot.alerts.digest import timezone as digest_timezone
 from bot.errors import ConfigError, QueryError, ScheduleError
 from bot.match.query import compile_query
 from bot.model import SOURCE_TYPES, WATCHLIST_NAME, WATCHLIST_NAME_RULE, Source, Subscription, Watchlist
-from bot.urls import source_url_problem
+from bot.urls import http_url_problem, source_url_problem
 
 DEFAULT_CONFIG = "config/newsalert.toml"
 DEFAULT_DB = "newsalert.db"
@@ -358,13 +358,9 @@ def _read_websub(doc: dict, r: _Reader, env: Mapping[str, str]) -> dict[str, Any
 
 def _public_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be the bot's own public base URL (not a source: private is fine here)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as e:
-        return f"not a valid URL ({e})"
-    if parts.scheme not in ("http", "https") or not host:
-        return f"must be an http:// or https:// URL, got {url!r}"
+    if problem := http_url_problem(url):
+        return problem
+    parts = urlsplit(url)
     if parts.query or parts.fragment:
         return f"must be a base URL without ?query or #fragment, got {url!r}"
     return None

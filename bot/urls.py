@@ -41,13 +41,8 @@ def _legacy_literal_problem(host: str) -> str | None:
     return address_problem(str(ipaddress.IPv4Address(address)))
 
 
-def source_url_problem(url: str, *, allow_private: bool, allow_credentials: bool = False) -> str | None:
-    """Why ``url`` cannot be a source, or None.
-
-    ``allow_credentials``: a user name or password in the URL. The operator's config file may
-    carry them (a feed behind basic auth); a URL typed in a Slack channel may not, since everyone
-    in the channel would read them.
-    """
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an http(s) URL with a host (the first test of every URL the bot is given)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -55,6 +50,20 @@ def source_url_problem(url: str, *, allow_private: bool, allow_credentials: bool
         return f"not a valid URL ({e})"
     if parts.scheme not in ("http", "https") or not host:
         return f"must be an http:// or https:// URL, got {url!r}"
+    return None
+
+
+def source_url_problem(url: str, *, allow_private: bool, allow_credentials: bool = False) -> str | None:
+    """Why ``url`` cannot be a source, or None.
+
+    ``allow_credentials``: a user name or password in the URL. The operator's config file may
+    carry them (a feed behind basic auth); a URL typed in a Slack channel may not, since everyone
+    in the channel would read them.
+    """
+    if problem := http_url_problem(url):
+        return problem
+    parts = urlsplit(url)
+    host = parts.hostname or ""
     if not allow_credentials and (parts.username or parts.password):
         return "must not carry a user name or password"
     if not allow_private and is_private_host(host):
