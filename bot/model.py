@@ -190,6 +190,26 @@ class StoryPost:
     watchlists: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class StoryMove:
+    """A message an analyst's story correction moved away from (bot/app/corrections.py).
+
+    ``split``: a thread reply whose item became its own alert (``alert_id``, re-delivered);
+    ``merge``: a story's parent folded into the thread whose parent is ``target_ts``.
+    """
+
+    id: int
+    kind: Literal["split", "merge"]
+    item_id: int
+    channel: str
+    old_ts: str
+    user_id: str
+    created_at: datetime
+    alert_id: int | None = None
+    target_ts: str | None = None
+    new_ts: str | None = None  # split: the ts of the item's own alert, once posted
+
+
 # Rows the store returns to its callers, as values: no caller indexes a row by column name.
 
 

@@ -272,6 +272,7 @@ def test_every_alert_carries_claim_done_and_a_menu(bot: Bot) -> None:
         "mute_story",
         "mute_source",
         "not_relevant",
+        "same_story",  # tests/test_corrections.py
     ]
 
 

@@ -61,9 +61,15 @@ def story_state(store: Store, post: StoryPost, source: str, now: datetime) -> Me
 def render_story_post(store: Store, post: StoryPost, now: datetime) -> SlackMessage:
     """The story's top-level message as it should now read, buttons and triage state included:
     what the Slack app puts in place after a button click (the deliverer renders the same)."""
+    parent = post_alert(store, post)
+    return render_slack(parent, story_state(store, post, parent.source, now), actions=True)
+
+
+def post_alert(store: Store, post: StoryPost) -> Alert:
+    """The Alert a story's top-level message in a channel shows."""
     item, _ = store.items.item(post.item_id)
     spans = store.items.spans_for(post.item_id, post.watchlists)
-    parent = build_alert(
+    return build_alert(
         0,
         post.channel,
         item,
@@ -72,4 +78,3 @@ def render_story_post(store: Store, post: StoryPost, now: datetime) -> SlackMess
         store.stories.story_sources(post.story_id),
         post.story_id,
     )
-    return render_slack(parent, story_state(store, post, item.source, now), actions=True)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.alerts.compose import build_alert, story_state
-from bot.alerts.render import SlackMessage, escape
+from bot.alerts.render import SlackMessage, escape, render_moved
 from bot.alerts.sink import LOOKBACK, METADATA_EVENT, RateLimiter, Sink
 from bot.errors import Rejected, RetryLater
 from bot.failpoints import failpoint
@@ -229,9 +229,27 @@ class Deliverer:
                 self.store.outbox.claim_channel(
                     channel, self.worker, self.now(), stale_before=self.now() - CLAIM_STALE
                 )
+            self._edit_moved(channel)
         finally:
             self.store.outbox.release_channel(channel, self.worker)
         return None
+
+    def _edit_moved(self, channel: str) -> None:
+        """Thread replies "Not this story" moved: once their item's own alert is posted, each is
+        changed to say where it went (with a link), under the channel's claim like the posts."""
+        store = self.store
+        for move in store.moves.moves_to_edit(channel):
+            item, _ = store.items.item(move.item_id)
+            alert = build_alert(0, channel, item, (), (), ())
+            link = self.sink.permalink(channel, move.new_ts) if move.new_ts else None
+            try:
+                self.sink.edit(channel, move.old_ts, render_moved(alert, link, move.user_id))
+            except RetryLater as e:
+                log.warning("moved reply not edited yet channel=%s ts=%s: %s", channel, move.old_ts, e)
+                return  # the next round tries again
+            except Rejected as e:  # deleted in Slack, or no longer ours to edit: nothing to retry
+                log.warning("moved reply not edited channel=%s ts=%s: %s", channel, move.old_ts, e.error)
+            store.moves.mark_move_edited(move.id, self.now())
 
     def _one(self, queued: QueuedAlert, report: DeliveryReport) -> None:
         store, now = self.store, self.now()

@@ -39,7 +39,10 @@ MORE_CHOICES = {
     "mute_story": "Mute this story…",
     "mute_source": "Mute source…",
     "not_relevant": "Not relevant",
+    "same_story": "Same story as…",
 }
+# A thread reply's one control: its item is not the thread's story (bot/app/corrections.py).
+SPLIT_ACTION = "story_split"
 TRIAGE_LABELS = {
     "claimed": "Claimed by",
     "done": "Done by",
@@ -288,8 +291,49 @@ def render_reply(alert: Alert) -> SlackMessage:
             for w in capped(alert.watchlists, WATCHLIST_NAMES)
         )
     text = f"Also reported by {escape(alert.outlet or alert.source)} — {title}"
+    split = {
+        "type": "button",
+        "action_id": SPLIT_ACTION,
+        "text": {"type": "plain_text", "text": "Not this story"},
+        "value": str(alert.id),  # a hint only: the reply is found by its channel and ts
+    }
     return SlackMessage(
-        text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": fit(line)}}]
+        text=text,
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": fit(line)}, "accessory": split}],
+    )
+
+
+def render_moved(alert: Alert, link: str | None, user: str) -> SlackMessage:
+    """A thread reply after "Not this story": where its item went, and who moved it."""
+    title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
+    where = f"<{escape_url(link)}|its own alert>" if link else "its own alert"
+    line = f"~{escape(alert.outlet or alert.source)} — {title}~"
+    note = f"Not this story: moved to {where} by {mention(user)}."
+    return SlackMessage(
+        text=f"Moved to its own alert by {mention(user)}: {title}",
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": fit(line)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(note)}]},
+        ],
+    )
+
+
+def render_folded(alert: Alert, target_title: str, link: str | None, user: str) -> SlackMessage:
+    """A story's top-level alert after "Same story as…": the story it joined, and who folded it.
+    Without buttons: the story is triaged on the alert it was folded into."""
+    title = escape(shorten(alert.title, TITLE_LIMIT)) or "(untitled)"
+    heading = f"<{escape_url(alert.url)}|{title}>" if alert.url else title
+    if len(heading) > BLOCK_TEXT_LIMIT:
+        heading = title
+    target = escape(shorten(target_title, 150)) or "(untitled)"
+    into = f"<{escape_url(link)}|{target}>" if link else f"“{target}”"
+    note = f"Same story as {into}: folded into its thread by {mention(user)}."
+    return SlackMessage(
+        text=f"{title} — folded into “{target}” by {mention(user)}",
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": fit(heading)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(note)}]},
+        ],
     )
 
 

@@ -50,6 +50,14 @@ class Sink(Protocol):
         """The ts of this alert's message if an earlier attempt did post it, else None."""
         ...
 
+    def edit(self, channel: str, ts: str, message: SlackMessage) -> None:
+        """Replace the message ``ts`` (a reply a story correction moved away). Raises RetryLater, Rejected."""
+        ...
+
+    def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to the message ``ts``, or None when the destination has none to give."""
+        ...
+
     def post_message(
         self,
         channel: str,
@@ -91,6 +99,12 @@ class ConsoleSink:
         pass  # printed lines cannot change; the reply line already says how many sources
 
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
+        return None
+
+    def edit(self, channel: str, ts: str, message: SlackMessage) -> None:
+        self._print("  (an earlier message, changed)\n" + render_console_message(channel, message))
+
+    def permalink(self, channel: str, ts: str) -> str | None:
         return None
 
     def post_message(

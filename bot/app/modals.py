@@ -1,4 +1,4 @@
-"""The dialogs an alert's menu opens (Block Kit modal views, pure dicts): Escalate and Mute.
+"""The dialogs an alert's menu opens (Block Kit modal views, pure dicts): Escalate, Mute and Same story as….
 
 Each carries where the alert is in ``private_metadata`` ("<channel>|<ts>"), read back with
 ``alert_of`` when the form is submitted; bot/slack/listeners/actions.py opens and answers them.
@@ -13,6 +13,7 @@ from bot.app.triage import SEVERITIES
 
 ESCALATE = "escalate_form"  # callback_id of the Escalate modal
 MUTE = "mute_form"  # callback_id of the Mute modal
+SAME_STORY = "same_story_form"  # callback_id of the Same story as… modal
 _WHERE = re.compile(r"^([CGD][A-Z0-9]{1,20})\|(\d{1,12}\.\d{1,8})$")
 _DURATIONS = {"24h": "24 hours", "7d": "7 days", "forever": "Until unmuted"}
 
@@ -129,6 +130,34 @@ def mute_modal(channel: str, ts: str, kind: str, sources: list[str]) -> dict:
         "submit": _text("Mute"),
         "close": _text("Cancel"),
         "blocks": blocks,
+    }
+
+
+def same_story_modal(channel: str, ts: str, title: str, options: list[tuple[str, str]]) -> dict:
+    """Pick the recent alert of this channel whose story this alert's story is (``options``:
+    (story id, label) pairs, already within Slack's 100 options of 75 characters)."""
+    return {
+        "type": "modal",
+        "callback_id": SAME_STORY,
+        "private_metadata": f"{channel}|{ts}",
+        "title": _text("Same story as…"),
+        "submit": _text("Fold into it"),
+        "close": _text("Cancel"),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(shorten(title, 250))}*"}},
+            {
+                "type": "input",
+                "block_id": "target",
+                "label": _text("is the same story as"),
+                "hint": _text("Its reports go to that alert's thread; this alert says where they went."),
+                "element": {
+                    "type": "static_select",
+                    "action_id": "target",
+                    "placeholder": _text("A recent alert in this channel"),
+                    "options": [_option(value, label) for value, label in options],
+                },
+            },
+        ],
     }
 
 

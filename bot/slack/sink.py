@@ -65,6 +65,17 @@ class SlackSink:
             self.reader.chat_update, channel=parent.channel, ts=ts, text=message.text, blocks=message.blocks
         )
 
+    def edit(self, channel: str, ts: str, message: SlackMessage) -> None:
+        self.update_pace.wait(channel)
+        self._call(self.reader.chat_update, channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+
+    def permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            return str(self._call(self.reader.chat_getPermalink, channel=channel, message_ts=ts)["permalink"])
+        except (RetryLater, Rejected) as e:  # the note goes without its link rather than not at all
+            log.warning("no permalink channel=%s ts=%s: %s", channel, ts, e)
+            return None
+
     def find_posted(self, alert: Alert, since: datetime, thread_ts: str | None) -> str | None:
         return self.find_message(
             alert.channel, since, METADATA_EVENT, alert_payload(alert), thread_ts=thread_ts

@@ -1,10 +1,10 @@
 """SQLite storage: the only package that knows the schema or writes SQL.
 
 `Store` opens and migrates one SQLite file (WAL mode) and holds one repository per resource:
-``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.story_model``,
-``store.outbox``, ``store.people``, ``store.digests``, ``store.history``, ``store.faults`` and
-``store.websub``. They share the connection and the Store's transactions, so a change that spans
-resources is still one commit.
+``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.moves``,
+``store.story_model``, ``store.outbox``, ``store.people``, ``store.digests``, ``store.history``,
+``store.faults`` and ``store.websub``. They share the connection and the Store's transactions, so
+a change that spans resources is still one commit.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bot.store.digests import DigestRepo
 from bot.store.faults import FaultRepo
 from bot.store.history import HistoryRepo
 from bot.store.items import ItemRepo
+from bot.store.moves import MoveRepo
 from bot.store.outbox import OutboxRepo
 from bot.store.people import PeopleRepo
 from bot.store.schema import migrations
@@ -46,6 +47,7 @@ class Store:
         self.catalog = CatalogRepo(self)
         self.items = ItemRepo(self)
         self.stories = StoryRepo(self)
+        self.moves = MoveRepo(self)
         self.story_model = StoryModelRepo(self)
         self.outbox = OutboxRepo(self)
         self.people = PeopleRepo(self)

@@ -165,6 +165,43 @@ class OutboxRepo(Repository):
         )
         return [r["title"] for r in rows]
 
+    def sent_alert_at(self, channel: str, ts: str) -> tuple[int, int, int] | None:
+        """(alert id, item id, story id) of the alert delivered as the message ``ts`` in ``channel``.
+
+        A copy folded into its parent's count shares the parent's ts: the parent's own alert
+        (the story post's item) is preferred, so a parent is never taken for a reply.
+        """
+        row = self._one(
+            """SELECT a.id, a.item_id, i.story_id FROM alerts a JOIN items i ON i.id = a.item_id
+               LEFT JOIN story_posts p ON p.channel = a.channel AND p.ts = a.ts AND p.item_id = a.item_id
+               WHERE a.channel = ? AND a.ts = ? AND a.status = 'sent'
+               ORDER BY p.item_id IS NULL, a.id LIMIT 1""",
+            [channel, ts],
+        )
+        return (row["id"], row["item_id"], row["story_id"]) if row else None
+
+    def sent_alerts_of(self, item_ids: Sequence[int]) -> list[tuple[int, int, str, str]]:
+        """(alert id, item id, channel, ts) of every delivered alert of these items, oldest first."""
+        if not item_ids:
+            return []
+        marks = ",".join("?" * len(item_ids))
+        rows = self._all(
+            f"""SELECT id, item_id, channel, ts FROM alerts
+                WHERE item_id IN ({marks}) AND status = 'sent' ORDER BY id""",
+            list(item_ids),
+        )
+        return [(r["id"], r["item_id"], r["channel"], r["ts"]) for r in rows]
+
+    def requeue_alert(self, alert_id: int) -> None:
+        """Deliver a sent alert again, from scratch (a story correction moved its item): it goes
+        through the channel's queue like any other, so pacing and ordering hold."""
+        self.db.execute(
+            """UPDATE alerts SET status = 'queued', ts = NULL, sent_at = NULL, attempts = 0, in_flight = 0,
+                   plain_text = 0, next_attempt_at = NULL, outage = 0, last_error = NULL
+               WHERE id = ? AND status = 'sent'""",
+            [alert_id],
+        )
+
     def mark_alert_sent(self, alert_id: int, ts: str, now: datetime) -> None:
         self.db.execute(
             """UPDATE alerts SET status = 'sent', ts = ?, sent_at = ?, attempts = attempts + 1, in_flight = 0,

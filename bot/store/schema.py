@@ -546,3 +546,30 @@ def m016_adaptive_polling_and_websub(db: sqlite_utils.Database) -> None:
         defaults={"attempts": 0},
     )
     db["websub"].create_index(["callback"], unique=True)
+
+
+@migrations()
+def m017_story_moves(db: sqlite_utils.Database) -> None:
+    """Analysts' corrections of stories in Slack (bot/app/corrections.py): each message a correction
+    moved away from, so a second click on it is answered, not applied again. A "split" reply is
+    edited once its item's own alert is posted (the alert to re-deliver is ``alert_id``); a
+    "merge" parent points at the thread it was folded into (``target_ts``)."""
+    db["story_moves"].create(
+        {
+            "id": int,
+            "kind": str,  # split | merge
+            "item_id": int,  # the reply's item (split), the folded parent's item (merge)
+            "channel": str,
+            "old_ts": str,  # the message moved away from
+            "alert_id": int,  # split: the alert re-delivered as a top-level message
+            "target_ts": str,  # merge: the parent of the thread it went into
+            "user_id": str,
+            "created_at": str,
+            "edited_at": str,  # when the old message was changed to say where it went
+        },
+        pk="id",
+        not_null={"kind", "item_id", "channel", "old_ts", "user_id", "created_at"},
+        foreign_keys=[("item_id", "items", "id")],
+    )
+    db["story_moves"].create_index(["channel", "old_ts"], unique=True)
+    db["story_moves"].create_index(["alert_id"])

@@ -204,6 +204,21 @@ class StoryRepo(Repository):
             for r in rows
         ]
 
+    def story_posts_of(self, story_id: int) -> list[StoryPost]:
+        """The story's top-level message in every channel that has one."""
+        rows = self._all("SELECT channel FROM story_posts WHERE story_id = ? ORDER BY channel", [story_id])
+        return [p for r in rows if (p := self.story_post(story_id, r["channel"])) is not None]
+
+    def delete_story_post(self, story_id: int, channel: str) -> None:
+        self.db.execute("DELETE FROM story_posts WHERE story_id = ? AND channel = ?", [story_id, channel])
+
+    def move_story_post(self, story_id: int, channel: str, to_story: int) -> None:
+        """The message that was ``story_id``'s parent in ``channel`` is now ``to_story``'s."""
+        self.db.execute(
+            "UPDATE story_posts SET story_id = ? WHERE story_id = ? AND channel = ?",
+            [to_story, story_id, channel],
+        )
+
     def split_item(self, item_id: int, now: datetime) -> int:
         """Take an item (and its exact duplicates) out of its story into a new one; returns its id.
 

@@ -1,7 +1,8 @@
 """The controls on every alert: record a click (bot.app.triage), then update the message to show it.
 
 Claim/Unclaim, Done/Reopen and the menu's Not relevant act at once; the menu's Escalate and Mute
-open a modal (views.open with the click's trigger_id) and act when it is submitted.
+open a modal (views.open with the click's trigger_id) and act when it is submitted; its Same story
+as… opens the modal of listeners/corrections.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.app import modals, triage
 from bot.app.context import AppContext
 from bot.slack.client import posting_client
+from bot.slack.listeners import corrections
 from bot.slack.workspace import SlackWorkspace
 
 log = logging.getLogger("newsalert.slack")
@@ -119,6 +121,9 @@ def _menu(choice: str, body: dict, channel: str, ts: str, client: WebClient, ctx
             workspace=SlackWorkspace(client),
         )
         _apply(result, client, channel, ts, user, choice)
+        return
+    if choice == "same_story":
+        corrections.open_same_story(body, channel, ts, client, ctx)
         return
     sources = triage.mutable_sources(ctx, channel, ts)
     if sources is None:
