@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.alerts.render import render_folded, render_moved, render_reply
+from bot.model import Alert, Summary
 from bot.stories import labeled
 from tests.conftest import ROOT, run_newsalert, wait_for
 from tests.slack_bot import ALERTS, COPY, SECOND, STORY, USER, WIRE, Bot, rss
+from tests.slack_limits import message_problems
 
 OTHER = "U0OTHER"  # anyone in the channel may correct a story: no admin here
 EVENTS = ROOT / "tests" / "data" / "stories" / "e2e_events.toml"
@@ -194,3 +198,30 @@ def test_split_then_merge_back_audited_labeled_and_fitted(bot: Bot, tmp_path: Pa
     fitted = run_newsalert("stories", "fit", "--labeled", str(EVENTS), str(out), db=bot.db, timeout=180)
     assert fitted.returncode in (0, 1), fitted.stderr  # 1: kept the current model, as it was better
     assert "corrections.toml" in fitted.stdout and "Traceback" not in fitted.stderr
+
+
+def test_the_moved_and_folded_notes_escape_what_feeds_and_links_carry() -> None:
+    hostile = Alert(
+        id=7,
+        channel=ALERTS,
+        title="<!channel> Meta & co <sue>",
+        url="https://x.example/a|b>c",
+        source="Wire <b>",
+        outlet="",
+        published=datetime(2026, 2, 5, tzinfo=UTC),
+        watchlists=("csam",),
+        summary=Summary(""),
+    )
+    for message in (
+        render_moved(hostile, "https://fake.slack.test/archives/C1/p1|x>", "U0USER"),
+        render_folded(hostile, "<!here> other & story", "https://fake.slack.test/archives/C1/p2", "<@U1>"),
+        render_reply(hostile),
+    ):
+        shown = json.dumps(message.blocks) + message.text
+        assert "<!channel>" not in shown and "<!here>" not in shown and "<sue>" not in shown
+        assert "&lt;!channel&gt; Meta &amp; co" in shown
+        assert "<@<@U1>>" not in shown  # a malformed user id is text, never a mention
+        assert message_problems({"text": message.text, "blocks": message.blocks}) == []
+    assert "p1%7Cx&gt;|its own alert>" in json.dumps(
+        render_moved(hostile, "https://fake.slack.test/archives/C1/p1|x>", "U0USER").blocks
+    )

@@ -87,7 +87,7 @@ def split(*, user: str, channel: str, message_ts: str, ctx: AppContext, workspac
                     # There it was the story's first alert: that message stays, as its own story's.
                     store.stories.move_story_post(story, where, new_story)
                     continue
-                store.outbox.requeue_alert(alert_id)
+                store.outbox.requeue_alert(alert_id, now)
                 channels.append(where)
                 if post is None or ts != post.ts:  # a copy folded into the parent's count had no reply
                     store.moves.add_move("split", item_id, where, ts, user, now, alert_id=alert_id)
@@ -170,7 +170,7 @@ def merge(
                     continue
                 for alert_id, _, where, _ in sent:
                     if where == old.channel:
-                        store.outbox.requeue_alert(alert_id)
+                        store.outbox.requeue_alert(alert_id, now)
                 store.stories.delete_story_post(source, old.channel)
                 store.moves.add_move(
                     "merge", old.item_id, old.channel, old.ts, user, now, target_ts=parent.ts

@@ -192,14 +192,18 @@ class OutboxRepo(Repository):
         )
         return [(r["id"], r["item_id"], r["channel"], r["ts"]) for r in rows]
 
-    def requeue_alert(self, alert_id: int) -> None:
+    def requeue_alert(self, alert_id: int, now: datetime) -> None:
         """Deliver a sent alert again, from scratch (a story correction moved its item): it goes
-        through the channel's queue like any other, so pacing and ordering hold."""
+        through the channel's queue like any other, so pacing and ordering hold.
+
+        Queued again ``now``: the delivery latency measured is the correction's, and a lost answer
+        is looked for in the messages posted since then, not since the first delivery.
+        """
         self.db.execute(
             """UPDATE alerts SET status = 'queued', ts = NULL, sent_at = NULL, attempts = 0, in_flight = 0,
-                   plain_text = 0, next_attempt_at = NULL, outage = 0, last_error = NULL
+                   plain_text = 0, next_attempt_at = NULL, outage = 0, last_error = NULL, created_at = ?
                WHERE id = ? AND status = 'sent'""",
-            [alert_id],
+            [iso(now), alert_id],
         )
 
     def mark_alert_sent(self, alert_id: int, ts: str, now: datetime) -> None:
