@@ -196,6 +196,7 @@ def test_split_then_merge_back_audited_labeled_and_fitted(bot: Bot, tmp_path: Pa
     assert len(rows) == 4 and len({r.story for r in rows}) == 3
     assert {r.entry.title for r in rows} == {STORY, COPY[0]}
     fitted = run_newsalert("stories", "fit", "--labeled", str(EVENTS), str(out), db=bot.db, timeout=180)
+    print(fitted.stdout, fitted.stderr)
     assert fitted.returncode in (0, 1), fitted.stderr  # 1: kept the current model, as it was better
     assert "corrections.toml" in fitted.stdout and "Traceback" not in fitted.stderr
 
