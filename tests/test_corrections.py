@@ -15,6 +15,7 @@ import pytest
 
 from bot.alerts.render import render_folded, render_moved, render_reply
 from bot.model import Alert, Summary
+from bot.store import Store
 from bot.stories import labeled
 from tests.conftest import ROOT, run_newsalert, wait_for
 from tests.slack_bot import ALERTS, COPY, SECOND, STORY, USER, WIRE, Bot, rss
@@ -129,6 +130,11 @@ def test_split_then_merge_back_audited_labeled_and_fitted(bot: Bot, tmp_path: Pa
     assert "Moved to its own alert in 2 channels" in answers and "already moved" in answers
     assert bot.query("SELECT same, user_id FROM story_labels") == [(0, OTHER)]
     assert bot.query("SELECT count(*) FROM story_moves WHERE kind = 'split'") == [(2,)]
+    store = Store.open(bot.db)
+    try:  # what keeps a later item's bridge from merging it back (bot/ingest/poll.py)
+        assert store.moves.split_stories([wire_story, copy_story]) == {copy_story}
+    finally:
+        store.close()
     audit = bot.query("SELECT user_id, channel, action, detail FROM audit WHERE action = 'not this story'")
     assert len(audit) == 1 and audit[0][:2] == (OTHER, ALERTS) and COPY[0][:40] in audit[0][3]
 

@@ -493,8 +493,13 @@ def ingest(
         if not matches and story is None:
             continue  # a story of its own that no watchlist wants: nothing more to do
         store.story_model.save_decision(item_id, story_id, decision)
-        for bridged in decision.merge:
-            store.stories.merge_stories(bridged, story_id)
+        if decision.merge:
+            # An analyst's "Not this story" holds: a bridge never merges a story split off by hand
+            # back into another, nor another into it (bot/app/corrections.py).
+            kept_apart = store.moves.split_stories([story_id, *decision.merge])
+            for bridged in decision.merge:
+                if story_id not in kept_apart and bridged not in kept_apart:
+                    store.stories.merge_stories(bridged, story_id)
         plan: dict[str, list[str]] = {}
         if matches:
             signals = decision.signals or signals_of(item.title, item.text, _embed)

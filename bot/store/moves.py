@@ -4,6 +4,7 @@ its item's own alert is posted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from bot.model import StoryMove
@@ -50,6 +51,18 @@ class MoveRepo(Repository):
         return self._moves(
             "m.channel = ? AND m.kind = 'split' AND m.edited_at IS NULL AND a.status = 'sent'", [channel]
         )
+
+    def split_stories(self, story_ids: Sequence[int]) -> set[int]:
+        """Which of these stories hold a report an analyst took out of another ("Not this story")."""
+        if not story_ids:
+            return set()
+        marks = ",".join("?" * len(story_ids))
+        rows = self._all(
+            f"""SELECT DISTINCT i.story_id FROM story_moves m JOIN items i ON i.id = m.item_id
+                WHERE m.kind = 'split' AND i.story_id IN ({marks})""",
+            list(story_ids),
+        )
+        return {r["story_id"] for r in rows}
 
     def mark_move_edited(self, move_id: int, now: datetime) -> None:
         self.db.execute("UPDATE story_moves SET edited_at = ? WHERE id = ?", [iso(now), move_id])
