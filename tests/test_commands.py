@@ -358,6 +358,7 @@ def test_alert_rendering_with_buttons_and_state() -> None:
         "mute_story|7",
         "mute_source|7",
         "not_relevant|7",
+        "same_story|7",
     ]
     assert "actions" not in json.dumps(render_plain(message).blocks)
     # A user id that is not one renders as text, never as a mention or a ping.
