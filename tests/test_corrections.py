@@ -232,3 +232,40 @@ def test_the_moved_and_folded_notes_escape_what_feeds_and_links_carry() -> None:
     assert "p1%7Cx&gt;|its own alert>" in json.dumps(
         render_moved(hostile, "https://fake.slack.test/archives/C1/p1|x>", "U0USER").blocks
     )
+
+
+EUROPOL = (  # matches csam only, so only ALERTS gets it: another event than WIRE's
+    "Europol arrests 25 in a 19-country operation against AI-generated child sexual abuse material",
+    "https://europol.example/newsroom/operation-cumberland",
+    "Police in 19 countries arrested 25 suspects in an operation coordinated by Europol against the "
+    "distribution of AI-generated child sexual abuse material, Danish police said on Wednesday.",
+)
+
+
+def test_merging_into_a_story_one_channel_never_had_keeps_that_channels_alert(bot: Bot) -> None:
+    wire_ts, wire_story = bot.alert_message(ALERTS)
+    wire_second, _ = bot.alert_message(SECOND)
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL))
+    europol_ts, europol_story = bot.alert_message(ALERTS, EUROPOL[0])
+    assert europol_story != wire_story
+    opened = len(bot.slack.modals)
+    bot.choose("same_story", ts=wire_ts, story=wire_story, channel=ALERTS, user=OTHER)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the Same story as… dialog")
+    submit_same_story(bot, bot.slack.modals[-1], str(europol_story), user=OTHER)
+    reply = reply_of(bot, ALERTS, europol_ts, STORY[:40])
+    assert reply["blocks"][0]["accessory"]["action_id"] == "story_split"
+    wait_for(
+        lambda: "folded into" in json.dumps(message(bot, ALERTS, wire_ts)["blocks"]), what="the folded alert"
+    )
+    # SECOND never had the Europol alert: its alert stays, now the merged story's parent there.
+    assert "folded into" not in json.dumps(message(bot, SECOND, wire_second)["blocks"])
+    assert bot.query(
+        "SELECT story_id FROM story_posts WHERE channel = ? AND ts = ?", (SECOND, wire_second)
+    ) == [(europol_story,)]
+    wait_for(lambda: any("Folded into" in n for n in notices(bot, OTHER)), what="the answer")
+    assert not any("other channel" in n for n in notices(bot, OTHER))
+    # The story's next report goes to each channel's thread of it.
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL, COPY))
+    reply_of(bot, SECOND, wire_second, COPY[0][:40])
+    reply_of(bot, ALERTS, europol_ts, COPY[0][:40])
+    assert [m for m in bot.slack.top_level(ALERTS) if COPY[0][:40] in m["text"]] == []
