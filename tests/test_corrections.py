@@ -269,3 +269,39 @@ def test_merging_into_a_story_one_channel_never_had_keeps_that_channels_alert(bo
     reply_of(bot, SECOND, wire_second, COPY[0][:40])
     reply_of(bot, ALERTS, europol_ts, COPY[0][:40])
     assert [m for m in bot.slack.top_level(ALERTS) if COPY[0][:40] in m["text"]] == []
+
+
+def test_a_reply_being_posted_into_the_folded_thread_goes_to_the_merged_one(bot: Bot) -> None:
+    wire_ts, wire_story = bot.alert_message(ALERTS)
+    wire_second, _ = bot.alert_message(SECOND)
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL))
+    europol_ts, europol_story = bot.alert_message(ALERTS, EUROPOL[0])
+    # Slack takes the copy's replies at once but answers late: the merge lands while the
+    # deliverer waits for the answer of its reply into the thread being folded.
+    bot.slack.slow("chat.postMessage", 60, times=2)
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL, COPY))
+    wait_for(
+        lambda: any(COPY[0][:40] in m["text"] for m in bot.slack.replies(ALERTS, wire_ts)),
+        what="the copy's reply landing in the wire story's thread",
+    )
+    opened = len(bot.slack.modals)
+    bot.choose("same_story", ts=wire_ts, story=wire_story, channel=ALERTS, user=OTHER)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the Same story as… dialog")
+    submit_same_story(bot, bot.slack.modals[-1], str(europol_story), user=OTHER)
+    wait_for(lambda: any("Folded into" in n for n in notices(bot, OTHER)), what="the answer")
+    wait_for(
+        lambda: "folded into" in json.dumps(message(bot, ALERTS, wire_ts)["blocks"]), what="the folded alert"
+    )
+    bot.slack.answer_at_once()  # well within slack_sdk's 30 s timeout: the answer, not a retry
+
+    # The copy goes to the thread its story is in now, after the wire story's own report.
+    reply_of(bot, ALERTS, europol_ts, COPY[0][:40])
+    thread = [m["text"] for m in bot.slack.replies(ALERTS, europol_ts)]
+    assert [STORY[:40] in t for t in thread] == [True, False], thread
+    wait_for(lambda: "its story moved while it was posted" in bot.output(), what="the re-queue, logged")
+    # The folded alert was not drawn again as the story's parent, and its record did not come back.
+    assert "folded into" in json.dumps(message(bot, ALERTS, wire_ts)["blocks"])
+    assert bot.query("SELECT channel, ts FROM story_posts WHERE story_id = ?", (wire_story,)) == []
+    # SECOND kept the wire alert as the merged story's parent: the copy's reply there stands.
+    reply_of(bot, SECOND, wire_second, COPY[0][:40])
+    assert bot.query("SELECT story_id FROM story_posts WHERE channel = ?", (SECOND,)) == [(europol_story,)]

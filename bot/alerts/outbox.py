@@ -26,7 +26,7 @@ from bot.alerts.render import SlackMessage, escape, render_moved
 from bot.alerts.sink import LOOKBACK, METADATA_EVENT, RateLimiter, Sink
 from bot.errors import Rejected, RetryLater
 from bot.failpoints import failpoint
-from bot.model import QueuedAlert, StoryPost
+from bot.model import Alert, QueuedAlert, StoryPost
 from bot.ops import metrics
 from bot.store import Store
 from bot.stories.fingerprint import clean_headline, tokens
@@ -253,6 +253,9 @@ class Deliverer:
 
     def _one(self, queued: QueuedAlert, report: DeliveryReport) -> None:
         store, now = self.store, self.now()
+        # The round's list was read before: a correction from Slack may have moved the item to
+        # another story since, and it goes where that story is now (and under that story's mutes).
+        queued = replace(queued, story_id=store.items.story_of(queued.item_id))
         # Checked here, not only when the alert is queued: a mute clicked while it waited counts too.
         if muted := store.people.alert_muted(queued.channel, queued.story_id, queued.item.source, now):
             # A mute for a while holds the alert until it ends (it arrives then); one for ever drops it.
@@ -291,13 +294,13 @@ class Deliverer:
                 )
                 report.adopted += 1
         store.outbox.mark_alert_in_flight(queued.id)
+        watchlists = queued.watchlists
         if parent_post is None:
             if ts is None:
                 self._pace(queued.channel)
                 ts = self.sink.post(alert, plain=queued.plain_text)
-            store.stories.save_story_post(
-                StoryPost(queued.story_id, queued.channel, queued.item_id, ts, alert.watchlists), now
-            )
+            failpoint("after-post")
+            placed = record_delivery(store, queued, None, ts, watchlists, self.now())
         else:
             parent_item, _ = store.items.item(parent_post.item_id)
             watchlists = (
@@ -312,29 +315,38 @@ class Deliverer:
             folded = ts is None and says_nothing_new(queued.item.title, shown)
             if folded:
                 ts = parent_post.ts  # delivered as one more source on the parent, not as a reply
-                report.folded += 1
             elif ts is None:
                 self._pace(queued.channel)
                 ts = self.sink.reply(alert, parent, parent_post.ts, plain=queued.plain_text)
-            try:
-                state = story_state(store, parent_post, parent_item.source, now)
-                self.sink.update(parent, parent_post.ts, state)
-            except (RetryLater, Rejected) as e:
-                # The reply is posted; a stale "2 sources" on the parent is cosmetic and the next
-                # reply updates it again. Re-posting the reply to retry the update would be worse.
-                log.warning(
-                    "story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e
-                )
-            store.stories.save_story_post(
-                StoryPost(queued.story_id, queued.channel, parent_post.item_id, parent_post.ts, watchlists),
-                now,
+            failpoint("after-post")
+            placed = record_delivery(store, queued, parent_post, ts, watchlists, self.now())
+            if placed:
+                report.folded += folded
+                # Only a parent that is still the story's: a folded one says so, and stays so.
+                self._update_parent(queued, parent, parent_post, parent_item.source)
+        if not placed:
+            log.info(
+                "alert queued again alert=%d channel=%s: its story moved while it was posted (ts=%s)",
+                queued.id,
+                queued.channel,
+                ts,
             )
-        failpoint("after-post")
-        store.outbox.mark_alert_sent(queued.id, ts, self.now())
+            return
         metrics.alert_sent(queued.created_at, self.now())
         store.catalog.set_channel_broken(queued.channel, None)
         report.sent += 1
         log.info("alert sent alert=%d channel=%s ts=%s", queued.id, queued.channel, ts)
+
+    def _update_parent(self, queued: QueuedAlert, parent: Alert, post: StoryPost, source: str) -> None:
+        try:
+            state = story_state(self.store, post, source, self.now())
+            self.sink.update(parent, post.ts, state)
+        except (RetryLater, Rejected) as e:
+            # The reply is posted; a stale "2 sources" on the parent is cosmetic and the next
+            # reply updates it again. Re-posting the reply to retry the update would be worse.
+            log.warning(
+                "story update failed story=%d channel=%s reason=%s", queued.story_id, queued.channel, e
+            )
 
     def _summary(self, queued: QueuedAlert, report: DeliveryReport) -> None:
         """A flooding source's overflow: one message, outside any story thread."""
@@ -385,6 +397,40 @@ class Deliverer:
         )
         self.store.outbox.mark_alert_dead(queued.id, error)
         report.failed += 1
+
+
+def record_delivery(
+    store: Store,
+    queued: QueuedAlert,
+    parent_post: StoryPost | None,
+    ts: str,
+    watchlists: tuple[str, ...],
+    now: datetime,
+) -> bool:
+    """Mark the alert sent as ``ts`` and keep its story's parent record, in one transaction;
+    False when a correction from Slack (bot/app/corrections.py) moved its item while it was
+    being posted, so the message went where the story no longer is: the alert is then queued
+    again, and the next round posts it in its story's thread now (after the alerts that
+    correction queued again, in the channel's order). What it posted stays where it landed,
+    like the replies a merge leaves in the folded thread; the metadata check of the next
+    attempt looks only where it now goes, so it is not taken for the new post."""
+    channel = queued.channel
+    with store.transaction():
+        story = store.items.story_of(queued.item_id)
+        if parent_post is None:
+            placed = store.stories.story_post(story, channel) is None
+            if placed:  # its first message in the channel: the story's parent there
+                store.stories.save_story_post(StoryPost(story, channel, queued.item_id, ts, watchlists), now)
+        else:
+            # Only the existing record is updated, never inserted: a folded parent's record
+            # stays gone, and a reply is recorded only where its story's thread still is.
+            placed = store.stories.update_story_post(
+                StoryPost(story, channel, parent_post.item_id, parent_post.ts, watchlists)
+            )
+        store.outbox.mark_alert_sent(queued.id, ts, now)
+        if not placed:  # delivered to the wrong place: from scratch, like a corrected alert
+            store.outbox.requeue_alert(queued.id, now)
+    return placed
 
 
 def deliver_pending(store: Store, sink: Sink, **options: Any) -> DeliveryReport:

@@ -122,6 +122,13 @@ class ItemRepo(Repository):
         self.index_new_items()  # the update trigger takes the old text out of the index first
         self.db.execute("UPDATE items SET title = ?, text = ? WHERE id = ?", [title, text, item_id])
 
+    def story_of(self, item_id: int) -> int:
+        """The story the item is in now (a correction from Slack may have moved it)."""
+        row = self._one("SELECT story_id FROM items WHERE id = ?", [item_id])
+        if row is None:
+            raise KeyError(item_id)
+        return int(row["story_id"])
+
     def item(self, item_id: int) -> tuple[Item, tuple[Span, ...]]:
         row = self._one("SELECT * FROM items WHERE id = ?", [item_id])
         if row is None:

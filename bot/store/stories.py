@@ -164,6 +164,16 @@ class StoryRepo(Repository):
             [post.story_id, post.channel, post.item_id, post.ts, json.dumps(list(post.watchlists)), iso(now)],
         )
 
+    def update_story_post(self, post: StoryPost) -> bool:
+        """Record the watchlists a reply added to the story's parent ``post``; False (and nothing
+        written) when that message is no longer the story's parent in that channel: a correction
+        folded it away meanwhile, and its record must not come back."""
+        cursor = self.db.execute(
+            "UPDATE story_posts SET watchlists = ? WHERE story_id = ? AND channel = ? AND ts = ?",
+            [json.dumps(list(post.watchlists)), post.story_id, post.channel, post.ts],
+        )
+        return cursor.rowcount == 1
+
     def story_post_at(self, channel: str, ts: str) -> StoryPost | None:
         """The story whose top-level message in ``channel`` is the message ``ts``."""
         row = self._one("SELECT story_id FROM story_posts WHERE channel = ? AND ts = ?", [channel, ts])
