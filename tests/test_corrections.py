@@ -305,3 +305,66 @@ def test_a_reply_being_posted_into_the_folded_thread_goes_to_the_merged_one(bot:
     # SECOND kept the wire alert as the merged story's parent: the copy's reply there stands.
     reply_of(bot, SECOND, wire_second, COPY[0][:40])
     assert bot.query("SELECT story_id FROM story_posts WHERE channel = ?", (SECOND,)) == [(europol_story,)]
+
+
+def mute_story(bot: Bot, channel: str, ts: str, story: int, user: str = OTHER) -> None:
+    opened = len(bot.slack.modals)
+    bot.choose("mute_story", ts=ts, story=story, channel=channel, user=user)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the Mute dialog")
+    values = {
+        "target": {"type": "radio_buttons", "selected_option": {"value": "story"}},
+        "duration": {"type": "radio_buttons", "selected_option": {"value": "24h"}},
+    }
+    assert bot.submit(bot.slack.modals[-1], values, user=user)[0] == 200
+    wait_for(
+        lambda: "Story muted here by" in json.dumps(message(bot, channel, ts)["blocks"]),
+        what="the muted alert",
+    )
+
+
+def test_a_merge_carries_the_folded_alerts_claim_and_story_mute_over(bot: Bot) -> None:
+    wire_ts, wire_story = bot.alert_message(ALERTS)
+    wire_second, _ = bot.alert_message(SECOND)
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL))
+    europol_ts, europol_story = bot.alert_message(ALERTS, EUROPOL[0])
+    bot.click("alert_claim", ts=wire_ts, story=wire_story, channel=ALERTS, user=OTHER)
+    wait_for(lambda: bot.query("SELECT state FROM triage") == [("claimed",)], what="the claim")
+    for channel, ts in ((ALERTS, wire_ts), (SECOND, wire_second)):
+        mute_story(bot, channel, ts, wire_story)
+    opened = len(bot.slack.modals)
+    bot.choose("same_story", ts=wire_ts, story=wire_story, channel=ALERTS, user=USER)
+    wait_for(lambda: len(bot.slack.modals) > opened, what="the Same story as… dialog")
+    submit_same_story(bot, bot.slack.modals[-1], str(europol_story))
+    wait_for(lambda: any("Folded into" in n for n in notices(bot)), what="the answer")
+    (answer,) = [n for n in notices(bot) if "Folded into" in n]
+    assert f"claimed by <@{OTHER}> in <#{ALERTS}>" in answer
+    assert f"the story mute of <@{OTHER}> in <#{ALERTS}>" in answer
+    assert f"the story mute of <@{OTHER}> in <#{SECOND}>" in answer
+
+    # The merged story's alert shows who holds it and that it is muted, in both channels.
+    state = json.dumps(message(bot, ALERTS, europol_ts)["blocks"])
+    assert f"Claimed by <@{OTHER}>" in state and f"Story muted here by <@{OTHER}>" in state
+    assert f"Story muted here by <@{OTHER}>" in json.dumps(message(bot, SECOND, wire_second)["blocks"])
+    assert bot.query("SELECT channel, target, user_id FROM mutes ORDER BY 1") == [
+        (ALERTS, str(europol_story), OTHER),
+        (SECOND, str(europol_story), OTHER),
+    ]
+    # The mute holds the folded report back from the merged thread, as it holds any follow-up.
+    wait_for(
+        lambda: (
+            bot.query(
+                "SELECT count(*) FROM alerts WHERE channel = ? AND status = 'queued'"
+                " AND last_error LIKE 'story muted until%'",
+                (ALERTS,),
+            )
+            == [(1,)]
+        ),
+        what="the folded report, held by the carried mute",
+    )
+    assert bot.slack.replies(ALERTS, europol_ts) == []
+    (detail,) = bot.query("SELECT detail FROM audit WHERE action = 'same story'")[0]
+    assert "carried over claimed by" in detail
+    store = Store.open(bot.db)
+    with store.transaction():  # the fixture checks the catalog (mutes included) is left as found
+        store.db.execute("DELETE FROM mutes")
+    store.close()

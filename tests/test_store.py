@@ -189,3 +189,38 @@ def test_an_alert_carries_only_the_spans_of_its_channels_watchlists(tmp_path) ->
     assert store.items.spans_for(item_id, ["stories"]) == (story,)
     assert store.items.spans_for(item_id, []) == ()
     store.close()
+
+
+def test_a_merge_carries_a_claim_or_story_mute_only_where_the_target_has_none(tmp_path) -> None:
+    store = Store.open(tmp_path / "t.db")
+    folded, target = store.stories.new_story(NOW), store.stories.new_story(NOW)
+    f1, t1 = (
+        store.items.add_item(item(f"g{n}", f"https://n.example/{n}"), story_id=s)
+        for n, s in ((1, folded), (2, target))
+    )
+    people = store.people
+    people.set_triage(f1, "C1", "claimed", "U1", NOW)
+    people.set_triage(t1, "C1", "unclaimed", "U2", NOW)  # released: nobody holds it
+    assert people.carry_triage(f1, t1, "C1") == ("claimed", "U1")
+    people.set_triage(t1, "C1", "done", "U2", NOW)
+    people.set_triage(f1, "C1", "escalated", "U1", NOW)
+    assert people.carry_triage(f1, t1, "C1") is None  # the target keeps its own
+    assert people.message_state("C1", target, t1, NOW).triage == "done"
+    people.set_triage(f1, "C2", "done", "U1", NOW)  # saw only the folded alert's reports
+    assert (
+        people.carry_triage(f1, t1, "C2") is None
+        and people.message_state("C2", target, t1, NOW).triage is None
+    )
+
+    later = NOW.replace(hour=20)
+    people.mute("C1", "story", str(folded), "U1", NOW, until=later)
+    assert people.carry_story_mute(folded, target, "C1", NOW) == "U1"
+    assert people.alert_muted("C1", target, "S", NOW) == "story muted"
+    assert people.mute_ends("C1", target, "S", NOW) == later  # for as long as it was set
+    people.mute("C2", "story", str(target), "U2", NOW, until=later)
+    people.mute("C2", "story", str(folded), "U1", NOW)  # for ever, but the target has its own
+    assert people.carry_story_mute(folded, target, "C2", NOW) is None
+    assert people.mute_ends("C2", target, "S", NOW) == later
+    rows = store.db.execute("SELECT channel, target, user_id FROM mutes ORDER BY 1").fetchall()
+    assert rows == [("C1", str(target), "U1"), ("C2", str(target), "U2")]  # the folded ones are gone
+    store.close()

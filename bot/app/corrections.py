@@ -161,13 +161,19 @@ def merge(
             sent = store.outbox.sent_alerts_of(moved)
             folded: list[tuple[StoryPost, StoryPost]] = []
             kept: list[StoryPost] = []
+            carried: list[str] = []  # what of the folded alert's triage now shows on the merged one
             for old in posts:
+                if muter := store.people.carry_story_mute(source, story, old.channel, now):
+                    carried.append(f"the story mute of {mention(muter)} in <#{old.channel}>")
                 parent = store.stories.story_post(story, old.channel)
                 if parent is None:
-                    # A channel that never got the other story: its message now stands for both.
+                    # A channel that never got the other story: its message now stands for both
+                    # (its claim is on that message already).
                     store.stories.move_story_post(source, old.channel, story)
                     kept.append(StoryPost(story, old.channel, old.item_id, old.ts, old.watchlists))
                     continue
+                if state := store.people.carry_triage(old.item_id, parent.item_id, old.channel):
+                    carried.append(f"{state[0]} by {mention(state[1])} in <#{old.channel}>")
                 for alert_id, _, where, _ in sent:
                     if where == old.channel:
                         store.outbox.requeue_alert(alert_id, now)
@@ -181,7 +187,8 @@ def merge(
                 user,
                 channel,
                 "same story",
-                f"story {source} into story {story}: {shorten(titles[0], 80)} → {shorten(titles[1], 80)}",
+                f"story {source} into story {story}: {shorten(titles[0], 80)} → {shorten(titles[1], 80)}"
+                + "".join(f"; carried over {c}" for c in carried),
                 now,
             )
         edits = []
@@ -197,5 +204,6 @@ def merge(
     return Correction(
         edits=edits,
         notice=f"Folded into “{escape(shorten(titles[1], 150))}”: its reports go to that thread here{also}; "
-        "remembered as the same story for the next `newsalert stories fit`.",
+        "remembered as the same story for the next `newsalert stories fit`."
+        + (" Carried over to the merged story: " + "; ".join(carried) + "." if carried else ""),
     )

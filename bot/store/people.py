@@ -111,6 +111,56 @@ class PeopleRepo(Repository):
             [item_id, channel, state, user, iso(now)],
         )
 
+    def carry_triage(self, from_item: int, to_item: int, channel: str) -> tuple[str, str] | None:
+        """A merge from Slack: the folded alert's claim or escalation in ``channel`` becomes the
+        target alert's when the target has none in force (no state, unclaimed or reopened). A
+        "done" is not carried: whoever marked it saw only the folded alert's reports. Returns the
+        (state, user) carried, or None."""
+        cursor = self.db.execute(
+            """INSERT INTO triage (item_id, channel, state, user_id, updated_at)
+               SELECT ?, channel, state, user_id, updated_at FROM triage
+               WHERE item_id = ? AND channel = ? AND state IN ('claimed', 'escalated')
+               ON CONFLICT(item_id, channel) DO UPDATE SET state = excluded.state,
+                    user_id = excluded.user_id, updated_at = excluded.updated_at
+               WHERE triage.state IN ('unclaimed', 'reopened')""",
+            [to_item, from_item, channel],
+        )
+        if cursor.rowcount != 1:
+            return None
+        row = self._one(
+            "SELECT state, user_id FROM triage WHERE item_id = ? AND channel = ?", [to_item, channel]
+        )
+        return (row["state"], row["user_id"]) if row else None
+
+    def carry_story_mute(self, from_story: int, to_story: int, channel: str, now: datetime) -> str | None:
+        """A merge from Slack: the folded story's mute in ``channel`` (who set it, until when) now
+        mutes the story it joined, unless that story has a mute of its own in force there, which
+        it keeps. Either way the folded story's mute goes (its story has no items left). Returns
+        the user whose mute was carried, or None."""
+        params = [channel, str(from_story)]
+        row = self._one(
+            """SELECT user_id FROM mutes WHERE channel = ? AND kind = 'story' AND target = ?
+               AND (until IS NULL OR until > ?)""",
+            [*params, iso(now)],
+        )
+        own = self._one(
+            """SELECT 1 AS x FROM mutes WHERE channel = ? AND kind = 'story' AND target = ?
+               AND (until IS NULL OR until > ?)""",
+            [channel, str(to_story), iso(now)],
+        )
+        carried = row is not None and own is None
+        if carried:
+            self.db.execute(
+                """INSERT INTO mutes (channel, kind, target, user_id, created_at, until)
+                   SELECT channel, kind, ?, user_id, created_at, until FROM mutes
+                   WHERE channel = ? AND kind = 'story' AND target = ?
+                   ON CONFLICT(channel, kind, target) DO UPDATE SET user_id = excluded.user_id,
+                        created_at = excluded.created_at, until = excluded.until""",
+                [str(to_story), *params],
+            )
+        self.db.execute("DELETE FROM mutes WHERE channel = ? AND kind = 'story' AND target = ?", params)
+        return row["user_id"] if carried and row is not None else None
+
     def message_state(self, channel: str, story_id: int, item_id: int, now: datetime) -> MessageMarks:
         """Who triaged, muted or flagged the alert on ``item_id`` in ``channel`` (render.MessageState)."""
         triage = self._one(
