@@ -368,3 +368,25 @@ def test_a_merge_carries_the_folded_alerts_claim_and_story_mute_over(bot: Bot) -
     with store.transaction():  # the fixture checks the catalog (mutes included) is left as found
         store.db.execute("DELETE FROM mutes")
     store.close()
+
+
+HEADLINE = (  # a news-search copy: its headline only, which joins the wire story on its own
+    "1.2 million children had images turned into sexual deepfakes, UNICEF study finds",
+    "https://news.example/unicef-study-deepfakes",
+    "",
+)
+
+
+def test_a_story_split_off_by_hand_is_not_merged_back_by_a_later_reports_bridge(bot: Bot) -> None:
+    wire_ts, wire_story = bot.alert_message(ALERTS)
+    bot.feeds.serve("/wire.rss", rss(WIRE, HEADLINE))
+    reply = reply_of(bot, ALERTS, wire_ts, HEADLINE[0][:40])
+    bot.click("story_split", ts=reply["ts"], story=wire_story, channel=ALERTS, user=OTHER)
+    _, split_story = bot.alert_message(ALERTS, HEADLINE[0])
+    assert split_story != wire_story
+    # The copy matches both the wire report and the split-off headline well enough that, left to
+    # the story decision, it would bridge them (a story of one headline-only copy is folded in).
+    bot.feeds.serve("/wire.rss", rss(WIRE, HEADLINE, COPY))
+    reply_of(bot, ALERTS, wire_ts, COPY[0][:40])
+    assert bot.query("SELECT story_id FROM items WHERE title = ?", (HEADLINE[0],)) == [(split_story,)]
+    assert bot.query("SELECT story_id FROM items WHERE title = ?", (COPY[0],)) == [(wire_story,)]
