@@ -18,7 +18,7 @@ from bot.model import Alert, Summary
 from bot.store import Store
 from bot.stories import labeled
 from tests.conftest import ROOT, run_newsalert, wait_for
-from tests.slack_bot import ALERTS, COPY, SECOND, STORY, USER, WIRE, Bot, rss
+from tests.slack_bot import ALERTS, COPY, OWNER, SECOND, STORY, USER, WIRE, Bot, rss
 from tests.slack_limits import message_problems
 
 OTHER = "U0OTHER"  # anyone in the channel may correct a story: no admin here
@@ -390,3 +390,52 @@ def test_a_story_split_off_by_hand_is_not_merged_back_by_a_later_reports_bridge(
     reply_of(bot, ALERTS, wire_ts, COPY[0][:40])
     assert bot.query("SELECT story_id FROM items WHERE title = ?", (HEADLINE[0],)) == [(split_story,)]
     assert bot.query("SELECT story_id FROM items WHERE title = ?", (COPY[0],)) == [(wire_story,)]
+
+
+EUROPOL_COPY = (  # another outlet's report of the Europol operation: a reply in ALERTS only
+    "25 arrested in Europol-led crackdown on AI-generated child abuse images",
+    "https://news.example/europol-ai-abuse-arrests",
+    "Twenty-five people were arrested in 19 countries in an operation coordinated by Europol against "
+    "the distribution of AI-generated child sexual abuse material, Danish police said.",
+)
+SEXTORTION = (  # sextortion only, a watchlist no channel here takes until the test subscribes one
+    "Police warn parents of a sharp rise in sextortion of teenagers on gaming platforms",
+    "https://police.example/news/sextortion-warning",
+    "Reports of sextortion targeting teenagers on gaming platforms doubled this year, police said.",
+)
+
+
+def test_a_moved_reply_whose_edit_slack_failed_is_edited_by_a_later_round(bot: Bot) -> None:
+    bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL, EUROPOL_COPY))
+    europol_ts, europol_story = bot.alert_message(ALERTS, EUROPOL[0])
+    reply = reply_of(bot, ALERTS, europol_ts, EUROPOL_COPY[0][:40])
+    # Slack takes the split-off alert's post at once but answers late: the click's own edits are
+    # done (its answer came) before the deliverer gets to editing the moved reply.
+    bot.slack.slow("chat.postMessage", 60)
+    bot.click("story_split", ts=reply["ts"], story=europol_story, channel=ALERTS, user=OTHER)
+    wait_for(lambda: any("Moved to its own alert" in n for n in notices(bot, OTHER)), what="the answer")
+    wait_for(
+        lambda: [m for m in bot.slack.top_level(ALERTS) if EUROPOL_COPY[0][:40] in m["text"]],
+        what="its own alert",
+    )
+    for _ in range(3):  # slack_sdk retries a 5xx twice by itself; the third failure is the deliverer's
+        bot.slack.fail_next("chat.update", status=500)
+    bot.slack.answer_at_once()
+    wait_for(lambda: "moved reply not edited yet" in bot.output(), what="the failed edit, logged")
+
+    def moved() -> bool:
+        return "moved to" in json.dumps(message(bot, ALERTS, reply["ts"])["blocks"])
+
+    assert not moved() and bot.query("SELECT edited_at FROM story_moves") == [(None,)]
+    # Nothing more is queued in ALERTS: an alert for another channel brings the next round, and
+    # that round edits the reply all the same.
+    subscribed = bot.command("subscribe sextortion", channel="C0SECRET", user=OWNER)["text"]
+    assert "subscribed this channel" in subscribed
+    try:
+        bot.feeds.serve("/wire.rss", rss(WIRE, EUROPOL, EUROPOL_COPY, SEXTORTION))
+        wait_for(lambda: bot.slack.top_level("C0SECRET"), 20, "the sextortion alert")
+        wait_for(moved, 20, "the moved reply, edited on a later round")
+        assert bot.query("SELECT count(*) FROM story_moves WHERE edited_at IS NOT NULL") == [(1,)]
+        assert [m for m in bot.slack.top_level(ALERTS) if SEXTORTION[0][:30] in m["text"]] == []
+    finally:  # the fixture checks the catalog is left as found
+        bot.command("unsubscribe sextortion", channel="C0SECRET", user=OWNER)

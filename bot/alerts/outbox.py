@@ -130,6 +130,7 @@ class Deliverer:
         channels of twenty alerts take about twenty seconds rather than two hundred."""
         self._recovered()
         channels = self.store.outbox.channels_with_pending_alerts(self.now())
+        channels += [c for c in self.store.moves.channels_to_edit() if c not in channels]
         reports: list[DeliveryReport] = []
         if len(channels) <= 1 or self.store.path is None:
             reports = [self._channel_rounds(channel, self) for channel in channels]
@@ -246,7 +247,7 @@ class Deliverer:
                 self.sink.edit(channel, move.old_ts, render_moved(alert, link, move.user_id))
             except RetryLater as e:
                 log.warning("moved reply not edited yet channel=%s ts=%s: %s", channel, move.old_ts, e)
-                return  # the next round tries again
+                return  # the next round tries again: the delivery job's minute at the latest (run)
             except Rejected as e:  # deleted in Slack, or no longer ours to edit: nothing to retry
                 log.warning("moved reply not edited channel=%s ts=%s: %s", channel, move.old_ts, e.error)
             store.moves.mark_move_edited(move.id, self.now())

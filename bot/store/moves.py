@@ -52,6 +52,15 @@ class MoveRepo(Repository):
             "m.channel = ? AND m.kind = 'split' AND m.edited_at IS NULL AND a.status = 'sent'", [channel]
         )
 
+    def channels_to_edit(self) -> list[str]:
+        """Channels with a split reply still to edit (moves_to_edit): the deliverer visits them even
+        with nothing queued, so an edit Slack failed is retried without waiting for a new alert."""
+        rows = self._all(
+            """SELECT DISTINCT m.channel FROM story_moves m JOIN alerts a ON a.id = m.alert_id
+               WHERE m.kind = 'split' AND m.edited_at IS NULL AND a.status = 'sent' ORDER BY m.channel"""
+        )
+        return [r["channel"] for r in rows]
+
     def split_stories(self, story_ids: Sequence[int]) -> set[int]:
         """Which of these stories hold a report an analyst took out of another ("Not this story")."""
         if not story_ids:
