@@ -368,10 +368,7 @@ def cmd_stories(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{name}, held-out weeks: before {before.line()}")
             print(f"{' ' * len(name)}                   after  {after.line()}")
         if not result.kept:
-            print(
-                "newsalert: the new fit is worse on the held-out weeks; the current model is kept",
-                file=sys.stderr,
-            )
+            print(f"newsalert: {result.why}; the current model is kept", file=sys.stderr)
             return 1
         with store.transaction():
             model_id = store.story_model.save_model(result.fitted.model, datetime.now(UTC))

@@ -19,6 +19,7 @@ from bot.stories import labeled
 from bot.stories.decide import decide, signals_of
 from bot.stories.embed import Embedder, embed
 from bot.stories.fingerprint import Fingerprint, candidate_tokens, clean_headline, fingerprint, tokens
+from bot.stories.fit import NOTHING_TO_JUDGE, refit
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel, fit, shipped
 from bot.stories.signals import FEATURES, Figure, entities, figures
@@ -445,3 +446,11 @@ def test_a_fitted_model_is_versioned_and_used(tmp_path: Path) -> None:
         second = store.story_model.save_model(shipped(), T0)
     assert second > first and store.story_model.model().threshold == shipped().threshold
     store.close()
+
+
+def test_a_fit_with_nothing_held_out_to_judge_it_on_is_refused() -> None:
+    # e2e_events.toml is all fitting weeks (2026-W11) and there are no labels: "no worse on the
+    # held-out weeks" would be judged on no pair at all, so the current model stays.
+    result = refit([EVENTS], [], shipped(), embed)
+    assert not any(scores.true_pairs for scores in result.after.values())
+    assert not result.kept and result.why == NOTHING_TO_JUDGE

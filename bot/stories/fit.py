@@ -99,12 +99,16 @@ def read_sets(paths: Sequence[Path]) -> dict[str, list[Labeled]]:
     return {path.name: labeled.read(path) for path in paths}
 
 
+NOTHING_TO_JUDGE = "the held-out weeks hold no same-story pair to judge it on"
+
+
 @dataclass(frozen=True)
 class Refit:
     before: dict[str, Scores]  # the model in use, on the held-out weeks
     after: dict[str, Scores]  # the new fit, on the same weeks
     fitted: Fitted
     kept: bool
+    why: str  # when not kept, the reason in one line
 
 
 def refit(
@@ -116,4 +120,10 @@ def refit(
         sets["story_labels"] = labeled.from_labels(labels)
     fitted = fit_model(sets, embed)
     before = evaluate(current, sets, embed)
-    return Refit(before, fitted.held_out, fitted, better_than(fitted.held_out, before))
+    if not any(scores.true_pairs for scores in fitted.held_out.values()):
+        # With no same-story pair in any held-out week, "no worse" would be judged on nothing:
+        # a fit on a handful of corrections would replace the model unchecked.
+        return Refit(before, fitted.held_out, fitted, False, NOTHING_TO_JUDGE)
+    if not better_than(fitted.held_out, before):
+        return Refit(before, fitted.held_out, fitted, False, "the new fit is worse on the held-out weeks")
+    return Refit(before, fitted.held_out, fitted, True, "")
