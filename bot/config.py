@@ -185,7 +185,7 @@ class _Reader:
         return got
 
 
-_TOP = {"defaults", "sources", "watchlists", "subscriptions", "slack", "websub"}
+_TOP = {"database_url", "defaults", "sources", "watchlists", "subscriptions", "slack", "websub"}
 _DEFAULTS = {
     "interval",
     "min_interval",
@@ -305,7 +305,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         retention_days=retention_days,
         concurrency=concurrency,
         user_agent=user_agent,
-        db_path=db_path or env.get("NEWSALERT_DB") or DEFAULT_DB,
+        db_path=_database(doc, r, db_path, env),
         slack_token=env.get("SLACK_BOT_TOKEN", "").strip() or None,
         slack_api_url=api_url,
         **_read_slack(doc, r),
@@ -313,6 +313,25 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         slack_app_token=env.get("SLACK_APP_TOKEN", "").strip() or None,
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET", "").strip() or None,
     )
+
+
+def _database(doc: dict, r: _Reader, db_path: str | None, env: Mapping[str, str]) -> str:
+    """Where the store is: --db, else NEWSALERT_DATABASE_URL, else NEWSALERT_DB, else the file's
+    database_url, else newsalert.db. A postgresql:// URL selects PostgreSQL (bot/store/pg.py); a
+    path or sqlite:///path, SQLite."""
+    chosen = db_path or env.get("NEWSALERT_DATABASE_URL", "").strip() or env.get("NEWSALERT_DB")
+    if chosen:
+        return chosen
+    url = doc.get("database_url")
+    if url is None:
+        return DEFAULT_DB
+    if not isinstance(url, str) or not url.strip():
+        raise r.fail(
+            "must be a postgresql:// URL, a sqlite:///path or a file path", "database_url", "database_url"
+        )
+    if "://" in url and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise r.fail("only postgresql:// and sqlite:/// URLs are known", "database_url", "database_url")
+    return url.strip()
 
 
 def _read_bounds(

@@ -21,8 +21,10 @@ import pytest
 from bot.config import Settings
 from bot.model import Alert, Source, Subscription, Summary, Watchlist
 from bot.store import Store
+from bot.store.pg import close_pools
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
+from tests.pg_cluster import Cluster, MissingPostgres
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--reverse"):
         items.reverse()
+
+
+# -- the two backends ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL 15 cluster for the whole run (tests/pg_cluster.py); never skipped."""
+    try:
+        cluster = Cluster()
+    except MissingPostgres as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        cluster.start()
+        cluster.make_template()
+        yield cluster
+    finally:
+        close_pools()
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's store is, once per backend: a fresh SQLite file, or a fresh migrated PostgreSQL
+    database. Store.open(db_target) opens it."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "test.db")
+        return
+    yield request.getfixturevalue("pg_cluster").fresh_database()
 
 
 @pytest.fixture

@@ -167,11 +167,14 @@ def load_cases() -> list[dict]:
         return tomllib.load(f)["case"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Store:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """Every text of tests/data/matching_cases.toml and 400 realistic news items, one story each but a few
-    shared, spread over 60 days."""
-    store = Store.open(tmp_path_factory.mktemp("corpus") / "corpus.db")
+    shared, spread over 60 days; in SQLite (FTS5) and in PostgreSQL (tsvector)."""
+    if request.param == "postgresql":
+        store = Store.open(request.getfixturevalue("pg_cluster").fresh_database())
+    else:
+        store = Store.open(tmp_path_factory.mktemp("corpus") / "corpus.db")
     with store.transaction():
         story = None
         for n, case in enumerate(load_cases()):

@@ -38,8 +38,8 @@ def test_schema_is_created_once_and_the_file_uses_wal(tmp_path) -> None:
     store.close()
 
 
-def test_items_round_trip_through_the_outbox(tmp_path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_items_round_trip_through_the_outbox(db_target: str) -> None:
+    store = Store.open(db_target)
     story = store.stories.new_story(NOW)
     item_id = store.items.add_item(item(), story_id=story)
     store.items.add_matches(item_id, {"csam": [Span("text", 11, 15, "CSAM")]})
@@ -55,13 +55,13 @@ def test_items_round_trip_through_the_outbox(tmp_path) -> None:
     store.close()
 
 
-def test_config_subscriptions_are_synced_with_stable_ids(tmp_path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_config_subscriptions_are_synced_with_stable_ids(db_target: str) -> None:
+    store = Store.open(db_target)
     a, b = Subscription("C1", ("csam",)), Subscription("C2", ("deepfakes", "csam"))
     sync_subscriptions(store, [a, b], NOW)
     sync_subscriptions(store, [b], NOW)
     assert store.catalog.realtime_subscriptions() == [b]
-    active = [r["id"] for r in store.db["subscriptions"].rows if r["removed_at"] is None]
+    active = [r[0] for r in store.db.execute("SELECT id FROM subscriptions WHERE removed_at IS NULL")]
     assert active == [subscription_id(b)] and len(active[0]) == 8
     assert subscription_id(Subscription("C2", ("csam", "deepfakes"))) == subscription_id(b)
     store.close()
@@ -100,10 +100,10 @@ def test_items_stored_before_stories_existed_get_one_story_each(tmp_path) -> Non
     store.close()
 
 
-def test_the_config_file_seeds_the_catalog_and_slack_changes_win(tmp_path) -> None:
+def test_the_config_file_seeds_the_catalog_and_slack_changes_win(db_target: str) -> None:
     from bot.model import Source, Watchlist
 
-    store = Store.open(tmp_path / "t.db")
+    store = Store.open(db_target)
     sub = Subscription("C1", ("csam",))
     store.catalog.sync_config(
         [Source("A", "https://a.example/feed")], [Watchlist("csam", "CSAM")], [sub], NOW
@@ -178,8 +178,8 @@ def test_an_upgraded_database_keeps_only_the_matched_items_fingerprints(tmp_path
     store.close()
 
 
-def test_an_alert_carries_only_the_spans_of_its_channels_watchlists(tmp_path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_an_alert_carries_only_the_spans_of_its_channels_watchlists(db_target: str) -> None:
+    store = Store.open(db_target)
     item_id = store.items.add_item(item(), story_id=store.stories.new_story(NOW))
     csam, story = Span("text", 11, 15, "CSAM"), Span("title", 5, 10, "story")
     store.items.add_matches(item_id, {"csam": [csam], "stories": [story]})

@@ -1,6 +1,7 @@
-"""SQLite storage: the only package that knows the schema or writes SQL.
+"""Storage, in SQLite or PostgreSQL: the only package that knows the schema or writes SQL.
 
-`Store` opens and migrates one SQLite file (WAL mode) and holds one repository per resource:
+`Store` opens and migrates one SQLite file (WAL mode), or a PostgreSQL database (a postgresql://
+URL, migrated by `newsalert migrate`), and holds one repository per resource:
 ``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.moves``,
 ``store.story_model``, ``store.outbox``, ``store.people``, ``store.digests``, ``store.history``,
 ``store.faults`` and ``store.websub``. They share the connection and the Store's transactions, so
@@ -19,6 +20,7 @@ import sqlite_utils
 from bot.errors import StoreError
 from bot.store.catalog import CatalogRepo
 from bot.store.db import BUSY_TIMEOUT, CACHE_KIB, all_rows, enable_wal
+from bot.store.dialect import SQLiteDialect, is_postgres_url, redacted, sqlite_path
 from bot.store.digests import DigestRepo
 from bot.store.faults import FaultRepo
 from bot.store.history import HistoryRepo
@@ -26,6 +28,7 @@ from bot.store.items import ItemRepo
 from bot.store.moves import MoveRepo
 from bot.store.outbox import OutboxRepo
 from bot.store.people import PeopleRepo
+from bot.store.pg import PgDatabase, pg_driver
 from bot.store.schema import migrations
 from bot.store.sources import SourceRepo
 from bot.store.stories import StoryRepo
@@ -39,8 +42,10 @@ class Store:
     # Set by `--allow-newer-schema`: use a database whose migrations this version does not know.
     allow_newer_schema = False
 
-    def __init__(self, db: sqlite_utils.Database, path: str | None = None):
+    def __init__(self, db: sqlite_utils.Database | PgDatabase, path: str | None = None):
         self.db = db
+        self.dialect = db.dialect if isinstance(db, PgDatabase) else SQLiteDialect()
+        self.postgres = self.dialect.name == "postgresql"
         self.path = path  # for another connection to the same file (one per thread)
         self.in_transaction = False  # inside transaction(): new items are indexed at its end
         self.sources = SourceRepo(self)
@@ -58,7 +63,14 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        """Open (creating if needed) and migrate. Any failure is a StoreError naming the file."""
+        """Open (creating if needed) and migrate. Any failure is a StoreError naming the file.
+
+        A postgresql:// URL is opened, not migrated: its schema must be the one this version knows
+        (`newsalert migrate`), since several workers share it and none may change it under another.
+        """
+        if is_postgres_url(str(path)):
+            return cls._open_postgres(str(path), migrate=False)
+        path = sqlite_path(str(path))
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +98,47 @@ class Store:
         return store
 
     @classmethod
+    def migrate(cls, target: str) -> Store:
+        """Open and apply every pending migration (PostgreSQL: `newsalert migrate`; SQLite: as open)."""
+        if is_postgres_url(target):
+            return cls._open_postgres(target, migrate=True)
+        return cls.open(target)
+
+    @classmethod
+    def _open_postgres(cls, url: str, *, migrate: bool) -> Store:
+        from bot.store import pgschema  # imports psycopg only now: SQLite needs no driver
+
+        psycopg = pg_driver()
+
+        try:
+            store = cls(PgDatabase(url), url)
+            try:
+                newer = pgschema.unknown(store.db)
+                if newer and not cls.allow_newer_schema:
+                    raise StoreError(
+                        f"{redacted(url)}: migrated by a newer newsalert ({', '.join(newer)}); upgrade "
+                        "newsalert, or pass --allow-newer-schema to use it anyway"
+                    )
+                if migrate:
+                    pgschema.apply(store.db)
+                elif pending := pgschema.pending(store.db):
+                    raise StoreError(
+                        f"{redacted(url)}: {len(pending)} migration(s) not applied ({pending[0]} first): "
+                        "run `newsalert migrate`"
+                    )
+            except BaseException:
+                store.close()
+                raise
+        except psycopg.Error as e:
+            raise StoreError(f"{redacted(url)}: cannot use database: {e}") from None
+        return store
+
+    @classmethod
     def open_readonly(cls, path: str | Path, timeout: float = 5.0) -> Store:
         """For health checks: no migration, no write lock, so a long poll never holds it up."""
+        if is_postgres_url(str(path)):
+            return cls._open_postgres(str(path), migrate=False)
+        path = sqlite_path(str(path))
         try:
             conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -112,6 +163,10 @@ class Store:
         locked" when another connection got there first (SQLite cannot wait for a lock it
         might deadlock on); IMMEDIATE waits for the busy timeout instead. Nested: a savepoint.
         """
+        if isinstance(self.db, PgDatabase):
+            with self._pg_transaction(self.db):
+                yield
+            return
         conn = self.db.conn
         if conn.in_transaction:
             try:
@@ -136,13 +191,32 @@ class Store:
             self.in_transaction = False
         conn.execute("COMMIT")
 
-    def count(self, table: str, where: str = "1", params: Sequence[object] = ()) -> int:
+    @contextmanager
+    def _pg_transaction(self, db: PgDatabase) -> Iterator[None]:
+        outer = not db.in_transaction
+        try:
+            with db.transaction():
+                if outer:
+                    self.in_transaction = True
+                yield
+                if outer:
+                    self.items.index_new_items()
+        except BaseException:
+            self.stories.drop_index()
+            if outer:
+                self.items.forget_unindexed()
+            raise
+        finally:
+            if outer:
+                self.in_transaction = False
+
+    def count(self, table: str, where: str = "TRUE", params: Sequence[object] = ()) -> int:
         if table not in {"items", "matches", "alerts", "sources", "subscriptions", "stories"}:
             raise ValueError(table)
         return all_rows(self.db, f"SELECT count(*) AS n FROM {table} WHERE {where}", params)[0]["n"]
 
     def has_table(self, name: str) -> bool:
-        rows = all_rows(self.db, "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
+        rows = all_rows(self.db, f"SELECT 1 AS x FROM ({self.dialect.tables_sql()}) t WHERE name = ?", [name])
         return bool(rows)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import sqlite_utils
+
+from bot.store.dialect import SQLiteDialect
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -53,7 +55,7 @@ def enable_wal(db: sqlite_utils.Database) -> None:
 
 def all_rows(db: sqlite_utils.Database, sql: str, params: Sequence[object] | dict = ()) -> list[dict]:
     cursor = db.execute(sql, params)
-    names = [c[0] for c in cursor.description]
+    names = [c[0] for c in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -66,6 +68,25 @@ class Repository:
     @property
     def db(self) -> sqlite_utils.Database:
         return self._store.db
+
+    @property
+    def dialect(self) -> SQLiteDialect:
+        """What SQLite and PostgreSQL spell differently (bot/store/dialect.py)."""
+        return self._store.dialect
+
+    def _insert_id(self, sql: str, params: Sequence[object] | dict = ()) -> int:
+        """Run an INSERT into a table with an ``id`` key; the new row's id (lastrowid, or RETURNING)."""
+        if self._store.postgres:
+            return int(self.db.execute(f"{sql} RETURNING id", params).fetchone()[0])
+        return int(self.db.execute(sql, params).lastrowid)
+
+    def _many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """One statement for each of ``rows`` (executemany on either backend)."""
+        db = self._store.db
+        if isinstance(db, sqlite_utils.Database):
+            db.conn.executemany(sql, rows)
+        else:
+            db.executemany(sql, list(rows))
 
     def transaction(self) -> AbstractContextManager[None]:
         return self._store.transaction()

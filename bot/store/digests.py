@@ -79,7 +79,7 @@ class DigestRepo(Repository):
             if self.unfinished_digest(subscription_id) is not None:
                 return None
             start = self.covered_seq(subscription_id, since)
-            cursor = self.db.execute(
+            digest_id = self._insert_id(
                 """INSERT INTO digests (subscription_id, window_start, window_end, status, created_at,
                        seq_start, seq_end, worker, claimed_at)
                    VALUES (?, ?, ?, 'sending', ?, ?, ?, ?, ?)""",
@@ -94,7 +94,7 @@ class DigestRepo(Repository):
                     iso(now),
                 ],
             )
-        return int(cursor.lastrowid)
+        return digest_id
 
     def claim_unfinished(
         self,
@@ -169,6 +169,6 @@ class DigestRepo(Repository):
             """SELECT min(start) AS start FROM (
                    SELECT coalesce(digest_covered_until, created_at) AS start FROM subscriptions
                    WHERE mode = 'digest' AND removed_at IS NULL
-                   UNION ALL SELECT window_start FROM digests WHERE status = 'sending')"""
+                   UNION ALL SELECT window_start FROM digests WHERE status = 'sending') AS starts"""
         )
         return from_iso(row["start"]) if row else None

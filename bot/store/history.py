@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.model import ItemText, MatchedItem
+from bot.store import search
 from bot.store.db import Repository, chunks, iso
 from bot.store.schema import PRUNED
 
@@ -35,13 +36,21 @@ class HistoryRepo(Repository):
         params: dict[str, object] = {"since": iso(since), "lo": row["lo"], "match": fts_match}
         if fts_match is None:
             pool = "items i"
+        elif self._store.postgres:
+            params["match"] = search.tsquery(fts_match)
+            pool = """(SELECT item_id AS id FROM items_search WHERE words @@ CAST(:match AS tsquery)
+                         AND item_id >= :lo
+                       UNION SELECT item_id FROM items_fts_fallback WHERE item_id >= :lo) c
+                      JOIN items i ON i.id = c.id"""
         else:
             pool = """(SELECT rowid AS id FROM items_fts WHERE items_fts MATCH :match AND rowid >= :lo
                        UNION SELECT item_id FROM items_fts_fallback WHERE item_id >= :lo) c
                       JOIN items i ON i.id = c.id"""
         where = ["i.first_seen >= :since"]
         if source is not None:
-            where.append("(i.source = :source COLLATE NOCASE OR i.outlet = :source COLLATE NOCASE)")
+            source_is, outlet_is = (self.dialect.nocase(c) for c in ("i.source", "i.outlet"))
+            value = self.dialect.nocase(":source")
+            where.append(f"({source_is} = {value} OR {outlet_is} = {value})")
             params["source"] = source
         if watchlist is not None:
             where.append(
@@ -206,10 +215,15 @@ class HistoryRepo(Repository):
     def _references(self, parent: str) -> list[tuple[str, str]]:
         """(table, column) of every foreign key to ``parent``."""
         found = []
-        tables = self._all(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'"
-        )
-        for r in tables:
+        if self._store.postgres:
+            rows = self.db.execute(
+                """SELECT c.conrelid::regclass::text, a.attname FROM pg_constraint c
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                   WHERE c.contype = 'f' AND c.confrelid = ?::regclass ORDER BY 1, 2""",
+                [parent],
+            )
+            return [(table.strip('"'), column) for table, column in rows]
+        for r in self._all(self.dialect.tables_sql()):
             for fk in self.db.execute(f"PRAGMA foreign_key_list([{r['name']}])").fetchall():
                 if fk[2] == parent:  # (id, seq, table, from, to, …)
                     found.append((r["name"], fk[3]))

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bot.ingest.normalize import url_key
 from bot.model import Item, Span
+from bot.store import search
 from bot.store.db import Repository, chunks, iso
 from bot.store.rows import (
     item_from_row,
@@ -35,15 +36,34 @@ class ItemRepo(Repository):
         start, self._unindexed_from = self._unindexed_from, None
         if start is None:
             return
+        if self._store.postgres:
+            self._add_search_words(start)
+        else:
+            self.db.execute(
+                "INSERT INTO items_fts (rowid, title, text) SELECT id, title, text FROM items WHERE id >= ?",
+                [start],
+            )
         self.db.execute(
-            "INSERT INTO items_fts (rowid, title, text) SELECT id, title, text FROM items WHERE id >= ?",
+            f"""INSERT INTO items_by_day (day, first_id)
+                SELECT substr(first_seen, 1, 10), min(id) FROM items WHERE id >= ? GROUP BY 1
+                ON CONFLICT (day) DO UPDATE SET
+                    first_id = {self.dialect.least("items_by_day.first_id", "excluded.first_id")}""",
             [start],
         )
-        self.db.execute(
-            """INSERT INTO items_by_day (day, first_id)
-               SELECT substr(first_seen, 1, 10), min(id) FROM items WHERE id >= ? GROUP BY 1
-               ON CONFLICT (day) DO UPDATE SET first_id = min(first_id, excluded.first_id)""",
-            [start],
+
+    def _add_search_words(self, start: int, *, only: int | None = None) -> None:
+        """PostgreSQL: items_search rows for the items from id ``start`` (or item ``only``), made of the
+        matcher's own words (bot/store/search.py)."""
+        where, params = ("id = ?", [only]) if only is not None else ("id >= ?", [start])
+        rows = self.db.execute(f"SELECT id, title, text FROM items WHERE {where}", params).fetchall()
+        self._many(
+            f"INSERT INTO items_search (item_id, words) VALUES (?, {search.WORDS_SQL})"
+            " ON CONFLICT (item_id) DO UPDATE SET words = excluded.words",
+            [(item_id, *search.search_words(title, text or "")) for item_id, title, text in rows],
+        )
+        self._many(
+            "INSERT INTO items_fts_fallback (item_id) VALUES (?) ON CONFLICT DO NOTHING",
+            [(item_id,) for item_id, title, text in rows if search.needs_fallback(title, text or "")],
         )
 
     def add_item(
@@ -58,7 +78,7 @@ class ItemRepo(Repository):
         """Store a new item in a story; ``key``: its url_key if the caller has it; ``new_story``:
         the story was just made for it (its last_seen is already the item's)."""
         # Plain SQL on the hot path: sqlite-utils' insert() inspects the schema on every call.
-        cursor = self.db.execute(
+        item_id = self._insert_id(
             """INSERT INTO items (source, guid, url, title, text, outlet, headline_only, published,
                                   first_seen, duplicate_of, url_key, story_id)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -77,16 +97,16 @@ class ItemRepo(Repository):
                 story_id,
             ],
         )
-        item_id = int(cursor.lastrowid)
         if self._unindexed_from is None:
             self._unindexed_from = item_id
         if not self._store.in_transaction:
             self.index_new_items()
-        if needs_search_fallback(item.title, item.text):
+        if not self._store.postgres and needs_search_fallback(item.title, item.text):
             self.db.execute("INSERT INTO items_fts_fallback (item_id) VALUES (?)", [item_id])
         if not new_story:
             self.db.execute(
-                "UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", [iso(item.fetched), story_id]
+                f"UPDATE stories SET last_seen = {self.dialect.greatest('last_seen', '?')} WHERE id = ?",
+                [iso(item.fetched), story_id],
             )
         return item_id
 
@@ -121,6 +141,9 @@ class ItemRepo(Repository):
     def update_item_text(self, item_id: int, title: str, text: str) -> None:
         self.index_new_items()  # the update trigger takes the old text out of the index first
         self.db.execute("UPDATE items SET title = ?, text = ? WHERE id = ?", [title, text, item_id])
+        if self._store.postgres:  # what SQLite's update trigger does for FTS5
+            self.db.execute("DELETE FROM items_fts_fallback WHERE item_id = ?", [item_id])
+            self._add_search_words(item_id, only=item_id)
 
     def story_of(self, item_id: int) -> int:
         """The story the item is in now (a correction from Slack may have moved it)."""

@@ -156,10 +156,10 @@ class OutboxRepo(Repository):
         """The headlines a channel was shown of a story: its parent's and the replies posted in its
         thread (copies folded into the parent's count were not shown, so they do not count)."""
         rows = self._all(
-            """SELECT i.title FROM alerts a JOIN items i ON i.id = a.item_id
+            f"""SELECT i.title FROM alerts a JOIN items i ON i.id = a.item_id
                JOIN story_posts p ON p.story_id = i.story_id AND p.channel = a.channel
                WHERE i.story_id = ? AND a.channel = ? AND a.status = 'sent'
-                 AND (a.item_id = p.item_id OR a.ts IS NOT p.ts)
+                 AND (a.item_id = p.item_id OR {self.dialect.distinct("a.ts", "p.ts")})
                ORDER BY a.id""",
             [story_id, channel],
         )

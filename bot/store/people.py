@@ -30,7 +30,7 @@ class PeopleRepo(Repository):
     def channel_mutes(self, channel: str, now: datetime) -> list[Mute]:
         """The mutes in force in ``channel``; story mutes carry the story's first title."""
         rows = self._all(
-            """SELECT m.*, (SELECT title FROM items WHERE story_id = CAST(m.target AS INTEGER)
+            f"""SELECT m.*, (SELECT title FROM items WHERE story_id = {self.dialect.integer_of("m.target")}
                             ORDER BY id LIMIT 1) AS title
                FROM mutes m WHERE m.channel = ? AND (m.until IS NULL OR m.until > ?)
                ORDER BY m.kind, m.created_at""",
@@ -78,8 +78,8 @@ class PeopleRepo(Repository):
         with self.transaction():
             for watchlist in dict.fromkeys(watchlists):
                 cursor = self.db.execute(
-                    """INSERT OR IGNORE INTO feedback (item_id, channel, watchlist, user_id, kind, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?)""",
+                    """INSERT INTO feedback (item_id, channel, watchlist, user_id, kind, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                     [item_id, channel, watchlist, user, kind, iso(now)],
                 )
                 added += cursor.rowcount
@@ -90,8 +90,9 @@ class PeopleRepo(Repository):
         posted = {
             r["watchlist"]: r["n"]
             for r in self._all(
-                """SELECT j.value AS watchlist, count(*) AS n
-                   FROM story_posts, json_each(story_posts.watchlists) j GROUP BY j.value"""
+                f"""SELECT j.value AS watchlist, count(*) AS n
+                    FROM story_posts, {self.dialect.json_texts("story_posts.watchlists", "j")}
+                    GROUP BY j.value"""
             )
         }
         flagged = {

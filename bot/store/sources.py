@@ -90,10 +90,11 @@ class SourceRepo(Repository):
     def source_health_rows(self, since: datetime) -> list[SourceRow]:
         """Every active source with its fetch state and ``items``: how many it brought since ``since``."""
         rows = self._all(
-            """SELECT s.*, coalesce(n.items, 0) AS items FROM sources s
+            f"""SELECT s.*, coalesce(n.items, 0) AS items FROM sources s
                LEFT JOIN (SELECT source, count(*) AS items FROM items WHERE first_seen >= ? GROUP BY source) n
                  ON n.source = s.name
-               WHERE s.origin IS NOT NULL AND s.removed_at IS NULL ORDER BY s.name COLLATE NOCASE""",
+               WHERE s.origin IS NOT NULL AND s.removed_at IS NULL
+               ORDER BY {self.dialect.nocase("s.name")}""",
             [iso(since)],
         )
         return [source_row(r) for r in rows]
@@ -120,7 +121,7 @@ class SourceRepo(Repository):
 
     def set_next_polls(self, decisions: Iterable[tuple[str, datetime, int, str]]) -> None:
         """(name, next poll, effective interval in seconds, why) of each source just decided."""
-        self.db.conn.executemany(
+        self._many(
             "UPDATE sources SET next_poll_at = ?, poll_interval = ?, poll_reason = ? WHERE name = ?",
             [(iso(at), interval, why, name) for name, at, interval, why in decisions],
         )
@@ -145,7 +146,7 @@ class SourceRepo(Repository):
 
     def record_feed_hints(self, hints: Iterable[tuple[str, FeedHints, str]]) -> None:
         """(name, hints, topic) from bodies just read: the first hub and the topic to subscribe to."""
-        self.db.conn.executemany(
+        self._many(
             """UPDATE sources SET feed_ttl = ?, feed_update_period = ?, websub_hub = ?, websub_topic = ?
                WHERE name = ?""",
             [

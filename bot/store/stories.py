@@ -38,10 +38,8 @@ class StoryRepo(Repository):
         self._story_index = None
 
     def new_story(self, now: datetime) -> int:
-        cursor = self.db.execute(
-            "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)", [iso(now), iso(now)]
-        )
-        return int(cursor.lastrowid)
+        sql = "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)"
+        return self._insert_id(sql, [iso(now), iso(now)])
 
     def story_index(self, since: datetime) -> StoryIndex:
         """The fingerprints seen since ``since``, and every document frequency, in memory.
@@ -52,7 +50,8 @@ class StoryRepo(Repository):
         retention bumps). Delivery and Slack commands write all the time; they do not count.
         Loaded again too when asked for an earlier window than loaded.
         """
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        # PostgreSQL has no data_version: every use compares the signature (one indexed query).
+        version = -2 if self._store.postgres else self.db.execute("PRAGMA data_version").fetchone()[0]
         index = self._story_index
         if index is not None and version != self._story_index_version and since >= self._story_index_since:
             if self._index_signature() != self._story_index_signature:
@@ -83,7 +82,7 @@ class StoryRepo(Repository):
 
     def count_tokens(self, tokens: Iterable[str]) -> None:
         """One more for each of ``tokens`` in token_df (and its counter rows, TOTAL and PRUNED)."""
-        self.db.conn.executemany(
+        self._many(
             "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
             [(t,) for t in tokens],
         )

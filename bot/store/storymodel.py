@@ -58,11 +58,10 @@ class StoryModelRepo(Repository):
     def record_label(self, item_a: int, item_b: int, same: bool, user_id: str, now: datetime) -> int:
         """Remember an analyst's correction: the two items are one story, or two."""
         copies = [self._label_item(i) for i in (item_a, item_b)]
-        cursor = self.db.execute(
+        return self._insert_id(
             "INSERT INTO story_labels (same, a, b, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
             [int(same), *(json.dumps(asdict(c), default=str) for c in copies), user_id, iso(now)],
         )
-        return int(cursor.lastrowid)
 
     def _label_item(self, item_id: int) -> LabelItem:
         row = self._one("SELECT source, outlet, title, text, first_seen FROM items WHERE id = ?", [item_id])
@@ -86,11 +85,10 @@ class StoryModelRepo(Repository):
     def save_model(self, model: StoryModel, now: datetime) -> int:
         """Keep a fitted model, with its date and figures, and make it the one the bot uses."""
         self.db.execute("UPDATE story_models SET active = 0 WHERE active = 1")
-        cursor = self.db.execute(
+        return self._insert_id(
             "INSERT INTO story_models (fitted, model, figures, created_at, active) VALUES (?, ?, ?, ?, 1)",
             [model.fitted, model.to_json(), json.dumps(model.figures), iso(now)],
         )
-        return int(cursor.lastrowid)
 
     def model(self) -> StoryModel:
         """The model the decision uses: the last one `newsalert stories fit` kept, else the shipped one."""

@@ -1,0 +1,152 @@
+"""PostgreSQL connections: a pool per database URL (psycopg 3, psycopg-pool), and the connection the
+repositories use, which takes the same SQL and parameters as the SQLite one.
+
+psycopg is imported when a postgresql:// URL is opened, never before: the embedded SQLite default
+runs without the `newsalert[postgresql]` extra installed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from bot.errors import StoreError
+from bot.store.dialect import PostgresDialect, redacted
+
+CONNECT_TIMEOUT = 10  # seconds to reach the server (or to wait for a pooled connection)
+POOL_SIZE = 8  # connections per process: one per thread that opens a Store at the same time
+
+_pools: dict[str, Any] = {}
+_pools_lock = threading.Lock()
+_dialect = PostgresDialect()
+
+
+def pg_driver() -> Any:
+    """The psycopg module, imported now; a StoreError saying what to install when it is missing."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "database_url is a postgresql:// URL, but psycopg is not installed: "
+            "pip install 'newsalert[postgresql]'"
+        ) from None
+    return psycopg
+
+
+def _pool(url: str) -> Any:
+    """One pool per URL and process, opened on first use and kept until exit (close_pools)."""
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None:
+            pg_driver()
+            from psycopg_pool import ConnectionPool
+
+            pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=CONNECT_TIMEOUT,
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+                open=False,
+                name="newsalert",
+            )
+            try:
+                pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            except Exception as e:
+                pool.close()
+                raise StoreError(f"{redacted(url)}: cannot connect: {e}") from None
+            _pools[url] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Close every pool (tests dropping their databases, and the end of a process)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+class PgDatabase:
+    """One pooled connection in autocommit mode, with sqlite_utils.Database's execute(): SQLite
+    parameters (? and :name) are translated, and a statement outside a transaction commits at once,
+    as sqlite-utils does. Client-side binding: a parameter's type is inferred from the SQL around it
+    as SQLite does (server-side binding fails on `? IS NULL` and on a text compared with a number)."""
+
+    dialect = _dialect
+
+    def __init__(self, url: str):
+        self.url = url
+        self._pool = _pool(url)
+        psycopg = pg_driver()
+        try:
+            self.conn = self._pool.getconn()
+        except Exception as e:
+            raise StoreError(f"{redacted(url)}: cannot connect: {e}") from None
+        self._cursor_factory = psycopg.ClientCursor
+        self._depth = 0  # open transaction() blocks: 0 outside, 1 in the outer one, more in savepoints
+        self._savepoints = 0
+
+    def execute(self, sql: str, params: Sequence[object] | dict | None = None) -> Any:
+        cursor = self._cursor_factory(self.conn)
+        cursor.execute(self.dialect.translate(sql), _params(params))
+        return cursor
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]] | Iterator[Sequence[object]]) -> None:
+        rows = [list(r) for r in rows]
+        if rows:
+            cursor = self._cursor_factory(self.conn)
+            cursor.executemany(self.dialect.translate(sql), rows)
+
+    def query(self, sql: str, params: Sequence[object] | dict | None = None) -> Iterator[dict]:
+        cursor = self.execute(sql, params)
+        names = [c.name for c in cursor.description or ()]
+        for row in cursor.fetchall():
+            yield dict(zip(names, row, strict=True))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT; nested, a savepoint. Rows are locked by the statements that write them
+        (PostgreSQL has no database-wide write lock to take up front as SQLite's BEGIN IMMEDIATE)."""
+        if self._depth:
+            self._savepoints += 1
+            name = f"newsalert_{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                raise
+            finally:
+                self._depth -= 1
+            self.conn.execute(f"RELEASE SAVEPOINT {name}")
+            return
+        self.conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self._pool.putconn(conn)
+
+
+def _params(params: Sequence[object] | dict | None) -> Sequence[object] | dict | None:
+    if params is None or isinstance(params, dict):
+        return params
+    return list(params)
