@@ -40,6 +40,7 @@ from bot.ops import logs
 from bot.service import Newsalert, check_run_mode
 from bot.slack.sink import make_sink
 from bot.store import Store
+from bot.store.dialect import redacted
 from bot.stories import fit, labeled
 from bot.stories.decide import describe
 from bot.stories.embed import embed
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help="SQLite database (env NEWSALERT_DB, default newsalert.db)",
+        help="SQLite file or postgresql:// URL (env NEWSALERT_DATABASE_URL or NEWSALERT_DB; newsalert.db)",
     )
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug detail"
@@ -106,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PORT",
         help="without --http: serve GET /metrics and /healthz here",
+    )
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply the database's pending migrations (PostgreSQL workers wait for this)",
+    )
+    migrate.add_argument(
+        "--from",
+        dest="copy_from",
+        metavar="SQLITE_URL",
+        help="then copy an existing SQLite database (sqlite:///path/to/newsalert.db) into it",
     )
     audit = commands.add_parser(
         "audit", parents=[common], help="print the changes people made from Slack: who, when, where, what"
@@ -247,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as e:  # disk full, I/O error, a locked file: nothing half-written is kept
         print(f"newsalert: database error: {settings_path_db(args)}: {e}", file=sys.stderr)
         return EXIT_DATABASE
+    except Exception as e:
+        if type(e).__module__.split(".")[0] != "psycopg":  # PostgreSQL's errors, as sqlite3.Error above
+            raise
+        print(f"newsalert: database error: {redacted(settings_path_db(args))}: {e}", file=sys.stderr)
+        return EXIT_DATABASE
     except SlackAuthError as e:
         print(f"newsalert: Slack error: {e}", file=sys.stderr)
         return EXIT_SLACK_AUTH
@@ -266,6 +283,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     Newsalert(settings, make_sink(settings)).run(
         http_port=args.port if mode == "http" else None, host=args.host, metrics_port=args.metrics_port
     )
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    where = redacted(settings.db_path)
+    with Store.migrate(settings.db_path) as store:
+        print(f"{where}: schema up to date")
+        if args.copy_from:
+            copied = store.copy_from_sqlite(args.copy_from)
+            print(f"copied {sum(copied.values())} rows from {args.copy_from}:")
+            print("\n".join(f"  {table}: {n}" for table, n in copied.items() if n))
     return 0
 
 
@@ -378,7 +406,7 @@ def cmd_stories(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
-    out = [f"config OK: {settings.path}", f"database: {settings.db_path}"]
+    out = [f"config OK: {settings.path}", f"database: {redacted(settings.db_path)}"]
     if settings.slack_token:
         out.append(f"slack: token set, API {settings.slack_api_url}")
     else:
@@ -440,6 +468,7 @@ LABELED_SETS = Path(__file__).resolve().parent.parent / "tests" / "data" / "stor
 
 COMMANDS = {
     "run": cmd_run,
+    "migrate": cmd_migrate,
     "audit": cmd_audit,
     "poll": cmd_poll,
     "demo": cmd_demo,

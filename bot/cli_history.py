@@ -29,9 +29,15 @@ from bot.ops import health as health_status
 from bot.service import Newsalert
 from bot.slack.sink import make_sink
 from bot.store import Store
+from bot.store.dialect import is_postgres_url, sqlite_path
 from bot.urls import redact
 
 log = logging.getLogger("newsalert")
+
+
+def _missing(target: str) -> bool:
+    """A SQLite file that does not exist (a PostgreSQL database is checked by opening it)."""
+    return not is_postgres_url(target) and target != ":memory:" and not Path(sqlite_path(target)).is_file()
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
@@ -73,7 +79,7 @@ def _query_backtest(settings: Settings, args: argparse.Namespace) -> int:
     # No QUERY: backtest the watchlist as configured (nothing to compare it with).
     query, current = (compile_query(args.query), current) if args.query is not None else (current, None)
     assert query is not None
-    if settings.db_path != ":memory:" and not Path(settings.db_path).is_file():
+    if _missing(settings.db_path):
         # Store.open would create an empty database and report that nothing matched: say why instead.
         raise StoreError(f"{settings.db_path}: no such database (use --db, or run `newsalert poll --once`)")
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
@@ -154,7 +160,7 @@ def _positive(value: str) -> int:
 
 
 def _history_store(settings: Settings) -> Store:
-    if settings.db_path != ":memory:" and not Path(settings.db_path).is_file():
+    if _missing(settings.db_path):
         # Store.open would create an empty database and report nothing: say why instead.
         raise StoreError(f"{settings.db_path}: no such database (use --db, or run `newsalert poll --once`)")
     return Store.open(settings.db_path)

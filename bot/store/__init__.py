@@ -210,6 +210,17 @@ class Store:
             if outer:
                 self.in_transaction = False
 
+    def copy_from_sqlite(self, path: str) -> dict[str, int]:
+        """PostgreSQL: copy an existing SQLite database into this new one (`newsalert migrate --from`)."""
+        from bot.store import pgschema
+
+        if not isinstance(self.db, PgDatabase):
+            raise StoreError("--from copies into a PostgreSQL database: set database_url to one")
+        with self.transaction():
+            copied = pgschema.copy_from_sqlite(self.db, sqlite_path(path))
+            self.items.rebuild_search_index()
+        return copied
+
     def count(self, table: str, where: str = "TRUE", params: Sequence[object] = ()) -> int:
         if table not in {"items", "matches", "alerts", "sources", "subscriptions", "stories"}:
             raise ValueError(table)

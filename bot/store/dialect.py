@@ -61,6 +61,11 @@ class SQLiteDialect:
         """The integer a text spells, NULL (SQLite: 0) when it spells none; never an error."""
         return f"CAST({expr} AS INTEGER)"
 
+    def nul_free(self, text: str) -> str:
+        """``text`` as stored: PostgreSQL's text cannot hold NUL, so token_df's counter rows
+        (schema.TOTAL, PRUNED) begin with a space there instead, which no token holds."""
+        return text
+
     def tables_sql(self) -> str:
         """SELECT name: the ordinary tables (no virtual FTS5 tables)."""
         return "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'"
@@ -89,6 +94,9 @@ class PostgresDialect(SQLiteDialect):
 
     def integer_of(self, expr: str) -> str:
         return f"(CASE WHEN {expr} ~ '^-?[0-9]{{1,18}}$' THEN CAST({expr} AS BIGINT) END)"
+
+    def nul_free(self, text: str) -> str:
+        return text.replace("\x00", " ")
 
     def tables_sql(self) -> str:
         return "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"

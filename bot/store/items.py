@@ -51,6 +51,10 @@ class ItemRepo(Repository):
             [start],
         )
 
+    def rebuild_search_index(self) -> None:
+        """PostgreSQL: the search words of every stored item (after a copy from SQLite)."""
+        self._add_search_words(0)
+
     def _add_search_words(self, start: int, *, only: int | None = None) -> None:
         """PostgreSQL: items_search rows for the items from id ``start`` (or item ``only``), made of the
         matcher's own words (bot/store/search.py)."""

@@ -96,7 +96,7 @@ class PgDatabase:
         return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]] | Iterator[Sequence[object]]) -> None:
-        rows = [list(r) for r in rows]
+        rows = [[_text(v) for v in r] for r in rows]
         if rows:
             cursor = self._cursor_factory(self.conn)
             cursor.executemany(self.dialect.translate(sql), rows)
@@ -146,7 +146,15 @@ class PgDatabase:
             self._pool.putconn(conn)
 
 
+def _text(value: object) -> object:
+    # PostgreSQL's text cannot hold NUL, which a feed's text may: U+FFFD stands for it (the one
+    # place PostgreSQL stores a value otherwise than SQLite; token_df's keys: dialect.nul_free).
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
 def _params(params: Sequence[object] | dict | None) -> Sequence[object] | dict | None:
-    if params is None or isinstance(params, dict):
+    if params is None:
         return params
-    return list(params)
+    if isinstance(params, dict):
+        return {k: _text(v) for k, v in params.items()}
+    return [_text(v) for v in params]

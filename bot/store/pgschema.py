@@ -176,3 +176,55 @@ def _record(db: PgDatabase, name: str) -> None:
         " 'UTC', 'YYYY-MM-DD HH24:MI:SS.US+00:00'))",
         [MIGRATION_SET, name],
     )
+
+
+def copy_from_sqlite(db: PgDatabase, path: str) -> dict[str, int]:
+    """Copy every row of the SQLite database at ``path`` (migrated first) into this freshly migrated
+    and empty PostgreSQL database, in one transaction; returns rows copied per table.
+
+    Tables go parents first (foreign keys are checked row by row); ids keep their values and each
+    identity continues after the highest. The caller builds the search index (Store.copy_from_sqlite).
+    """
+    from bot.store import Store
+
+    source = Store.open(path)
+    try:
+        sqlite = source.db
+        tables = [r[0] for r in sqlite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        # SQLite's fallback list is for FTS5's tokenizer: the search index is rebuilt instead.
+        tables = [t for t in tables if t not in (*_SQLITE_ONLY, "items_fts_fallback")]
+        parents = {
+            t: {fk[2] for fk in sqlite.execute(f'PRAGMA foreign_key_list("{t}")').fetchall()} - {t}
+            for t in tables
+        }
+        ordered: list[str] = []
+        while len(ordered) < len(tables):
+            ready = [t for t in tables if t not in ordered and parents[t] <= set(ordered)]
+            if not ready:
+                raise StoreError(f"{path}: foreign keys in a cycle: {sorted(set(tables) - set(ordered))}")
+            ordered += sorted(ready)
+        copied: dict[str, int] = {}
+        with db.transaction():
+            if any(db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in ordered):
+                raise StoreError("the PostgreSQL database is not empty: copy into a new one")
+            for table in ordered:
+                cursor = sqlite.execute(f'SELECT * FROM "{table}" ORDER BY rowid')
+                names = [c[0] for c in cursor.description]
+                columns = ", ".join(f'"{n}"' for n in names)
+                sql = f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join("?" * len(names))})'
+                copied[table] = 0
+                while rows := cursor.fetchmany(1000):
+                    if table == "token_df":
+                        rows = [(db.dialect.nul_free(token), df) for token, df in rows]
+                    db.executemany(sql, rows)
+                    copied[table] += len(rows)
+                sequence = "id" in names and db.execute("SELECT pg_get_serial_sequence(?, 'id')", [table])
+                if sequence and sequence.fetchone()[0] is not None:
+                    db.execute(
+                        f"SELECT setval(pg_get_serial_sequence(?, 'id'), (SELECT coalesce(max(id), 0) + 1"
+                        f' FROM "{table}"), false)',
+                        [table],
+                    )
+    finally:
+        source.close()
+    return copied

@@ -60,8 +60,8 @@ class StoryRepo(Repository):
         if index is None or since < self._story_index_since:
             signature = self._index_signature()
             df = dict(self.db.execute("SELECT token, df FROM token_df").fetchall())
-            df.pop(PRUNED, None)
-            index = StoryIndex(df, df.pop(TOTAL, 0))
+            df.pop(self.dialect.nul_free(PRUNED), None)
+            index = StoryIndex(df, df.pop(self.dialect.nul_free(TOTAL), 0))
             rows = self.db.execute(
                 "SELECT item_id, story_id, seen, title, lead, entities, figures, vector, headline_only "
                 "FROM fingerprints WHERE seen >= ? ORDER BY seen, item_id",
@@ -84,7 +84,7 @@ class StoryRepo(Repository):
         """One more for each of ``tokens`` in token_df (and its counter rows, TOTAL and PRUNED)."""
         self._many(
             "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
-            [(t,) for t in tokens],
+            [(self.dialect.nul_free(t),) for t in tokens],
         )
 
     def _index_signature(self) -> tuple[int, int, int]:
@@ -93,7 +93,7 @@ class StoryRepo(Repository):
             """SELECT (SELECT coalesce(max(item_id), 0) FROM fingerprints),
                       (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?),
                       (SELECT coalesce(max(df), 0) FROM token_df WHERE token = ?)""",
-            [TOTAL, PRUNED],
+            [self.dialect.nul_free(TOTAL), self.dialect.nul_free(PRUNED)],
         ).fetchone()
         return (row[0], row[1], row[2])
 
