@@ -83,6 +83,9 @@ def test_workers_refuse_an_unmigrated_database_until_newsalert_migrate(
     assert again.returncode == 0, again.stderr
     polled = run_newsalert("poll", "--once", config=config, env=env)
     assert polled.returncode == 0, polled.stderr
+    # The long-running service is not on PostgreSQL yet: it says so instead of starting.
+    run = run_newsalert("run", config=config, env=env)
+    assert run.returncode == 2 and "does not support PostgreSQL yet" in run.stderr
 
 
 def test_a_database_a_newer_newsalert_migrated_is_refused(pg_cluster: Cluster) -> None:
