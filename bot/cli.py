@@ -259,17 +259,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as e:  # disk full, I/O error, a locked file: nothing half-written is kept
         print(f"newsalert: database error: {settings_path_db(args)}: {e}", file=sys.stderr)
         return EXIT_DATABASE
-    except Exception as e:
-        if type(e).__module__.split(".")[0] != "psycopg":  # PostgreSQL's errors, as sqlite3.Error above
-            raise
-        print(f"newsalert: database error: {redacted(settings_path_db(args))}: {e}", file=sys.stderr)
-        return EXIT_DATABASE
     except SlackAuthError as e:
         print(f"newsalert: Slack error: {e}", file=sys.stderr)
         return EXIT_SLACK_AUTH
     except StoryModelError as e:
         print(f"newsalert: story model error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as e:
+        if type(e).__module__.split(".")[0] != "psycopg":  # PostgreSQL's errors, as sqlite3.Error above
+            raise
+        print(f"newsalert: database error: {redacted(settings_path_db(args))}: {e}", file=sys.stderr)
+        return EXIT_DATABASE
 
 
 def settings_path_db(args: argparse.Namespace) -> str:
