@@ -21,6 +21,20 @@ def story_of(store: Store, item_id: int) -> int:
     return store.db.execute("SELECT story_id FROM items WHERE id = ?", [item_id]).fetchone()[0]
 
 
+def table_rows(store: Store, table: str, order_by: str = "id") -> list[dict]:
+    """Every row of ``table`` as a dict, on either backend."""
+    cursor = store.db.execute(f"SELECT * FROM {table} ORDER BY {order_by}")
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def row(store: Store, table: str, row_id: int) -> dict:
+    """The row of ``table`` whose id is ``row_id``."""
+    found = [r for r in table_rows(store, table) if r["id"] == row_id]
+    assert found, f"no {table} row {row_id}"
+    return found[0]
+
+
 def broken_subscriptions(store: Store) -> list[tuple[str, str]]:
     rows = store.db.execute(
         "SELECT DISTINCT channel, broken FROM subscriptions WHERE broken IS NOT NULL ORDER BY channel"

@@ -16,14 +16,14 @@ from bot.slack.sink import SlackSink
 from bot.store import Store
 from tests.conftest import alert
 from tests.fake_slack import VALID_TOKEN, FakeSlack
-from tests.store_checks import broken_subscriptions, sync_subscriptions
+from tests.store_checks import broken_subscriptions, row, sync_subscriptions, table_rows
 
 NOW = datetime(2026, 2, 5, 18, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "t.db")
+def store(db_target: str):
+    s = Store.open(db_target)
     yield s
     s.close()
 
@@ -52,7 +52,7 @@ def sink(slack: FakeSlack, timeout: int = 5) -> SlackSink:
 
 
 def status(store: Store) -> list[str]:
-    return [r["status"] for r in store.db["alerts"].rows]
+    return [r["status"] for r in table_rows(store, "alerts")]
 
 
 def later(minutes: float):
@@ -70,7 +70,7 @@ def test_alerts_are_posted_once_with_ts_and_metadata(store, slack) -> None:
     assert posts[0]["metadata"]["event_payload"]["alert_id"] == 1
     assert deliver_pending(store, sink(slack)).sent == 0
     assert len(slack.posts()) == 2
-    rows = list(store.db["alerts"].rows)
+    rows = list(table_rows(store, "alerts"))
     assert [r["ts"] for r in rows] == [m["ts"] for m in slack.top_level("C1")]
     assert all(r["status"] == "sent" for r in rows)
 
@@ -99,7 +99,7 @@ def test_a_long_rate_limit_leaves_the_channel_queued(store, slack) -> None:
     report = deliver_pending(store, sink(slack))
     assert (report.sent, report.queued) == (1, 2)
     assert [p["channel"] for p in slack.posts()] == ["C2"]
-    first = store.db["alerts"].get(1)
+    first = row(store, "alerts", 1)
     assert first["status"] == "queued" and first["in_flight"] == 0
     assert datetime.fromisoformat(first["next_attempt_at"]) > datetime.now(UTC) + timedelta(seconds=100)
     assert deliver_pending(store, sink(slack)).sent == 0  # not before Retry-After
@@ -110,8 +110,8 @@ def test_server_errors_back_off_and_keep_the_alert(store, slack) -> None:
     queue(store, 1)
     slack.fail_next("chat.postMessage", status=503, error="service_unavailable")
     assert deliver_pending(store, sink(slack)).queued == 1
-    row = store.db["alerts"].get(1)
-    assert row["in_flight"] == 0 and row["last_error"].startswith("Slack HTTP 503")
+    alert_row = row(store, "alerts", 1)
+    assert alert_row["in_flight"] == 0 and alert_row["last_error"].startswith("Slack HTTP 503")
     assert deliver_pending(store, sink(slack)).sent == 0  # backing off
     assert deliver_pending(store, sink(slack), now=later(1)).sent == 1
 
@@ -120,7 +120,7 @@ def test_an_outage_keeps_alerts_and_the_next_attempt_checks_before_posting(store
     queue(store, 1)
     dead = SlackSink(VALID_TOKEN, "http://127.0.0.1:9/api/", timeout=2)  # nothing listens on port 9
     assert deliver_pending(store, dead).queued == 1
-    assert store.db["alerts"].get(1)["in_flight"] == 1  # no answer: it might have been posted
+    assert row(store, "alerts", 1)["in_flight"] == 1  # no answer: it might have been posted
     assert deliver_pending(store, sink(slack), now=later(1)).sent == 1
     methods = [c.method for c in slack.calls]
     assert methods.index("conversations.history") < methods.index("chat.postMessage")
@@ -131,12 +131,12 @@ def test_a_post_whose_answer_was_lost_is_adopted_not_posted_again(store, slack) 
     queue(store, 1)
     slack.slow("chat.postMessage", 3)  # Slack posts it, but the answer comes after our timeout
     report = deliver_pending(store, sink(slack, timeout=1))
-    assert report.sent == 0 and store.db["alerts"].get(1)["in_flight"] == 1
+    assert report.sent == 0 and row(store, "alerts", 1)["in_flight"] == 1
     report = deliver_pending(store, sink(slack), now=later(1))
     assert (report.sent, report.adopted) == (1, 1)
     assert len(slack.posts()) == 1  # exactly one message in Slack
     (message,) = slack.top_level("C1")
-    assert store.db["alerts"].get(1)["ts"] == message["ts"]
+    assert row(store, "alerts", 1)["ts"] == message["ts"]
 
 
 def test_channel_errors_dead_letter_and_mark_the_subscription_broken(store, slack) -> None:
@@ -161,7 +161,7 @@ def test_rejected_blocks_are_sent_once_as_plain_text(store, slack) -> None:
     (post,) = slack.posts()
     assert "blocks" not in post or not post["blocks"]
     assert "CSAM story 0" in post["text"] and "*CSAM*" in post["text"]
-    assert store.db["alerts"].get(1)["plain_text"] == 1
+    assert row(store, "alerts", 1)["plain_text"] == 1
 
 
 def test_plain_text_rejected_too_is_a_dead_letter(store, slack) -> None:

@@ -111,8 +111,8 @@ SUB = Subscription("C1", ("csam", "deepfakes"), "digest", "daily 09:00", "UTC")
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "d.db")
+def store(db_target: str):
+    s = Store.open(db_target)
     s.catalog.sync_config([], [Watchlist("csam", "CSAM"), Watchlist("deepfakes", "deepfake")], [SUB], DAY1)
     yield s
     s.close()

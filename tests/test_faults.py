@@ -28,7 +28,7 @@ from bot.store.rows import subscription_id
 from tests.conftest import rss, run_newsalert, settings_for, sync, write_config
 from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.feed_server import FeedServer
-from tests.store_checks import story_of
+from tests.store_checks import story_of, table_rows
 
 NOW = datetime.now(UTC)
 
@@ -44,8 +44,8 @@ def fast() -> RateLimiter:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = Store.open(tmp_path / "t.db")
+def store(db_target: str):
+    s = Store.open(db_target)
     yield s
     s.close()
 
@@ -90,7 +90,7 @@ def test_after_an_outage_a_successful_slack_call_sends_waiting_alerts_at_once(
     gone.stop()  # the outage: nothing answers on that port
     report = deliver_pending(store, SlackSink(VALID_TOKEN, gone.url, timeout=2), limiter=fast())
     assert report.sent == 0 and report.queued == 5
-    waiting = [r["next_attempt_at"] for r in store.db["alerts"].rows if r["next_attempt_at"]]
+    waiting = [r["next_attempt_at"] for r in table_rows(store, "alerts") if r["next_attempt_at"]]
     assert waiting and all(datetime.fromisoformat(w) > datetime.now(UTC) for w in waiting)
     back = FakeSlack().start()
     try:
@@ -311,8 +311,9 @@ def test_a_watchlist_that_cannot_compile_is_disabled_and_the_others_alert(
     verdict = health(store)
     assert verdict.needs_human
     assert any(p.startswith('watchlist "deepfakes" disabled') for p in verdict.problems)
-    db = settings.db_path
-    result = run_newsalert("status", db=Path(db))
+    db = store.path  # the store's own file or PostgreSQL database
+    assert db is not None
+    result = run_newsalert("status", env={"NEWSALERT_DB": db})
     assert result.returncode == 1 and 'watchlist "deepfakes" disabled' in result.stdout
     assert healthz(db, scheduler_alive=True)[0] == 503
 

@@ -258,8 +258,8 @@ def test_filters_and_limit_agree_with_the_matcher(corpus: Store, query: str, fil
     assert [h.id for h in limited] == expected[:3]
 
 
-def test_a_hit_names_its_story_by_the_earliest_matching_item(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_a_hit_names_its_story_by_the_earliest_matching_item(db_target: str) -> None:
+    store = Store.open(db_target)
     _, story = add(store, "Ministers meet", "nothing here", seen=NOW - timedelta(hours=9))
     add(store, "UNICEF warns on deepfakes", "", seen=NOW - timedelta(hours=8), story=story, source="UN News")
     add(
@@ -284,8 +284,8 @@ def test_a_hit_names_its_story_by_the_earliest_matching_item(tmp_path: Path) -> 
     store.close()
 
 
-def test_a_bad_query_raises_and_user_text_never_reaches_sql(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_a_bad_query_raises_and_user_text_never_reaches_sql(db_target: str) -> None:
+    store = Store.open(db_target)
     add(store, "drop table items; -- now", "x")
     with pytest.raises(QueryError):
         search(store, '"unterminated', now=NOW)
@@ -327,8 +327,8 @@ def test_edited_and_deleted_items_leave_the_index_consistent(tmp_path: Path) -> 
 
 
 @pytest.fixture
-def alerted(tmp_path: Path):
-    store = Store.open(tmp_path / "t.db")
+def alerted(db_target: str):
+    store = Store.open(db_target)
     store.catalog.sync_config(
         [Source("UN News", "https://news.un.org/rss")],
         [Watchlist("csam", "csam"), Watchlist("deepfakes", "deepfake")],
@@ -466,8 +466,8 @@ def test_prune_removes_old_stories_from_the_tables_and_the_index(tmp_path: Path)
     assert prune(store, retention_days=180, now=NOW) == 0
 
 
-def test_prune_keeps_what_an_open_digest_window_needs(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_prune_keeps_what_an_open_digest_window_needs(db_target: str) -> None:
+    store = Store.open(db_target)
     add(store, "Old story", "", seen=NOW - timedelta(days=200))
     store.db.execute(
         """INSERT INTO subscriptions (id, channel, watchlists, mode, origin, created_at, schedule, timezone)
@@ -485,16 +485,16 @@ def test_prune_keeps_what_an_open_digest_window_needs(tmp_path: Path) -> None:
 # The commands
 
 
-def test_search_and_export_commands(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
-    store = Store.open(db)
+def test_search_and_export_commands(db_target: str, tmp_path: Path) -> None:
+    env = {"NEWSALERT_DB": db_target}  # a SQLite file or a PostgreSQL URL
+    store = Store.open(db_target)
     now = datetime.now(UTC)
     item_id, story = add(store, "UNICEF warns about deepfakes", "", seen=now - timedelta(hours=2))
     store.items.add_matches(item_id, {"unicef": []})
     add(store, "Weather", "", seen=now - timedelta(hours=1))
     store.close()
 
-    result = run_newsalert("search", "unicef OR deep-fake*", "--json", "-v", db=db)
+    result = run_newsalert("search", "unicef OR deep-fake*", "--json", "-v", env=env)
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)  # stdout is the JSON alone; logs went to stderr
     assert [(h["id"], h["title"], h["watchlists"]) for h in hits] == [
@@ -502,14 +502,14 @@ def test_search_and_export_commands(tmp_path: Path) -> None:
     ]
     assert set(hits[0]) == {"id", "title", "url", "sources", "first_seen", "watchlists"}
 
-    result = run_newsalert("search", "weather", "--since", "1d", db=db)
+    result = run_newsalert("search", "weather", "--since", "1d", env=env)
     assert result.returncode == 0 and "Weather" in result.stdout and "1 source" in result.stdout
 
-    result = run_newsalert("search", "unicef (", db=db)
+    result = run_newsalert("search", "unicef (", env=env)
     assert result.returncode == 2 and "query error" in result.stderr
 
     out = tmp_path / "export.csv"
-    result = run_newsalert("export", "--since", "7d", "--format", "csv", "--output", str(out), db=db)
+    result = run_newsalert("export", "--since", "7d", "--format", "csv", "--output", str(out), env=env)
     assert result.returncode == 0, result.stderr
     assert [r["title"] for r in csv.DictReader(out.open(encoding="utf-8"))] == [
         "UNICEF warns about deepfakes"

@@ -293,8 +293,8 @@ def stored_find(store: Store, text: tuple[str, str], since: datetime) -> int | N
     return find(store.stories.story_index(since), text, since)
 
 
-def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
-    one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
+def test_the_index_sees_what_another_connection_wrote(db_target: str) -> None:
+    one, two = Store.open(db_target), Store.open(db_target)
     since = T0 - timedelta(hours=72)
     assert stored_find(one, COPY, since) is None  # loaded, empty
     with two.transaction():
@@ -304,8 +304,8 @@ def test_the_index_sees_what_another_connection_wrote(tmp_path: Path) -> None:
     two.close()
 
 
-def test_a_rolled_back_fingerprint_is_not_offered(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_a_rolled_back_fingerprint_is_not_offered(db_target: str) -> None:
+    store = Store.open(db_target)
     since = T0 - timedelta(hours=72)
     store.stories.story_index(since)
     with pytest.raises(RuntimeError), store.transaction():
@@ -322,8 +322,8 @@ def test_a_rolled_back_fingerprint_is_not_offered(tmp_path: Path) -> None:
     store.close()
 
 
-def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_pruned_stories_leave_the_index(db_target: str) -> None:
+    store = Store.open(db_target)
     since = T0 - timedelta(hours=72)
     with store.transaction():
         _, story = add(store, WIRE, T0)
@@ -334,8 +334,8 @@ def test_pruned_stories_leave_the_index(tmp_path: Path) -> None:
     store.close()
 
 
-def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path: Path) -> None:
-    one, two = Store.open(tmp_path / "t.db"), Store.open(tmp_path / "t.db")
+def test_only_writes_to_the_index_make_another_connection_load_it_again(db_target: str) -> None:
+    one, two = Store.open(db_target), Store.open(db_target)
     since = T0 - timedelta(hours=72)
     with one.transaction():
         _, story = add(one, WIRE, T0)
@@ -354,8 +354,8 @@ def test_only_writes_to_the_index_make_another_connection_load_it_again(tmp_path
 # --- corrections: split, merge, labels, fitted models ---------------------------------------------
 
 
-def test_an_item_split_out_of_its_story_is_its_own_story_in_the_index_too(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_an_item_split_out_of_its_story_is_its_own_story_in_the_index_too(db_target: str) -> None:
+    store = Store.open(db_target)
     since = T0 - timedelta(hours=72)
     with store.transaction():
         _, story = add(store, WIRE, T0)
@@ -366,14 +366,14 @@ def test_an_item_split_out_of_its_story_is_its_own_story_in_the_index_too(tmp_pa
     assert [i for i, _, _ in store.stories.story_items(alone)] == [copy]
     index = store.stories.story_index(since)
     assert index.get(copy).story_id == alone
-    other = Store.open(tmp_path / "t.db")  # another connection sees the move
+    other = Store.open(db_target)  # another connection sees the move
     assert other.stories.story_index(since).get(copy).story_id == alone
     other.close()
     store.close()
 
 
-def test_merging_a_story_moves_every_item_and_the_index(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_merging_a_story_moves_every_item_and_the_index(db_target: str) -> None:
+    store = Store.open(db_target)
     since = T0 - timedelta(hours=72)
     with store.transaction():
         one, story_a = add(store, WIRE, T0)
@@ -384,8 +384,8 @@ def test_merging_a_story_moves_every_item_and_the_index(tmp_path: Path) -> None:
     store.close()
 
 
-def test_labels_are_kept_and_exported_in_the_labeled_set_format(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_labels_are_kept_and_exported_in_the_labeled_set_format(db_target: str, tmp_path: Path) -> None:
+    store = Store.open(db_target)
     with store.transaction():
         added = [add(store, text, T0 + timedelta(hours=h)) for text, h in ((WIRE, 0), (COPY, 3), (OTHER, 4))]
         (one, _), (two, _), (three, _) = added
@@ -435,8 +435,8 @@ def test_story_why_labels_export_and_fit_from_the_command_line(tmp_path: Path) -
     assert refused.returncode == 2 and "broken.toml" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_a_fitted_model_is_versioned_and_used(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "t.db")
+def test_a_fitted_model_is_versioned_and_used(db_target: str) -> None:
+    store = Store.open(db_target)
     assert store.story_model.active_model() is None and store.story_model.model() == shipped()
     stricter = StoryModel(shipped().weights, shipped().bias, 0.999, "2026-03-01", {"held_out": {"x": 1}})
     with store.transaction():

@@ -99,7 +99,7 @@ class HistoryRepo(Repository):
                        i.first_seen
                 FROM matches m JOIN items i ON i.id = m.item_id JOIN stories s ON s.id = i.story_id
                 WHERE i.first_seen >= ? {extra}
-                ORDER BY s.first_seen DESC, s.id DESC, i.first_seen, i.id""",
+                ORDER BY story_first_seen DESC, i.story_id DESC, i.first_seen, i.id""",
             params,
         )
         return [

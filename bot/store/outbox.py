@@ -263,7 +263,7 @@ class OutboxRepo(Repository):
 
     def retry_dead_alerts(self, alert_ids: Sequence[int] = ()) -> int:
         """Queue dead letters again (all when no ids are given) and clear their channels' broken mark."""
-        where = f"id IN ({','.join('?' * len(alert_ids))})" if alert_ids else "1"
+        where = f"id IN ({','.join('?' * len(alert_ids))})" if alert_ids else "TRUE"
         with self.transaction():
             channels = [
                 r["channel"]

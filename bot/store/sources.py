@@ -58,7 +58,7 @@ class SourceRepo(Repository):
                                     next_poll_at, disabled_at, disabled_reason)
                VALUES (:name, :url, :now, :reason, :now, 1, :retry, :disabled, :why)
                ON CONFLICT(name) DO UPDATE SET last_polled = :now, last_error = :reason,
-                    last_error_at = :now, consecutive_failures = consecutive_failures + 1,
+                    last_error_at = :now, consecutive_failures = sources.consecutive_failures + 1,
                     next_poll_at = :retry, disabled_at = :disabled, disabled_reason = :why""",
             {
                 "name": name,

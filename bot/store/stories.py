@@ -50,10 +50,11 @@ class StoryRepo(Repository):
         retention bumps). Delivery and Slack commands write all the time; they do not count.
         Loaded again too when asked for an earlier window than loaded.
         """
-        # PostgreSQL has no data_version: every use compares the signature (one indexed query).
-        version = -2 if self._store.postgres else self.db.execute("PRAGMA data_version").fetchone()[0]
+        # PostgreSQL has no data_version: every use compares the signature (three indexed lookups).
+        version = 0 if self._store.postgres else self.db.execute("PRAGMA data_version").fetchone()[0]
+        written = self._store.postgres or version != self._story_index_version
         index = self._story_index
-        if index is not None and version != self._story_index_version and since >= self._story_index_since:
+        if index is not None and written and since >= self._story_index_since:
             if self._index_signature() != self._story_index_signature:
                 index = None
             self._story_index_version = version
@@ -83,7 +84,8 @@ class StoryRepo(Repository):
     def count_tokens(self, tokens: Iterable[str]) -> None:
         """One more for each of ``tokens`` in token_df (and its counter rows, TOTAL and PRUNED)."""
         self._many(
-            "INSERT INTO token_df (token, df) VALUES (?, 1) ON CONFLICT(token) DO UPDATE SET df = df + 1",
+            """INSERT INTO token_df (token, df) VALUES (?, 1)
+               ON CONFLICT(token) DO UPDATE SET df = token_df.df + 1""",
             [(self.dialect.nul_free(t),) for t in tokens],
         )
 
