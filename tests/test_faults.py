@@ -112,7 +112,7 @@ def test_the_outage_backoff_is_capped_at_two_minutes() -> None:
 DIGEST_SUB = Subscription("C1", ("csam",), "digest", "daily 09:00", "UTC")
 
 
-def digest_store(path: Path, created: datetime) -> Store:
+def digest_store(path: Path | str, created: datetime) -> Store:
     store = Store.open(path)
     store.catalog.sync_config([], [Watchlist("csam", "CSAM")], [DIGEST_SUB], created)
     return store
@@ -139,8 +139,8 @@ def test_an_item_stored_in_the_second_the_subscription_was_made_is_in_the_first_
     store.close()
 
 
-def test_polls_and_digest_sends_at_once_put_every_story_in_exactly_one_digest(tmp_path) -> None:
-    path = tmp_path / "d.db"
+def test_polls_and_digest_sends_at_once_put_every_story_in_exactly_one_digest(db_target: str) -> None:
+    path = db_target
     digest_store(path, datetime.now(UTC) - timedelta(seconds=5)).close()
     sid = subscription_id(DIGEST_SUB)
     written: list[int] = []

@@ -16,6 +16,11 @@ from bot.errors import StoreError
 from bot.store.dialect import PostgresDialect, redacted
 
 CONNECT_TIMEOUT = 10  # seconds to reach the server (or to wait for a pooled connection)
+# One writer at a time, as SQLite's BEGIN IMMEDIATE: every transaction() takes this advisory lock
+# first. What the store relies on stays true: ids commit in order (digest windows are id ranges),
+# and a read-then-write (a claim, a digest window) sees no other writer in between. Workers sharing
+# a database through row locks instead (FOR UPDATE SKIP LOCKED) are issue 18's next step.
+WRITE_LOCK = 0x6E657773_616C7274  # "newsalrt"
 POOL_SIZE = 8  # connections per process: one per thread that opens a Store at the same time
 
 _pools: dict[str, Any] = {}
@@ -91,15 +96,23 @@ class PgDatabase:
         self._savepoints = 0
 
     def execute(self, sql: str, params: Sequence[object] | dict | None = None) -> Any:
+        if not self._depth and _writes(sql):  # a write on its own takes the write lock too
+            with self.transaction():
+                return self.execute(sql, params)
         cursor = self._cursor_factory(self.conn)
         cursor.execute(self.dialect.translate(sql), _params(params))
         return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]] | Iterator[Sequence[object]]) -> None:
         rows = [[_text(v) for v in r] for r in rows]
-        if rows:
-            cursor = self._cursor_factory(self.conn)
-            cursor.executemany(self.dialect.translate(sql), rows)
+        if not rows:
+            return
+        if not self._depth:
+            with self.transaction():
+                self.executemany(sql, rows)
+            return
+        cursor = self._cursor_factory(self.conn)
+        cursor.executemany(self.dialect.translate(sql), rows)
 
     def query(self, sql: str, params: Sequence[object] | dict | None = None) -> Iterator[dict]:
         cursor = self.execute(sql, params)
@@ -113,8 +126,7 @@ class PgDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN … COMMIT; nested, a savepoint. Rows are locked by the statements that write them
-        (PostgreSQL has no database-wide write lock to take up front as SQLite's BEGIN IMMEDIATE)."""
+        """BEGIN and the write lock (WRITE_LOCK) … COMMIT; nested, a savepoint."""
         if self._depth:
             self._savepoints += 1
             name = f"newsalert_{self._savepoints}"
@@ -132,6 +144,7 @@ class PgDatabase:
         self.conn.execute("BEGIN")
         self._depth = 1
         try:
+            self.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             yield
         except BaseException:
             self._depth = 0
@@ -144,6 +157,10 @@ class PgDatabase:
         conn, self.conn = self.conn, None
         if conn is not None:
             self._pool.putconn(conn)
+
+
+def _writes(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE")
 
 
 def _text(value: object) -> object:
