@@ -40,7 +40,7 @@ from bot.ops import logs
 from bot.service import Newsalert, check_run_mode
 from bot.slack.sink import make_sink
 from bot.store import Store
-from bot.store.dialect import is_postgres_url, redacted
+from bot.store.dialect import redacted
 from bot.stories import fit, labeled
 from bot.stories.decide import describe
 from bot.stories.embed import embed
@@ -279,19 +279,11 @@ def settings_path_db(args: argparse.Namespace) -> str:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     # A platform stop (Procfile dynos, systemd) sends SIGTERM: exit through the scheduler's shutdown.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if is_postgres_url(settings.db_path):
-        # Not yet: workers on one PostgreSQL database need source leases, delivery claims that expire,
-        # one Socket Mode server and once-per-period jobs (issue 18), and none is built or tested.
-        print(
-            "newsalert: `run` does not support PostgreSQL yet (several workers would poll and deliver "
-            "alike); use SQLite for the service, or `poll --once` against PostgreSQL",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     mode = check_run_mode(settings, http=args.http)  # ConfigError (exit 2) before anything starts
-    Newsalert(settings, make_sink(settings)).run(
-        http_port=args.port if mode == "http" else None, host=args.host, metrics_port=args.metrics_port
-    )
+    with Store.sole_runner(settings.db_path):  # PostgreSQL: a second `run` is refused, for now
+        Newsalert(settings, make_sink(settings)).run(
+            http_port=args.port if mode == "http" else None, host=args.host, metrics_port=args.metrics_port
+        )
     return 0
 
 

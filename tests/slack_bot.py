@@ -87,11 +87,11 @@ class Bot:
     """`newsalert run --http` as Slack sees it: an HTTPS endpoint that wants signed requests, with
     its own fake Slack and feed server."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, db: str | None = None) -> None:
         self.tmp = tmp
         self.slack, self.feeds = FakeSlack().start(), FeedServer().start()
         set_up_workspace(self.slack)
-        self.db = tmp / "newsalert.db"
+        self.db = db or tmp / "newsalert.db"
         self.config = write_config(
             tmp / "newsalert.toml",
             # The feeds are on 127.0.0.1; the fixture is dated February 2026.

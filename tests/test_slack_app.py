@@ -28,9 +28,11 @@ from tests.fake_slack import VALID_TOKEN, FakeSlack
 from tests.slack_bot import ADMIN, ALERTS, COPY, ESCALATION, OWNER, SECOND, STORY, USER, WIRE, Bot, rss
 
 
-@pytest.fixture(scope="module")
-def shared_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
-    app = Bot(tmp_path_factory.mktemp("slack-app"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_bot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
+    """The module's `newsalert run --http`, once on each backend."""
+    db = request.getfixturevalue("pg_cluster").fresh_database() if request.param == "postgresql" else None
+    app = Bot(tmp_path_factory.mktemp("slack-app"), db)
     try:
         yield app.launch()
     finally:

@@ -3,6 +3,8 @@ refuse an unmigrated or newer schema, database_url in the config, and passwords 
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from bot.store import Store, pgschema
 from bot.store.dialect import _pg_params, redacted
 from bot.store.pg import close_pools
 from bot.store.schema import migrations
-from tests.conftest import run_newsalert, write_config
+from tests.conftest import run_newsalert, start_newsalert, wait_for, write_config
 from tests.pg_cluster import Cluster
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -83,9 +85,35 @@ def test_workers_refuse_an_unmigrated_database_until_newsalert_migrate(
     assert again.returncode == 0, again.stderr
     polled = run_newsalert("poll", "--once", config=config, env=env)
     assert polled.returncode == 0, polled.stderr
-    # The long-running service is not on PostgreSQL yet: it says so instead of starting.
-    run = run_newsalert("run", config=config, env=env)
-    assert run.returncode == 2 and "does not support PostgreSQL yet" in run.stderr
+
+
+
+def test_one_newsalert_run_per_postgresql_database_until_workers_share_it(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "newsalert.toml")
+    env = {"NEWSALERT_DATABASE_URL": pg_cluster.fresh_database()}
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = start_newsalert("run", config=config, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "running sources=" in log.read_text(), what="the first worker to start")
+        second = run_newsalert("run", config=config, env=env)
+        assert second.returncode == 3 and "another `newsalert run` is using this database" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+    assert first.returncode == 0, log.read_text()
+    # Its lock went with it: the next one starts (and is stopped the same way).
+    with log.open("w") as out:
+        again = start_newsalert("run", config=config, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "running sources=" in log.read_text(), what="the next worker to start")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
+    assert again.returncode == 0, log.read_text()
 
 
 def test_a_database_a_newer_newsalert_migrated_is_refused(pg_cluster: Cluster) -> None:
@@ -168,6 +196,6 @@ def test_unreachable_server_is_a_database_error_without_the_password(tmp_path: P
 
 
 def test_parameters_are_translated_outside_quoted_text() -> None:
-    assert _pg_params("SELECT ? , :name, '?', 'a:b', x::text, 'it''s ?', 5 % 2") == (
-        "SELECT %s , %(name)s, '?', 'a:b', x::text, 'it''s ?', 5 %% 2"
+    assert _pg_params("SELECT ? , :name, '?', 'a:b', x::text, 'it''s ?', 5 % 2, '%e'") == (
+        "SELECT %s , %(name)s, '?', 'a:b', x::text, 'it''s ?', 5 %% 2, '%%e'"
     )

@@ -28,7 +28,7 @@ from bot.store.items import ItemRepo
 from bot.store.moves import MoveRepo
 from bot.store.outbox import OutboxRepo
 from bot.store.people import PeopleRepo
-from bot.store.pg import PgDatabase, pg_driver
+from bot.store.pg import PgDatabase, hold_sole_runner_lock, pg_driver
 from bot.store.schema import migrations
 from bot.store.sources import SourceRepo
 from bot.store.stories import StoryRepo
@@ -132,6 +132,21 @@ class Store:
         except psycopg.Error as e:
             raise StoreError(f"{redacted(url)}: cannot use database: {e}") from None
         return store
+
+    @classmethod
+    @contextmanager
+    def sole_runner(cls, target: str) -> Iterator[None]:
+        """While `newsalert run` runs: on PostgreSQL, a lock no second `run` on the database gets.
+
+        Several workers on one PostgreSQL database need source leases and delivery claims that
+        expire (issue 18's next step); until then a second one is refused at start rather than
+        polling and delivering alongside. SQLite: nothing (its own rules, as before).
+        """
+        if not is_postgres_url(target):
+            yield
+            return
+        with hold_sole_runner_lock(target):
+            yield
 
     @classmethod
     def open_readonly(cls, path: str | Path, timeout: float = 5.0) -> Store:

@@ -102,8 +102,8 @@ class PostgresDialect(SQLiteDialect):
         return "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
 
 
-# One token at a time: a quoted string or identifier (left alone), a ? or :name parameter, a %
-# (doubled: psycopg reads a lone % as the start of a placeholder), or any other run of text.
+# One token at a time: a quoted string or identifier (its % doubled, nothing else), a ? or :name
+# parameter, a % (doubled: psycopg reads a lone % as the start of a placeholder), or other text.
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|::|\?|:[A-Za-z_]\w*|%|[^'"?:%]+|.""", re.S)
 
 
@@ -116,6 +116,8 @@ def _pg_params(sql: str) -> str:
             out.append("%%")
         elif token.startswith(":") and token != "::":
             out.append(f"%({token[1:]})s")
+        elif token[0] in "'\"":
+            out.append(token.replace("%", "%%"))  # psycopg reads % even inside quoted text
         else:
             out.append(token)
     return "".join(out)

@@ -66,6 +66,30 @@ def _pool(url: str) -> Any:
         return pool
 
 
+RUN_LOCK = 0x6E657773_72756E31  # "newsrun1": held by the one `newsalert run` (Store.sole_runner)
+
+
+@contextmanager
+def hold_sole_runner_lock(url: str) -> Iterator[None]:
+    """Hold RUN_LOCK on a connection of its own for as long as the block runs; a StoreError when
+    another process holds it. The server lets it go when the process dies (its session ends)."""
+    psycopg = pg_driver()
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except psycopg.Error as e:
+        raise StoreError(f"{redacted(url)}: cannot connect: {e}") from None
+    try:
+        if not conn.execute(f"SELECT pg_try_advisory_lock({RUN_LOCK})").fetchone()[0]:
+            raise StoreError(
+                f"{redacted(url)}: another `newsalert run` is using this database; several workers on "
+                "one PostgreSQL database are not supported yet (source leases and delivery claims are "
+                "the next step)"
+            )
+        yield
+    finally:
+        conn.close()
+
+
 def close_pools() -> None:
     """Close every pool (tests dropping their databases, and the end of a process)."""
     with _pools_lock:
@@ -171,7 +195,7 @@ def _text(value: object) -> object:
 
 def _params(params: Sequence[object] | dict | None) -> Sequence[object] | dict | None:
     if params is None:
-        return params
+        return []  # still parsed for placeholders: translate() doubled every %
     if isinstance(params, dict):
         return {k: _text(v) for k, v in params.items()}
     return [_text(v) for v in params]
