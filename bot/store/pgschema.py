@@ -51,26 +51,21 @@ _SEARCH = (
     "CREATE INDEX items_search_words ON items_search USING GIN (words)",
 )
 
-# name -> what it does on PostgreSQL, for each SQLite migration after BASELINE, in order.
-LATER: dict[str, Callable[[PgDatabase], None]] = {}
 
-
-def _sqlite_at_baseline() -> sqlite_utils.Database:
+def _sqlite_at(name: str) -> sqlite_utils.Database:
+    """An in-memory SQLite database migrated up to and including migration ``name``."""
     db = sqlite_utils.Database(memory=True)
     names = [m.name for m in migrations.pending(db)]
-    after = names[names.index(BASELINE) + 1 :]
+    after = names[names.index(name) + 1 :]
     migrations.apply(db, stop_before=after[0] if after else None)
     return db
 
 
-def baseline_sql() -> list[str]:
-    """CREATE statements for the SQLite schema at BASELINE, in PostgreSQL's dialect."""
-    db = _sqlite_at_baseline()
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
-    statements, keys_after = [], []  # foreign keys once every table exists (tables refer both ways)
+def tables_sql(db: sqlite_utils.Database, tables: list[str]) -> list[str]:
+    """CREATE TABLE and CREATE INDEX statements, in PostgreSQL's dialect, for these tables of the
+    SQLite database ``db``; their foreign keys last (tables refer to each other both ways)."""
+    statements, keys_after = [], []
     for table in tables:
-        if table in _SQLITE_ONLY:
-            continue
         columns = db.execute(
             f'PRAGMA table_info("{table}")'
         ).fetchall()  # cid, name, type, notnull, default, pk
@@ -100,14 +95,45 @@ def baseline_sql() -> list[str]:
         if table in ROWID_TABLES:
             lines.append("rowid BIGINT GENERATED ALWAYS AS IDENTITY")
         statements.append(f'CREATE TABLE "{table}" ({", ".join(lines)})')
+    marks = ", ".join("?" * len(tables))
     for (sql,) in db.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name NOT IN "
-        f"({', '.join('?' * len(_SQLITE_ONLY))}) ORDER BY rowid",
-        _SQLITE_ONLY,
+        f"SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({marks})"
+        " ORDER BY rowid",
+        tables,
     ):
         statements.append(sql)
+    return [*statements, *keys_after]
+
+
+def baseline_sql() -> list[str]:
+    """CREATE statements for the SQLite schema at BASELINE, in PostgreSQL's dialect."""
+    db = _sqlite_at(BASELINE)
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
+    statements = tables_sql(db, [t for t in names if t not in _SQLITE_ONLY])
     db.close()
-    return [*statements, *keys_after, *_SEARCH]
+    return [*statements, *_SEARCH]
+
+
+def _new_tables(name: str) -> Callable[[PgDatabase], None]:
+    """A migration that only creates tables: the same tables, read from SQLite migrated to ``name``."""
+
+    def apply_it(pg: PgDatabase) -> None:
+        before = _sqlite_at(known()[known().index(name) - 1])
+        after = _sqlite_at(name)
+        tables = [
+            r[0] for r in after.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")
+        ]
+        had = {r[0] for r in before.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for sql in tables_sql(after, [t for t in tables if t not in had]):
+            pg.execute(sql)
+
+    return apply_it
+
+
+# name -> what it does on PostgreSQL, for each SQLite migration after BASELINE, in order.
+LATER: dict[str, Callable[[PgDatabase], None]] = {
+    "m017_story_moves": _new_tables("m017_story_moves"),
+}
 
 
 def applied(db: PgDatabase) -> list[str]:
