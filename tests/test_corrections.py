@@ -25,9 +25,10 @@ OTHER = "U0OTHER"  # anyone in the channel may correct a story: no admin here
 EVENTS = ROOT / "tests" / "data" / "stories" / "e2e_events.toml"
 
 
-@pytest.fixture
-def bot(tmp_path: Path) -> Iterator[Bot]:
-    app = Bot(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bot]:
+    db = request.getfixturevalue("pg_cluster").fresh_database() if request.param == "postgresql" else None
+    app = Bot(tmp_path, db)
     try:
         app.launch()
         app.begin_test()
