@@ -25,9 +25,11 @@ OTHER = "U0OTHER"  # anyone in the channel may correct a story: no admin here
 EVENTS = ROOT / "tests" / "data" / "stories" / "e2e_events.toml"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
 def bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bot]:
-    db = request.getfixturevalue("pg_cluster").fresh_database() if request.param == "postgresql" else None
+    """`newsalert run --http` on SQLite, or on the backend a test asks for (indirect parameter)."""
+    backend = getattr(request, "param", "sqlite")
+    db = request.getfixturevalue("pg_cluster").fresh_database() if backend == "postgresql" else None
     app = Bot(tmp_path, db)
     try:
         app.launch()
@@ -83,6 +85,7 @@ def shortcut(bot: Bot, channel: str, ts: str, user: str = USER) -> None:
     assert bot.post(body, "application/x-www-form-urlencoded")[0] == 200
 
 
+@pytest.mark.parametrize("bot", ["sqlite", "postgresql"], indirect=True)
 def test_split_then_merge_back_audited_labeled_and_fitted(bot: Bot, tmp_path: Path) -> None:
     wire_ts, wire_story = bot.alert_message(ALERTS)
     wire_second, _ = bot.alert_message(SECOND)

@@ -485,9 +485,10 @@ def test_prune_keeps_what_an_open_digest_window_needs(db_target: str) -> None:
 # The commands
 
 
-def test_search_and_export_commands(db_target: str, tmp_path: Path) -> None:
-    env = {"NEWSALERT_DB": db_target}  # a SQLite file or a PostgreSQL URL
-    store = Store.open(db_target)
+def test_search_and_export_commands(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    env = {"NEWSALERT_DB": str(db)}
+    store = Store.open(db)
     now = datetime.now(UTC)
     item_id, story = add(store, "UNICEF warns about deepfakes", "", seen=now - timedelta(hours=2))
     store.items.add_matches(item_id, {"unicef": []})

@@ -45,8 +45,15 @@ def _pool(url: str) -> Any:
     with _pools_lock:
         pool = _pools.get(url)
         if pool is None:
-            pg_driver()
+            psycopg = pg_driver()
             from psycopg_pool import ConnectionPool
+
+            # One plain connection first: an unreachable server or a refused login fails at once
+            # with the driver's reason, where the pool would retry until its timeout.
+            try:
+                psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+            except psycopg.Error as e:
+                raise StoreError(f"{redacted(url)}: cannot connect: {e}") from None
 
             pool = ConnectionPool(
                 url,
