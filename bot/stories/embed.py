@@ -59,9 +59,29 @@ def says_something(text: str) -> bool:
     flood of tests/test_faults.py: "CSAM ba7bfa 56319c ..." pairs at cosine 0.7, more than
     most reports of one event). Such a text gets no vector, and is compared by its words only.
     """
-    words = [w for w in (w.strip(_EDGES) for w in text.split()) if w]
-    real = sum(bool(_WORD.fullmatch(w)) for w in words)
-    return real >= MIN_WORDS and real >= WORD_SHARE * len(words)
+    real = words = 0
+    for piece in text.split():
+        kind = _KINDS.get(piece)
+        if kind is None:
+            kind = _kind(piece)
+        words += kind != _EMPTY
+        real += kind == _REAL
+    return real >= MIN_WORDS and real >= WORD_SHARE * words
+
+
+# What each whitespace-separated piece of a text is, from a cache: the same words recur in
+# every headline, and matching each against _WORD was a tenth of a matched item's cost.
+_EMPTY, _REAL, _OTHER = 0, 1, 2
+_KINDS: dict[str, int] = {}
+
+
+def _kind(piece: str) -> int:
+    word = piece.strip(_EDGES)
+    kind = _EMPTY if not word else _REAL if _WORD.fullmatch(word) else _OTHER
+    if len(_KINDS) >= WORD_CACHE:
+        _KINDS.clear()
+    _KINDS[piece] = kind
+    return kind
 
 
 def package_dir() -> Path:
@@ -137,11 +157,13 @@ class Embedder:
     def _pool(self, texts: list[str], center: np.ndarray) -> np.ndarray:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         matrix = self.matrix
+        # The norms are what np.linalg.norm computes (sqrt of x.x for one vector, of the sum of
+        # squares along the rows for a matrix), without its checks: a third of a text's cost.
         for row, text in enumerate(texts):
             if ids := self.token_ids(text[:MAX_CHARS]):
                 mean = matrix[ids].sum(axis=0) / len(ids)
-                out[row] = mean / (np.linalg.norm(mean) or 1.0) - center
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
+                out[row] = mean / (np.sqrt(mean.dot(mean)) or 1.0) - center
+        norms = np.sqrt(np.add.reduce(out * out, axis=1, keepdims=True))
         np.divide(out, norms, out=out, where=norms > 0)
         return out
 

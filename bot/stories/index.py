@@ -10,12 +10,9 @@ instead of a query; every new item of a poll is looked up, indexed or not.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, compress
-from operator import itemgetter
 
 import numpy as np
 
@@ -65,15 +62,20 @@ class StoryIndex:
     def __init__(self, df: Mapping[str, int] | None = None, total: int = 0):
         self.df: dict[str, int] = dict(df or {})
         self.total = total
+        # token -> the rows of the items that have it, oldest first. Rows, not item ids: a row
+        # is where an item's id, time, vector and sketch are in the arrays below, so a lookup
+        # counts and ranks its candidates with a few array operations instead of a dictionary
+        # of thousands of ids.
         self._postings: dict[str, list[int]] = {}
         self._items: dict[int, Indexed] = {}
         self._stories: dict[int, list[int]] = {}  # story -> its items in the window, oldest first
         self._added = 0
-        # The window's vectors, one row per item in the order added (row -> item id in _rows).
+        # The window's items, one row each in the order added.
+        self._rows = 0
+        self._ids = np.zeros(64, dtype=np.int64)
         self._vectors = np.zeros((64, DIM), dtype=np.float32)
         self._seen = np.zeros(64, dtype=np.float64)
         self._sketches = np.zeros((SKETCH_BITS // 64, 64), dtype=np.uint64)  # a row per 64 bits
-        self._rows: list[int] = []
 
     def __len__(self) -> int:
         return len(self._items)
@@ -89,24 +91,43 @@ class StoryIndex:
         self._items[entry.item_id] = entry
         self._stories.setdefault(entry.story_id, []).append(entry.item_id)
         self._added += 1
+        row = self._add_row(entry)
+        postings = self._postings
         for token in entry.fp.tokens:
-            self._postings.setdefault(token, []).append(entry.item_id)
-            if count:
-                self.df[token] = self.df.get(token, 0) + 1
+            if (posted := postings.get(token)) is None:
+                postings[token] = [row]
+            else:
+                posted.append(row)
         if count:
+            df = self.df
+            for token in entry.fp.tokens:
+                df[token] = df.get(token, 0) + 1
             self.total += 1
-        self._add_row(entry)
 
-    def _add_row(self, entry: Indexed) -> None:
-        row = len(self._rows)
+    def _add_row(self, entry: Indexed) -> int:
+        row = self._rows
         if row == len(self._seen):  # grow by doubling: appends stay cheap
-            self._vectors = np.vstack([self._vectors, np.zeros_like(self._vectors)])
-            self._seen = np.concatenate([self._seen, np.zeros_like(self._seen)])
-            self._sketches = np.hstack([self._sketches, np.zeros_like(self._sketches)])
+            self._resize(2 * row)
+        self._ids[row] = entry.item_id
         self._vectors[row] = entry.signals.vector
         self._seen[row] = entry.seen.timestamp()
         self._sketches[:, row] = sketch(entry.signals.vector)
-        self._rows.append(entry.item_id)
+        self._rows = row + 1
+        return row
+
+    def _resize(self, size: int, keep: np.ndarray | None = None) -> None:
+        """Arrays of ``size`` rows holding the current rows (those ``keep`` selects, if given)."""
+        n = self._rows
+        chosen = slice(0, n) if keep is None else keep
+        ids, vectors, seen = self._ids[:n][chosen], self._vectors[:n][chosen], self._seen[:n][chosen]
+        sketches = self._sketches[:, :n][:, chosen]
+        k = len(ids)
+        self._ids = np.zeros(size, dtype=np.int64)
+        self._vectors = np.zeros((size, DIM), dtype=np.float32)
+        self._seen = np.zeros(size, dtype=np.float64)
+        self._sketches = np.zeros((SKETCH_BITS // 64, size), dtype=np.uint64)
+        self._ids[:k], self._vectors[:k], self._seen[:k], self._sketches[:, :k] = ids, vectors, seen, sketches
+        self._rows = k
 
     def move(self, item_ids: Iterable[int], story_id: int) -> None:
         """Items now belong to another story (a split or a merge)."""
@@ -123,33 +144,36 @@ class StoryIndex:
         items would otherwise make every lookup scan them all. Copies are recent.
         """
         self._forget_before(since)
-        items = self._items
-        postings: list[list[int]] = []
+        start, seen = since.timestamp(), self._seen
+        postings, posted = self._postings, []
         for token in candidate_tokens(fp, self.df, self.total):
-            recent = self._postings.get(token, [])[-POSTINGS_PER_TOKEN:]
-            if recent and items[recent[0]].seen < since:  # some have left the window (oldest first)
-                recent = recent[bisect_left(recent, since, key=lambda i: items[i].seen) :]
-            postings.append(recent)
-        shared = Counter(chain.from_iterable(postings))
-        # Most shared tokens first, then the most recent (the highest id). Most of the items
-        # share one token: sorting only those that can make the cut is what keeps this cheap,
-        # and the cut is read off how many items share each number of tokens (at most
-        # CANDIDATE_TOKENS), with no Python loop over the thousands that share one.
-        counted: Iterable[tuple[int, int]] = shared.items()
-        if len(shared) > limit:
-            how_many = Counter(shared.values())
-            above = 0
-            for cut in sorted(how_many, reverse=True):
-                above += how_many[cut]
-                if above >= limit:
-                    break
-            counted = compress(shared.items(), map(cut.__le__, shared.values()))
-        ranked = sorted(counted, key=itemgetter(1, 0), reverse=True)[:limit]
-        return [items[i] for i, _ in ranked]
+            recent = postings.get(token, [])[-POSTINGS_PER_TOKEN:]
+            if recent and seen[recent[0]] < start:  # some have left the window (oldest first)
+                recent = recent[bisect_left(recent, start, key=seen.__getitem__) :]
+            posted += recent
+        if not posted:
+            return []
+        rows = np.array(posted, dtype=np.int64)
+        # How many of the tokens each row shares (a row is in a token's postings once), then the
+        # rows that share the most, the most recent (the highest id) first. Only the rows that
+        # can make the cut are sorted: it is read off how many rows share each number of tokens
+        # (at most CANDIDATE_TOKENS), as most rows share one.
+        shared = np.bincount(rows)
+        found = np.flatnonzero(shared)
+        counts = shared[found]
+        if len(found) > limit:
+            how_many = np.bincount(counts)[::-1].cumsum()  # rows sharing at least max, max-1, ...
+            cut = len(how_many) - 1 - int(np.argmax(how_many >= limit))
+            chosen = counts >= cut
+            found, counts = found[chosen], counts[chosen]
+        ids = self._ids[found]
+        ranked = ids[np.lexsort((ids, counts))[::-1][:limit]]
+        items = self._items
+        return [items[i] for i in ranked.tolist()]
 
     def nearest(self, vector: np.ndarray, since: datetime, limit: int = NEAREST) -> list[Indexed]:
         """The items seen since ``since`` closest to ``vector`` (cosine >= NEAREST_FLOOR), closest first."""
-        n = len(self._rows)
+        n = self._rows
         if not n or not vector.any():
             return []
         gone = self._seen[:n] < since.timestamp()
@@ -169,15 +193,16 @@ class StoryIndex:
         k = len(rows)
         top = np.argpartition(cosines, k - limit)[k - limit :] if k > limit else np.arange(k)
         top = top[np.argsort(-cosines[top], kind="stable")]
-        return [self._items[self._rows[rows[t]]] for t in top if cosines[t] >= NEAREST_FLOOR]
+        ids = self._ids[rows[top]].tolist()
+        return [self._items[i] for i, t in zip(ids, top, strict=True) if cosines[t] >= NEAREST_FLOOR]
 
     def story_items(self, story_id: int) -> list[Indexed]:
         """The story's items in the window (the last STORY_ITEMS of them)."""
         return [self._items[i] for i in self._stories.get(story_id, [])[-STORY_ITEMS:] if i in self._items]
 
     def _forget_before(self, since: datetime) -> None:
-        # Dropping what left the window keeps memory flat in a long-running bot. It is a full
-        # rebuild, so it runs at most once per FORGET_EVERY items added.
+        # Dropping what left the window keeps memory flat in a long-running bot. The postings are
+        # rebuilt, so it runs at most once per FORGET_EVERY items added.
         if self._added < FORGET_EVERY:
             return
         self._added = 0
@@ -188,16 +213,19 @@ class StoryIndex:
         self._stories = {}
         for item_id, entry in kept.items():
             self._stories.setdefault(entry.story_id, []).append(item_id)
-        self._postings = {}
-        self._rows = []
-        size = max(64, 1 << (len(kept) * 2 - 1).bit_length()) if kept else 64
-        self._vectors = np.zeros((size, DIM), dtype=np.float32)
-        self._seen = np.zeros(size, dtype=np.float64)
-        self._sketches = np.zeros((SKETCH_BITS // 64, size), dtype=np.uint64)
-        for item_id, entry in kept.items():
+        # The rows are the items in the order added, so the kept rows are the kept items in the
+        # same order: the arrays are compacted (no vector is sketched again) and the postings
+        # rebuilt with the new row numbers.
+        keep = self._seen[: self._rows] >= since.timestamp()
+        self._resize(max(64, 1 << (len(kept) * 2 - 1).bit_length()) if kept else 64, keep)
+        postings: dict[str, list[int]] = {}
+        for row, entry in enumerate(kept.values()):
             for token in entry.fp.tokens:
-                self._postings.setdefault(token, []).append(item_id)
-            self._add_row(entry)
+                if (posted := postings.get(token)) is None:
+                    postings[token] = [row]
+                else:
+                    posted.append(row)
+        self._postings = postings
 
 
 _PLANES = np.random.default_rng(14).standard_normal((SKETCH_BITS, DIM)).astype(np.float32)

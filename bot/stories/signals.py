@@ -271,7 +271,11 @@ def pair_features(
     df: Mapping[str, int],
 ) -> np.ndarray:
     """The FEATURES of the new item (``scorer.fp``, ``mine``) against an earlier one."""
-    agree = any(_agree(a, b) for a in mine.figures for b in other.figures)
+    # A figure both cite agrees with itself: the pairs are compared only when none is shared.
+    agree = bool(mine.figures and other.figures) and (
+        not mine.figures.isdisjoint(other.figures)
+        or any(_agree(a, b) for a in mine.figures for b in other.figures)
+    )
     conflict = bool(mine.figures and other.figures) and not agree
     hours = min(abs((seen - other_seen).total_seconds()) / 3600, HOURS_CAP)
     entity = scorer.entity_agreement(mine.entities, other.entities, df)
