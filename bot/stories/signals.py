@@ -47,7 +47,7 @@ def _capitalised(text: str, common: frozenset[str], *, title_case: bool) -> tupl
         if not word:
             continue
         weak = not _is_acronym_or_camel(word) and word.lower() in common
-        if weak and (title_case or _SENTENCE_START.search(text[: match.start()])):
+        if weak and (title_case or _starts_sentence(text, match.start())):
             starts.add(word)
             if current:
                 spans.append(" ".join(current))
@@ -63,6 +63,17 @@ def _capitalised(text: str, common: frozenset[str], *, title_case: bool) -> tupl
     if current:
         spans.append(" ".join(current))
     return spans, starts
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether ``text[:at]`` ends a sentence (_SENTENCE_START), read from its last characters:
+    searching the whole of it for each word made reading a long lead quadratic. The pattern
+    needs at most four characters and any whitespace before its end, so the last eight decide
+    unless they are all whitespace."""
+    tail = text[max(0, at - 8) : at]
+    if at > 8 and not tail.strip():
+        tail = text[:at]
+    return _SENTENCE_START.search(tail) is not None
 
 
 def _title_case(title: str) -> bool:
@@ -281,7 +292,7 @@ def pair_features(
     entity = scorer.entity_agreement(mine.entities, other.entities, df)
     return np.array(
         [
-            float(mine.vector @ other.vector),
+            float(mine.vector.dot(other.vector)),  # the same BLAS dot as @, without matmul's overhead
             entity,
             float(bool(mine.entities and other.entities) and not entity),  # "Ohio man" / "Phoenix man"
             float(agree),
