@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,30 @@ def test_killed_before_the_poll_commits(tmp_path: Path, feeds: FeedServer, slack
     assert first.returncode == -signal.SIGKILL
     assert not slack.messages
     restart_and_check(config, db, slack)
+
+
+def stored_items(db: Path) -> set[tuple[str, str, str]]:
+    with sqlite3.connect(db) as conn:
+        return set(conn.execute("SELECT source, guid, title FROM items"))
+
+
+def test_killed_after_the_alert_path_committed(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:
+    """The matched items and their alerts are committed, the other items and the sources' ETags
+    are not: the restart fetches again, stores the rest, and alerts nothing twice."""
+    config, db = write_e2e_config(tmp_path / "n.toml", feeds), tmp_path / "n.db"
+    first = poll(config, db, slack, "after-alert-path")
+    first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == EXPECTED
+        unrecorded = "SELECT count(*) FROM sources WHERE etag IS NOT NULL OR body_hash IS NOT NULL"
+        assert conn.execute(unrecorded).fetchone()[0] == 0
+    partial = stored_items(db)
+    restart_and_check(config, db, slack)
+    whole_db = tmp_path / "whole.db"
+    whole = poll(write_e2e_config(tmp_path / "whole.toml", feeds), whole_db, slack)
+    whole.communicate(timeout=60)
+    assert partial < stored_items(db) == stored_items(whole_db)
 
 
 def test_killed_while_slack_is_slow_to_answer(tmp_path: Path, feeds: FeedServer, slack: FakeSlack) -> None:

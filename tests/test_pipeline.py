@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.ingest.poll import flood_cutoff, plan_alerts, poll
+from bot.ingest.ingest import plan_alerts
+from bot.ingest.poll import flood_cutoff, poll
 from bot.model import Source, SourceState, Subscription
 from bot.store import Store
 from tests.conftest import (  # tests/test_prepare.py still imports rss, settings_for and sync from here
@@ -98,6 +99,41 @@ def test_same_url_from_two_sources_is_one_alert(tmp_path, feeds, store) -> None:
     report = poll(settings, store)
     assert report.new_items == 2
     assert [q.channel for q in store.outbox.queued_alerts()] == ["C1"]
+
+
+def test_copies_of_one_page_in_a_poll_are_one_original_the_matched_one(tmp_path, feeds, store) -> None:
+    # Unmatched copies of one page before a matched one in its feed, and another in a later feed:
+    # the matched one is stored first (the alert path), and alerts; the others are its duplicates.
+    a = feeds.serve(
+        "/a.rss",
+        rss(
+            ("Weather today", "https://n.example/w?utm_source=a", NOW),
+            ("Weather today, updated", "https://n.example/w#top", NOW),
+            ("Sports", "https://n.example/s", NOW),
+            ("CSAM found", "https://n.example/w?utm_medium=b", NOW),
+        ),
+    )
+    b = feeds.serve(
+        "/b.rss",
+        rss(
+            ("Weather and more", "https://N.example/w", NOW),
+            ("Rain", "https://n.example/r", NOW),  # and an unmatched copy of an unmatched page
+            ("Rain again", "https://n.example/r#again", NOW),
+        ),
+    )
+    settings = settings_for(tmp_path, Source("A", a), Source("B", b))
+    sync(store, settings)
+    report = poll(settings, store)
+    assert (report.new_items, report.matches, report.alerts_queued) == (7, 1, 1)
+    rows = store.db.execute("SELECT title, duplicate_of, story_id, id FROM items ORDER BY id").fetchall()
+    by_title = {title: (dup, story, item_id) for title, dup, story, item_id in rows}
+    assert rows[0][0] == "CSAM found"  # stored before every unmatched item
+    _, story, original = by_title["CSAM found"]
+    for title in ("Weather today", "Weather today, updated", "Weather and more"):
+        assert by_title[title][:2] == (original, story)
+    assert by_title["Sports"][0] is None and by_title["Sports"][1] != story
+    assert by_title["Rain again"][:2] == (by_title["Rain"][2], by_title["Rain"][1])
+    assert store.count("stories") == 3
 
 
 def test_seen_items_never_alert_again_across_restarts(tmp_path, feeds) -> None:

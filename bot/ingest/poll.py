@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,13 +23,14 @@ from bot.failpoints import failpoint
 from bot.ingest import schedule
 from bot.ingest.fetch import Limits, Validators, fetch_all
 from bot.ingest.hints import feed_hints
+from bot.ingest.ingest import Counts, Pending, alert_path, ingest, store_rest
 from bot.ingest.pacing import RateCache, schedule_next
 from bot.ingest.prepare import POOL_MIN_BYTES, Job, Prepared, Preparer
 from bot.match.query import Matcher
 from bot.model import FeedHints, Fetched, Source, SourceState, Subscription
 from bot.ops import metrics
 from bot.store import Store
-from bot.stories.decide import Decision, decide, signals_of
+from bot.stories.decide import Decision, decide
 from bot.stories.embed import embed as _embed  # loaded on the first item that needs a vector
 from bot.stories.fingerprint import Fingerprint
 from bot.urls import redact
@@ -38,9 +40,6 @@ log = logging.getLogger("newsalert.pipeline")
 POLL_BATCH = 250  # sources fetched, prepared and stored together: ~20 MB of bodies in memory
 GROUP_ITEMS = 1000  # new items per commit, at most (see _CommitGroups)
 GROUP_SECONDS = 0.25  # the longest a poll holds the write lock
-# Alerts one source may queue to one channel per poll; the rest become one summary alert
-# (outbox.py), so a source publishing hundreds of matches at once cannot bury everyone else's.
-SOURCE_ALERT_BUDGET = 20
 
 
 @dataclass
@@ -53,8 +52,8 @@ class PollReport:
     held_back: int = 0  # matched, but older than the first-poll window: stored silently
     summarised: int = 0  # over a source's per-poll alert budget: counted in one summary alert
 
-    def add(self, other: PollReport) -> None:
-        for name in vars(self):
+    def add(self, other: PollReport | Counts) -> None:
+        for name in vars(other):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -80,16 +79,6 @@ def flood_cutoff(state: SourceState, now: datetime, window: int | None) -> datet
     if state.last_success is None or now - state.last_success > span:
         return now - span
     return None
-
-
-def plan_alerts(matched: Iterable[str], subscriptions: Sequence[Subscription]) -> dict[str, list[str]]:
-    """channel -> the watchlists it subscribes to that this item matched (one alert per channel)."""
-    matched = list(matched)
-    plan: dict[str, set[str]] = {}
-    for sub in subscriptions:
-        if hits := set(matched) & set(sub.watchlists):
-            plan.setdefault(sub.channel, set()).update(hits)
-    return {channel: [w for w in matched if w in names] for channel, names in plan.items()}
 
 
 def poll(
@@ -193,11 +182,16 @@ def _poll_batch(
     answers: dict[str, tuple[schedule.Answer, datetime]] = {}  # and when it was fetched
     read: list[tuple[str, FeedHints, str]] = []  # (source, hints, WebSub topic) of each body read
     failed: list[tuple[str, schedule.Decision]] = []
+    # The alert path of each source as soon as its body is prepared; the rest of its work
+    # (deferred, in source order) while the next body is still being prepared, and at the end.
+    deferred: deque[tuple[Pending, Fetched, str | None]] = deque()
     with _CommitGroups(store, queued) as commits:
         for source in sources:
             outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
             found: list[Prepared] | FetchError | ParseError
             if source.name in to_prepare:
+                while deferred and not preparer.ready():
+                    report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
                 job, found = next(prepared)
                 fetched_at = job.fetched
             else:  # an error, a 304, or the same bytes as last time
@@ -205,40 +199,41 @@ def _poll_batch(
                 fetched_at = now()
             report.polled += 1
             metrics.polled(source.name)
-            with commits.source():
-                if isinstance(found, (FetchError, ParseError)):
+            if isinstance(found, (FetchError, ParseError)):
+                with commits.source():
                     report.failed += 1
                     metrics.fetch_failed(source.name, found)
                     failed.append(
                         _record_failure(settings, store, source, states[source.name], found, fetched_at)
                     )
-                    continue
-                assert isinstance(outcome, Fetched)
-                stored = _store_source(
-                    store,
-                    settings,
-                    source,
-                    outcome,
-                    found,
-                    body_hashes[source.name] if source.name in to_prepare else None,
-                    states[source.name],
-                    subscriptions,
-                    fetched_at,
+                continue
+            assert isinstance(outcome, Fetched)
+            with commits.source():
+                counts, pending = _alert_path(
+                    store, settings, source, found, states[source.name], subscriptions, fetched_at
                 )
-                report.add(stored)
-                commits.count(stored.new_items, stored.alerts_queued)
+                report.add(counts)
+                commits.count(counts.new_items, counts.alerts_queued)
+            deferred.append(
+                (pending, outcome, body_hashes[source.name] if source.name in to_prepare else None)
+            )
             hints = remembered.get(source.name)
             if source.name in to_prepare:
                 hints = feed_hints(outcome.body, outcome.headers, outcome.url)
                 read.append((source.name, hints, hints.self_url or outcome.url))
             answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
+        commits.commit_alerts()  # every alert of the batch is queued: deliver them while the rest is stored
+        failpoint("after-alert-path")
+        while deferred:
+            report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
     schedule_next(settings, store, sources, answers, read, failed, rates)
     return report
 
 
 class _CommitGroups:
     """Consecutive sources' transactions committed together, every GROUP_ITEMS new items or
-    GROUP_SECONDS, whichever comes first, and at the end of a batch.
+    GROUP_SECONDS, whichever comes first, at once for the first alerts of a batch, and at the
+    end of a batch.
 
     A commit per source was an eighth of a first poll, and the full-text index is built faster
     in bigger batches; the write lock is still given up several times a second, for delivery
@@ -253,6 +248,7 @@ class _CommitGroups:
         self._group: ExitStack | None = None
         self._items = self._alerts = 0
         self._opened = 0.0
+        self._alerted = False  # a commit of this batch has queued alerts already
 
     def __enter__(self) -> _CommitGroups:
         return self
@@ -271,61 +267,98 @@ class _CommitGroups:
             self._group.enter_context(self._store.transaction())
             self._items, self._alerts, self._opened = 0, 0, time.monotonic()
         yield
-        if self._items >= GROUP_ITEMS or time.monotonic() - self._opened >= GROUP_SECONDS:
-            group, self._group = self._group, None
-            group.close()
-            self._committed()
+        # The first alerts wait for nothing: an analyst hears of the first match at once.
+        first_alerts = self._alerts and not self._alerted
+        if first_alerts or self._items >= GROUP_ITEMS or time.monotonic() - self._opened >= GROUP_SECONDS:
+            self._commit()
+
+    def commit_alerts(self) -> None:
+        """Commit now if the open group queued alerts (so delivery can read them)."""
+        if self._group is not None and self._alerts:
+            self._commit()
 
     def count(self, new_items: int, alerts: int = 0) -> None:
         self._items += new_items
         self._alerts += alerts
 
+    def _commit(self) -> None:
+        group, self._group = self._group, None
+        assert group is not None
+        group.close()
+        self._committed()
+
     def _committed(self) -> None:
-        if self._alerts and self._queued is not None:
-            self._queued()
+        if self._alerts:
+            self._alerted = True
+            if self._queued is not None:
+                self._queued()
 
 
-def _store_source(
+def _alert_path(
     store: Store,
     settings: Settings,
     source: Source,
-    outcome: Fetched,
     prepared: Sequence[Prepared],
-    body_hash: str | None,
     state: SourceState,
     subscriptions: Sequence[Subscription],
     fetched_at: datetime,
-) -> PollReport:
-    """One source's new items, their stories and alerts, and its fetch state, all or nothing.
-
-    ``body_hash``: of the body just prepared, to be remembered (None when nothing was parsed)."""
-    if outcome.permanent_url and outcome.permanent_url != source.url:
-        log.warning(
-            "source moved permanently name=%r from=%s to=%s (update the config to match)",
-            source.name,
-            redact(source.url),
-            redact(outcome.permanent_url),
-        )
-        store.sources.move_source(source.name, outcome.permanent_url)
+) -> tuple[Counts, Pending]:
+    """One source's matched items, their stories and alerts, all or nothing (bot/ingest/ingest.py)."""
     with store.transaction():
-        report = _ingest_prepared(store, settings, source, prepared, state, subscriptions, fetched_at)
-        store.sources.record_fetch_success(
-            source.name, source.url, fetched_at, etag=outcome.etag, last_modified=outcome.last_modified
+        found = alert_path(
+            store, source, prepared, subscriptions, fetched_at, *_guard(settings, state, fetched_at)
         )
-        if body_hash is not None:
-            store.sources.set_body_hash(source.name, body_hash)
         failpoint("before-commit")
-    metrics.new_items(source.name, report.new_items)
+    return found
+
+
+def _finish_source(
+    store: Store,
+    commits: _CommitGroups,
+    pending: Pending,
+    outcome: Fetched,
+    body_hash: str | None,
+    subscriptions: Sequence[Subscription],
+) -> Counts:
+    """The rest of one source's items, and its fetch state, all or nothing.
+
+    ``body_hash``: of the body just prepared, to be remembered (None when nothing was parsed).
+    The fetch state (ETag, body hash) is written only here: until this commits, the next poll
+    fetches and reads the body again (see bot/ingest/ingest.py)."""
+    source = pending.source
+    with commits.source():
+        if outcome.permanent_url and outcome.permanent_url != source.url:
+            log.warning(
+                "source moved permanently name=%r from=%s to=%s (update the config to match)",
+                source.name,
+                redact(source.url),
+                redact(outcome.permanent_url),
+            )
+            store.sources.move_source(source.name, outcome.permanent_url)
+        with store.transaction():
+            counts = store_rest(store, pending, subscriptions)
+            store.sources.record_fetch_success(
+                source.name,
+                source.url,
+                pending.fetched_at,
+                etag=outcome.etag,
+                last_modified=outcome.last_modified,
+            )
+            if body_hash is not None:
+                store.sources.set_body_hash(source.name, body_hash)
+        commits.count(counts.new_items, counts.alerts_queued)
+    first = pending.first
+    metrics.new_items(source.name, counts.new_items + first.new_items)
     log.info(
         "source polled name=%r status=%d entries=%d new=%d matched=%d queued=%d",
         source.name,
         outcome.status,
-        len(prepared),
-        report.new_items,
-        report.matches,
-        report.alerts_queued,
+        pending.entries,
+        counts.new_items + first.new_items,
+        first.matches,
+        counts.alerts_queued + first.alerts_queued,
     )
-    return report
+    return counts
 
 
 def ingest_pushed(
@@ -345,10 +378,10 @@ def ingest_pushed(
     if isinstance(found, ParseError):
         raise found
     state = store.sources.source_state(source.name)
+    report = PollReport()
     with store.transaction():
-        report = _ingest_prepared(
-            store, settings, source, found, state, store.catalog.realtime_subscriptions(), now
-        )
+        subscriptions = store.catalog.realtime_subscriptions()
+        report.add(ingest(store, source, found, subscriptions, now, *_guard(settings, state, now)))
     metrics.new_items(source.name, report.new_items)
     log.info(
         "source pushed name=%r entries=%d new=%d matched=%d queued=%d",
@@ -361,25 +394,10 @@ def ingest_pushed(
     return report
 
 
-def _ingest_prepared(
-    store: Store,
-    settings: Settings,
-    source: Source,
-    prepared: Sequence[Prepared],
-    state: SourceState,
-    subscriptions: Sequence[Subscription],
-    fetched_at: datetime,
-) -> PollReport:
-    """``ingest`` with the settings' first-poll guard and story window (the caller holds a transaction)."""
-    cutoff = flood_cutoff(state, fetched_at, settings.first_poll_window)
-    return ingest(
-        store,
-        source,
-        prepared,
-        subscriptions,
-        fetched_at,
-        cutoff,
-        timedelta(seconds=settings.story_window),
+def _guard(settings: Settings, state: SourceState, fetched_at: datetime) -> tuple[datetime | None, timedelta]:
+    """The settings' first-poll cutoff (see flood_cutoff) and story window, for this fetch."""
+    return flood_cutoff(state, fetched_at, settings.first_poll_window), timedelta(
+        seconds=settings.story_window
     )
 
 
@@ -432,108 +450,6 @@ def _body_hash(source: Source, outcome: Fetched | FetchError) -> str | None:
     hashed = hashlib.sha256(f"{PARSER_VERSION}\n{source.type}\n{source.url}\n".encode())
     hashed.update(outcome.body)
     return hashed.hexdigest()
-
-
-def ingest(
-    store: Store,
-    source: Source,
-    prepared: Sequence[Prepared],
-    subscriptions: Sequence[Subscription],
-    fetched_at: datetime,
-    cutoff: datetime | None,
-    story_window: timedelta = timedelta(hours=72),
-    budget: int = SOURCE_ALERT_BUDGET,
-) -> PollReport:
-    """Store the new items of one source and queue their alerts (the caller holds a transaction).
-
-    Only items that matched a watchlist are indexed for clustering: they are the stories a
-    channel can hear about. Every other item is still looked up in that index, so a copy of an
-    alerted story joins its thread even when its own wording matches nothing; but two copies of
-    a story nobody watches are not folded together (each is its own story), which saves most
-    of a first poll's clustering work.
-    """
-    report = PollReport()
-    subscribed = {s.channel for s in subscriptions}
-    # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
-    muted = store.people.channels_muting_source(source.name, fetched_at)
-    known = store.items.items_by_guid(source.name, [p.item.guid for p in prepared])
-    originals = store.items.items_by_url_key([p.url_key for p in prepared])
-    since = fetched_at - story_window
-    index = store.stories.story_index(since)
-    queued: dict[str, int] = {}  # channel -> alerts queued from this source in this poll
-    overflow: dict[str, tuple[int, list[str], int]] = {}  # channel -> (first item, watchlists, count)
-    model = store.story_model.model()
-    for p in prepared:
-        item, fp, matches, key = p.item, p.fingerprint, p.matches, p.url_key
-        if (found := known.get(item.guid)) is not None:
-            item_id, title, text = found
-            if (title, text) != (item.title, item.text):
-                # An edited article (corrected headline, expanded text): keep the latest words, but
-                # it is the same item, so it never alerts again.
-                store.items.update_item_text(item_id, item.title, item.text)
-                known[item.guid] = (item_id, item.title, item.text)
-            continue
-        # Same canonical URL already stored (from another source, or re-guided): the same article,
-        # so it joins that item's story without alerting or counting as another outlet.
-        if key and (original := originals.get(key)) is not None:
-            item_id = store.items.add_item(item, duplicate_of=original[0], story_id=original[1], key=key)
-            known[item.guid] = (item_id, item.title, item.text)
-            report.new_items += 1
-            continue
-        decision = decide(
-            index, model, _embed, fp, item.title, item.text, item.fetched, since, indexed=bool(matches)
-        )
-        story = decision.story_id
-        story_id = story if story is not None else store.stories.new_story(item.fetched)
-        item_id = store.items.add_item(item, story_id=story_id, key=key, new_story=story is None)
-        known[item.guid] = (item_id, item.title, item.text)
-        if key:
-            originals[key] = (item_id, story_id)
-        report.new_items += 1
-        if not matches and story is None:
-            continue  # a story of its own that no watchlist wants: nothing more to do
-        store.story_model.save_decision(item_id, story_id, decision)
-        if decision.merge:
-            # An analyst's "Not this story" holds: a bridge never merges a story split off by hand
-            # back into another, nor another into it (bot/app/corrections.py).
-            kept_apart = store.moves.split_stories([story_id, *decision.merge])
-            for bridged in decision.merge:
-                if story_id not in kept_apart and bridged not in kept_apart:
-                    store.stories.merge_stories(bridged, story_id)
-        plan: dict[str, list[str]] = {}
-        if matches:
-            signals = decision.signals or signals_of(item.title, item.text, _embed)
-            store.stories.add_fingerprint(item_id, story_id, item.fetched, fp, signals)
-            store.items.add_matches(item_id, dict(matches))
-            report.matches += 1
-            metrics.matched(matches)
-            plan = plan_alerts(matches, subscriptions)
-        # Channels already alerted about this story hear of every further report of it, in the
-        # story's thread, even when this copy's wording matches no watchlist by itself.
-        if story is not None:
-            for channel in store.stories.story_channels(story_id) & subscribed:
-                plan.setdefault(channel, [])
-        for channel in muted:
-            plan.pop(channel, None)
-        if not plan:
-            continue
-        if cutoff is not None and item.published < cutoff:
-            report.held_back += 1
-            continue
-        for channel, names in plan.items():
-            if queued.get(channel, 0) >= budget:
-                first, first_names, count = overflow.get(channel, (item_id, names, 0))
-                overflow[channel] = (first, first_names, count + 1)
-                report.summarised += 1
-                continue
-            if store.outbox.enqueue_alert(item_id, channel, names, fetched_at):
-                queued[channel] = queued.get(channel, 0) + 1
-                report.alerts_queued += 1
-    for channel, (first, names, count) in overflow.items():
-        log.warning("source flooding name=%r channel=%s summarised=%d", source.name, channel, count)
-        if store.outbox.enqueue_alert(first, channel, names, fetched_at, summary_count=count):
-            report.alerts_queued += 1
-    return report
 
 
 def assign_story(

@@ -114,6 +114,64 @@ class ItemRepo(Repository):
             )
         return item_id
 
+    def add_items(self, rows: Sequence[tuple[Item, int | None, int | None, str]]) -> list[tuple[int, int]]:
+        """Store many new items, one INSERT statement per table for them all; each row is (item,
+        its story or None for a new story of its own, the item it duplicates or None, its url_key).
+        Returns (item id, story id) per row, in order. Inside a transaction only.
+
+        The ids are the ones SQLite would give one insert at a time (the highest so far plus
+        one, in order): under BEGIN IMMEDIATE no other connection can take one meanwhile.
+        """
+        if not rows:
+            return []
+        if not self._store.in_transaction:
+            raise RuntimeError("add_items needs the write lock of a transaction")
+        item_id = self.db.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()[0]
+        story_id = self.db.execute("SELECT coalesce(max(id), 0) FROM stories").fetchone()[0]
+        stories, seen, values, fallback, ids = [], [], [], [], []
+        for item, story, duplicate_of, key in rows:
+            item_id += 1
+            fetched = iso(item.fetched)
+            if story is None:
+                story_id += 1
+                story = story_id
+                stories.append((story, fetched, fetched))
+            else:
+                seen.append((fetched, story))
+            values.append(
+                (
+                    item_id,
+                    item.source,
+                    item.guid,
+                    item.url,
+                    item.title,
+                    item.text,
+                    item.outlet,
+                    int(item.headline_only),
+                    iso(item.published),
+                    fetched,
+                    duplicate_of,
+                    key,
+                    story,
+                )
+            )
+            if needs_search_fallback(item.title, item.text):
+                fallback.append((item_id,))
+            ids.append((item_id, story))
+        conn = self.db.conn
+        conn.executemany("INSERT INTO stories (id, first_seen, last_seen) VALUES (?, ?, ?)", stories)
+        conn.executemany(
+            """INSERT INTO items (id, source, guid, url, title, text, outlet, headline_only, published,
+                                  first_seen, duplicate_of, url_key, story_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            values,
+        )
+        conn.executemany("INSERT INTO items_fts_fallback (item_id) VALUES (?)", fallback)
+        conn.executemany("UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", seen)
+        if self._unindexed_from is None:
+            self._unindexed_from = ids[0][0]
+        return ids
+
     def items_by_guid(self, source: str, guids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
         """guid -> (id, title, text) of the items of ``source`` already stored, among ``guids``."""
         found: dict[str, tuple[int, str, str]] = {}
