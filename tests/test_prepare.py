@@ -222,9 +222,11 @@ def test_batches_and_commit_groups_do_not_change_what_is_stored(
 
     sources = serve_sources(feeds)
     whole = poll_once(tmp_path, "whole", sources, pool_min_bytes=10**12)
-    # Batches of 3 sources sharing the processes, and a commit every other new item.
+    # Batches of 3 sources sharing the processes, a commit every other new item, and the rest of
+    # each source stored right after the alert path of the next.
     monkeypatch.setattr(pipeline, "POLL_BATCH", 3)
     monkeypatch.setattr(pipeline, "GROUP_ITEMS", 2)
+    monkeypatch.setattr(pipeline, "REST_LAG", 1)
     assert poll_once(tmp_path, "pieces", sources, pool_min_bytes=0) == whole
 
 

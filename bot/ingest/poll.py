@@ -38,6 +38,12 @@ from bot.urls import redact
 log = logging.getLogger("newsalert.pipeline")
 
 POLL_BATCH = 250  # sources fetched, prepared and stored together: ~20 MB of bodies in memory
+# The first batch is smaller: its alerts wait for nothing but its own fetch and preparation.
+FIRST_BATCH = 25
+# How many sources the alert path runs ahead of the rest (bot/ingest/ingest.py). A fixed count,
+# not "whenever the workers are behind": an unmatched item may join the story of a matched one
+# from a later source, and which ones it can see must not depend on timing.
+REST_LAG = 16
 GROUP_ITEMS = 1000  # new items per commit, at most (see _CommitGroups)
 GROUP_SECONDS = 0.25  # the longest a poll holds the write lock
 
@@ -97,10 +103,11 @@ def poll(
     ``due_only`` (the scheduler) skips sources whose next poll is not due yet. ``queued`` is
     called after each commit that queued alerts, so they can be delivered while the poll goes on
     (`newsalert run` wakes its delivery thread with it). ``rates``: publishing counts shared
-    with earlier polls (default: counted afresh for this one). Sources go
-    in batches of POLL_BATCH; their bodies are prepared in worker processes (bot/ingest/prepare.py,
-    one per core once the poll looks like it has ``pool_min_bytes`` of them) while this process
-    stores the ones already done.
+    with earlier polls (default: counted afresh for this one). Sources go in batches of
+    POLL_BATCH (the first of FIRST_BATCH); their bodies are prepared in worker processes
+    (bot/ingest/prepare.py, one per core once the poll looks like it has ``pool_min_bytes`` of
+    them) while this process stores the ones already done, the alert path of each first
+    (bot/ingest/ingest.py).
     """
     # The database holds the catalog (the config file seeds it; Slack and imports add to it).
     sources = store.catalog.active_sources() if sources is None else sources
@@ -116,9 +123,11 @@ def poll(
     # source's body is read within settings.parse_timeout, or that source alone fails.
     with Preparer(watchlists, pool_min_bytes=pool_min_bytes, timeout=settings.parse_timeout) as preparer:
         # In batches: only one batch's bodies are in memory at a time, however long the list.
-        for start in range(0, len(sources), POLL_BATCH):
-            batch = sources[start : start + POLL_BATCH]
-            left = -(-(len(sources) - start) // POLL_BATCH)  # this batch and those after it
+        start = 0
+        while start < len(sources):
+            batch = sources[start : start + (POLL_BATCH if start else min(FIRST_BATCH, POLL_BATCH))]
+            left = -(-(len(sources) - start) // len(batch))  # batches like this one still to go
+            start += len(batch)
             report.add(
                 _poll_batch(settings, store, batch, states, subscriptions, preparer, left, now, queued, rates)
             )
@@ -183,15 +192,15 @@ def _poll_batch(
     read: list[tuple[str, FeedHints, str]] = []  # (source, hints, WebSub topic) of each body read
     failed: list[tuple[str, schedule.Decision]] = []
     # The alert path of each source as soon as its body is prepared; the rest of its work
-    # (deferred, in source order) while the next body is still being prepared, and at the end.
+    # REST_LAG sources later, and at the end of the batch.
     deferred: deque[tuple[Pending, Fetched, str | None]] = deque()
     with _CommitGroups(store, queued) as commits:
         for source in sources:
             outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
             found: list[Prepared] | FetchError | ParseError
+            while len(deferred) >= REST_LAG:
+                report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
             if source.name in to_prepare:
-                while deferred and not preparer.ready():
-                    report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
                 job, found = next(prepared)
                 fetched_at = job.fetched
             else:  # an error, a 304, or the same bytes as last time

@@ -134,10 +134,6 @@ class Preparer:
             self._matcher = Matcher(self._watchlists)
         return self._matcher
 
-    def ready(self) -> bool:
-        """Whether taking the next result of ``run`` would not wait for a process (inline: True)."""
-        return self._pool is None or self._pool.next_ready()
-
     def run(self, jobs: Sequence[Job], *, batches_left: int = 1) -> Iterator[list[Prepared] | ParseError]:
         """One result per job, in order.
 

@@ -170,7 +170,6 @@ class Pool:
         # finishes a job resets it. Bounds the restarts where processes cannot work at all.
         self._start_failures = 0
         self.replaced = 0  # processes killed for running out of time, or found dead
-        self._current: _Run | None = None  # the run being consumed, for next_ready()
 
     @property
     def usable(self) -> bool:
@@ -193,21 +192,12 @@ class Pool:
     def close(self) -> None:
         self.shrink(0)
 
-    def next_ready(self) -> bool:
-        """Whether the next result of the run being consumed is in already (taking it would not wait)."""
-        run = self._current
-        if run is None:
-            return True
-        with run.changed:
-            return run.taken in run.results or run.taken >= len(run.jobs)
-
     def run(self, jobs: Sequence[Any], *, workers: int, timeout: float) -> Iterator[Any]:
         """One result per job, in order; each job may run ``timeout`` seconds in its process."""
         if not jobs:
             return
         self.start(min(workers, len(jobs)))
         run = _Run(jobs, timeout, window=max(2, workers) * 4)
-        self._current = run
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)  # a full pipe already says "wake up"
         supervisor = threading.Thread(
@@ -224,7 +214,6 @@ class Pool:
                 _wake(wake_w)  # the window moved: the supervisor may dispatch more
                 yield result
         finally:
-            self._current = None
             with run.changed:
                 run.cancelled = run.taken < len(jobs)
             _wake(wake_w)
