@@ -8,13 +8,14 @@ feed said. A body pushed by a WebSub hub takes the same path from parse on (``in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
@@ -40,10 +41,10 @@ log = logging.getLogger("newsalert.pipeline")
 POLL_BATCH = 250  # sources fetched, prepared and stored together: ~20 MB of bodies in memory
 # The first batch is smaller: its alerts wait for nothing but its own fetch and preparation.
 FIRST_BATCH = 25
-# How many sources the alert path runs ahead of the rest (bot/ingest/ingest.py). A fixed count,
-# not "whenever the workers are behind": an unmatched item may join the story of a matched one
-# from a later source, and which ones it can see must not depend on timing.
-REST_LAG = 16
+# How many sources the alert path runs ahead of the rest (bot/ingest/ingest.py; see _Rests):
+# a poll of fewer changed sources queues all its alerts first. Each waiting rest holds that
+# source's unmatched items, ~0.1 MB for 50 items.
+REST_LAG = 50
 GROUP_ITEMS = 1000  # new items per commit, at most (see _CommitGroups)
 GROUP_SECONDS = 0.25  # the longest a poll holds the write lock
 
@@ -121,16 +122,19 @@ def poll(
     rates = rates or RateCache(ttl=0)
     # The watchlists are compiled (again, together) only when a body needs matching. Each
     # source's body is read within settings.parse_timeout, or that source alone fails.
-    with Preparer(watchlists, pool_min_bytes=pool_min_bytes, timeout=settings.parse_timeout) as preparer:
+    with (
+        Preparer(watchlists, pool_min_bytes=pool_min_bytes, timeout=settings.parse_timeout) as preparer,
+        _CommitGroups(store, queued) as commits,
+    ):
+        rests = _Rests(settings, store, commits, subscriptions, rates, report)
         # In batches: only one batch's bodies are in memory at a time, however long the list.
         start = 0
         while start < len(sources):
             batch = sources[start : start + (POLL_BATCH if start else min(FIRST_BATCH, POLL_BATCH))]
             left = -(-(len(sources) - start) // len(batch))  # batches like this one still to go
             start += len(batch)
-            report.add(
-                _poll_batch(settings, store, batch, states, subscriptions, preparer, left, now, queued, rates)
-            )
+            _poll_batch(settings, store, batch, states, subscriptions, preparer, left, now, commits, rests)
+        rests.finish(0)
     return report
 
 
@@ -166,9 +170,11 @@ def _poll_batch(
     preparer: Preparer,
     batches_left: int,
     now: Callable[[], datetime],
-    queued: Callable[[], None] | None,
-    rates: RateCache,
-) -> PollReport:
+    commits: _CommitGroups,
+    rests: _Rests,
+) -> None:
+    """Fetch and prepare ``sources``, and run the alert path of each (its rest: see _Rests)."""
+    report = rests.report
     validators = {s.name: Validators(states[s.name].etag, states[s.name].last_modified) for s in sources}
     results = fetch_all(sources, validators, limits_from(settings))
     # A 200 with the very bytes ingested last time (servers without ETag or Last-Modified) holds
@@ -181,62 +187,109 @@ def _poll_batch(
         and not outcome.not_modified
         and body_hashes[source.name] != store.sources.body_hash(source.name)
     ]
-    report = PollReport()
     # In source order, one result per job, produced while the sources before are stored.
     prepared = zip(jobs, preparer.run(jobs, batches_left=batches_left), strict=True)
     to_prepare = {job.source.name for job in jobs}
     # What each source said about its next poll: the answer's headers, and the feed's own hints
     # (those of the last body read when this answer had none to read: a 304, the same bytes).
     remembered = store.sources.stored_feed_hints(s.name for s in sources if s.name not in to_prepare)
-    answers: dict[str, tuple[schedule.Answer, datetime]] = {}  # and when it was fetched
-    read: list[tuple[str, FeedHints, str]] = []  # (source, hints, WebSub topic) of each body read
-    failed: list[tuple[str, schedule.Decision]] = []
-    # The alert path of each source as soon as its body is prepared; the rest of its work
-    # REST_LAG sources later, and at the end of the batch.
-    deferred: deque[tuple[Pending, Fetched, str | None]] = deque()
-    with _CommitGroups(store, queued) as commits:
-        for source in sources:
-            outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
-            found: list[Prepared] | FetchError | ParseError
-            while len(deferred) >= REST_LAG:
-                report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
-            if source.name in to_prepare:
-                job, found = next(prepared)
-                fetched_at = job.fetched
-            else:  # an error, a 304, or the same bytes as last time
-                found = [] if isinstance(outcome, Fetched) else outcome
-                fetched_at = now()
-            report.polled += 1
-            metrics.polled(source.name)
-            if isinstance(found, (FetchError, ParseError)):
-                with commits.source():
-                    report.failed += 1
-                    metrics.fetch_failed(source.name, found)
-                    failed.append(
-                        _record_failure(settings, store, source, states[source.name], found, fetched_at)
-                    )
-                continue
-            assert isinstance(outcome, Fetched)
+    batch = _Batch(sources)
+    for source in sources:
+        outcome = results.pop(source.name)  # its body is not needed once prepared: let it go
+        found: list[Prepared] | FetchError | ParseError
+        rests.finish(REST_LAG - 1)
+        if source.name in to_prepare:
+            job, found = next(prepared)
+            fetched_at = job.fetched
+        else:  # an error, a 304, or the same bytes as last time
+            found = [] if isinstance(outcome, Fetched) else outcome
+            fetched_at = now()
+        report.polled += 1
+        metrics.polled(source.name)
+        if isinstance(found, (FetchError, ParseError)):
             with commits.source():
-                counts, pending = _alert_path(
-                    store, settings, source, found, states[source.name], subscriptions, fetched_at
+                report.failed += 1
+                metrics.fetch_failed(source.name, found)
+                batch.failed.append(
+                    _record_failure(settings, store, source, states[source.name], found, fetched_at)
                 )
-                report.add(counts)
-                commits.count(counts.new_items, counts.alerts_queued)
-            deferred.append(
-                (pending, outcome, body_hashes[source.name] if source.name in to_prepare else None)
+            continue
+        assert isinstance(outcome, Fetched)
+        with commits.source():
+            counts, pending = _alert_path(
+                store, settings, source, found, states[source.name], subscriptions, fetched_at
             )
-            hints = remembered.get(source.name)
-            if source.name in to_prepare:
-                hints = feed_hints(outcome.body, outcome.headers, outcome.url)
-                read.append((source.name, hints, hints.self_url or outcome.url))
-            answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
-        commits.commit_alerts()  # every alert of the batch is queued: deliver them while the rest is stored
-        failpoint("after-alert-path")
-        while deferred:
-            report.add(_finish_source(store, commits, *deferred.popleft(), subscriptions))
-    schedule_next(settings, store, sources, answers, read, failed, rates)
-    return report
+            report.add(counts)
+            commits.count(counts.new_items, counts.alerts_queued)
+        hints = remembered.get(source.name)
+        if source.name in to_prepare:
+            hints = feed_hints(outcome.body, outcome.headers, outcome.url)
+            batch.read.append((source.name, hints, hints.self_url or outcome.url))
+        batch.answers[source.name] = (schedule.answer(outcome.headers, hints, fetched_at), fetched_at)
+        body_hash = body_hashes[source.name] if source.name in to_prepare else None
+        rests.add(batch, pending, dataclasses.replace(outcome, body=b""), body_hash)  # the body is done with
+    commits.commit_alerts()  # every alert of the batch is queued: deliver them while the rest is stored
+    failpoint("after-alert-path")
+    rests.close(batch)
+
+
+@dataclass
+class _Batch:
+    """What schedule_next needs of one batch, once the rest of each of its sources is stored."""
+
+    sources: Sequence[Source]
+    answers: dict[str, tuple[schedule.Answer, datetime]] = field(default_factory=dict)  # and when
+    read: list[tuple[str, FeedHints, str]] = field(default_factory=list)  # (source, hints, topic)
+    failed: list[tuple[str, schedule.Decision]] = field(default_factory=list)
+    waiting: int = 0  # sources whose rest is still to be stored
+    closed: bool = False  # every source has had its alert path
+
+
+class _Rests:
+    """The sources whose alert path has run and whose rest (bot/ingest/ingest.py) is still to
+    be stored, in source order, across batches; each batch is scheduled once its last is stored.
+
+    The rest of a source is stored before the alert path of the source REST_LAG places after
+    it: a fixed count, not "whenever the workers are behind", because an unmatched item may
+    join the story of a matched one from a later source, and which ones it can see must not
+    depend on timing.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        commits: _CommitGroups,
+        subscriptions: Sequence[Subscription],
+        rates: RateCache,
+        report: PollReport,
+    ):
+        self.settings, self.store, self.commits = settings, store, commits
+        self.subscriptions, self.rates, self.report = subscriptions, rates, report
+        self._waiting: deque[tuple[_Batch, Pending, Fetched, str | None]] = deque()
+
+    def add(self, batch: _Batch, pending: Pending, outcome: Fetched, body_hash: str | None) -> None:
+        batch.waiting += 1
+        self._waiting.append((batch, pending, outcome, body_hash))
+
+    def close(self, batch: _Batch) -> None:
+        batch.closed = True
+        self._schedule_if_done(batch)
+
+    def finish(self, keep: int) -> None:
+        """Store the oldest rests until ``keep`` are left."""
+        while len(self._waiting) > keep:
+            batch, pending, outcome, body_hash = self._waiting.popleft()
+            counts = _finish_source(self.store, self.commits, pending, outcome, body_hash, self.subscriptions)
+            self.report.add(counts)
+            batch.waiting -= 1
+            self._schedule_if_done(batch)
+
+    def _schedule_if_done(self, batch: _Batch) -> None:
+        if batch.closed and not batch.waiting:
+            schedule_next(
+                self.settings, self.store, batch.sources, batch.answers, batch.read, batch.failed, self.rates
+            )
 
 
 class _CommitGroups:
