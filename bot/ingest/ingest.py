@@ -109,6 +109,8 @@ def alert_path(
     its own story), which saves most of a first poll's clustering work.
     """
     counts = Counts()
+    if not prepared:  # a 304, or the same bytes as last time: nothing to look up
+        return counts, Pending(source, [], {}, set(), fetched_at, cutoff, story_window, budget)
     # Channels that muted this source (`/newsalert mute source`, "Mute source here") get nothing from it.
     muted = store.people.channels_muting_source(source.name, fetched_at)
     known = store.items.items_by_guid(source.name, [p.item.guid for p in prepared])

@@ -366,10 +366,11 @@ def _alert_path(
     fetched_at: datetime,
 ) -> tuple[Counts, Pending]:
     """One source's matched items, their stories and alerts, all or nothing (bot/ingest/ingest.py)."""
+    guard = _guard(settings, state, fetched_at)
+    if not prepared:  # a 304, or the same bytes: no savepoint for nothing (most of a steady poll)
+        return alert_path(store, source, prepared, subscriptions, fetched_at, *guard)
     with store.transaction():
-        found = alert_path(
-            store, source, prepared, subscriptions, fetched_at, *_guard(settings, state, fetched_at)
-        )
+        found = alert_path(store, source, prepared, subscriptions, fetched_at, *guard)
         failpoint("before-commit")
     return found
 
