@@ -5,8 +5,9 @@ stores, clusters, indexes and queues the items a watchlist matched. ``store_rest
 alert waits for: the items nobody watches (their story look-ups, the inserts, in one statement
 per table) and the edits of items already stored; it also queues the thread follow-ups of the
 unwatched copies of alerted stories. A poll runs the first for each source as its body is
-prepared and commits, so delivery can start, and the second in between and after; ``ingest``
-runs both for one source (a WebSub push). The caller holds the transaction of each step.
+prepared, committing the first alerts at once so delivery can start, and the second a fixed
+number of sources later (bot/ingest/poll.py, REST_LAG); ``ingest`` runs both for one source
+(a WebSub push). The caller holds the transaction of each step.
 
 Between the two steps the source's ETag and body hash are not yet written: a crash after the
 alert path has committed makes the next poll fetch the body again, find the matched items
