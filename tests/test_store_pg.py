@@ -207,3 +207,29 @@ def test_without_postgresql_the_tests_say_what_to_install(
     monkeypatch.setattr(pg_cluster, "BIN", tmp_path)  # a machine without PostgreSQL 15
     with pytest.raises(MissingPostgres, match="apt install postgresql-15 postgresql-contrib"):
         Cluster()
+
+
+def test_items_added_together_get_the_ids_one_at_a_time_would_on_both_backends(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    # SQLite hands out the ids itself in one INSERT per table; PostgreSQL's identity columns do
+    # not move past explicit ids, so there the rows go one at a time. Either way an item added
+    # afterwards gets the next id, and duplicates and joined stories are stored as given.
+    for target in (str(tmp_path / "lite.db"), pg_cluster.empty_database()):
+        store = Store.migrate(target)
+        with store.transaction():
+            first = store.stories.new_story(NOW)
+            original = store.items.add_item(
+                _item(0, "Deepfake ring arrested"), story_id=first, new_story=True
+            )
+            rows = [
+                (_item(1, "Weather today"), None, None, "k1"),
+                (_item(2, "Deepfake ring arrested (wire)"), first, original, "k0"),
+                (_item(3, "Nudify apps banned"), first, None, "k3"),
+            ]
+            added = store.items.add_items(rows)
+            assert added == [(original + 1, first + 1), (original + 2, first), (original + 3, first)]
+            assert store.items.add_item(_item(4, "Later"), story_id=first) == original + 4
+            assert store.stories.new_story(NOW) == first + 2
+        assert store.count("items") == 5 and store.count("stories") == 3
+        store.close()

@@ -126,6 +126,9 @@ class ItemRepo(Repository):
             return []
         if not self._store.in_transaction:
             raise RuntimeError("add_items needs the write lock of a transaction")
+        if self._store.postgres:
+            # An identity column does not move past ids given explicitly: one row at a time there.
+            return [self._add_one(item, story, duplicate_of, key) for item, story, duplicate_of, key in rows]
         item_id = self.db.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()[0]
         story_id = self.db.execute("SELECT coalesce(max(id), 0) FROM stories").fetchone()[0]
         stories, seen, values, fallback, ids = [], [], [], [], []
@@ -158,19 +161,29 @@ class ItemRepo(Repository):
             if needs_search_fallback(item.title, item.text):
                 fallback.append((item_id,))
             ids.append((item_id, story))
-        conn = self.db.conn
-        conn.executemany("INSERT INTO stories (id, first_seen, last_seen) VALUES (?, ?, ?)", stories)
-        conn.executemany(
+        self._many("INSERT INTO stories (id, first_seen, last_seen) VALUES (?, ?, ?)", stories)
+        self._many(
             """INSERT INTO items (id, source, guid, url, title, text, outlet, headline_only, published,
                                   first_seen, duplicate_of, url_key, story_id)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             values,
         )
-        conn.executemany("INSERT INTO items_fts_fallback (item_id) VALUES (?)", fallback)
-        conn.executemany("UPDATE stories SET last_seen = max(last_seen, ?) WHERE id = ?", seen)
+        self._many("INSERT INTO items_fts_fallback (item_id) VALUES (?)", fallback)
+        self._many(
+            f"UPDATE stories SET last_seen = {self.dialect.greatest('last_seen', '?')} WHERE id = ?", seen
+        )
         if self._unindexed_from is None:
             self._unindexed_from = ids[0][0]
         return ids
+
+    def _add_one(self, item: Item, story: int | None, duplicate_of: int | None, key: str) -> tuple[int, int]:
+        if story is None:
+            fetched = iso(item.fetched)
+            story = self._insert_id(
+                "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)", [fetched, fetched]
+            )
+            return self.add_item(item, story_id=story, key=key, new_story=True), story
+        return self.add_item(item, story_id=story, duplicate_of=duplicate_of, key=key), story
 
     def items_by_guid(self, source: str, guids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
         """guid -> (id, title, text) of the items of ``source`` already stored, among ``guids``."""
