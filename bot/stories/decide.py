@@ -18,7 +18,7 @@ from bot.stories.embed import DIM, says_something
 from bot.stories.fingerprint import Fingerprint, clean_headline
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel
-from bot.stories.signals import FEATURES, Scorer, Signals, pair_features, read_signals
+from bot.stories.signals import FEATURES, Scorer, Signals, candidate_features, read_signals
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -122,9 +122,8 @@ def decide(
     # more recall on syndicated copies than they gained precision on independent ones).
     # The features of every candidate, then their probabilities in one product; a Match (its
     # parts and rounded features) is built only for the two that the Decision keeps.
-    rows = np.array(
-        [pair_features(scorer, signals, seen, o.fp, o.signals, o.seen, index.df) for o in candidates]
-    )
+    others = [(o.fp, o.signals, o.seen) for o in candidates]
+    rows = candidate_features(scorer, signals, seen, others, index.df)
     best: dict[int, tuple[float, int]] = {}  # story -> (probability, candidate)
     for k, p in enumerate(model.probabilities(rows).tolist() if candidates else ()):
         story = candidates[k].story_id
@@ -156,7 +155,7 @@ def _lone_headline(index: StoryIndex, story_id: int) -> bool:
 
 
 def _match(model: StoryModel, other: Indexed, p: float, x: np.ndarray) -> Match:
-    features = {n: round(float(v), 3) for n, v in zip(FEATURES, x, strict=True)}
+    features = {n: round(v, 3) for n, v in zip(FEATURES, x.tolist(), strict=True)}
     return Match(other.item_id, other.story_id, round(p, 4), model.parts(x), features)
 
 
@@ -172,11 +171,8 @@ def _may_clear(
     most 1): ``blank``, the signals without the vector, are cheap, the vector is not."""
     semantic_max = abs(model.weights[SEMANTIC])
     bar = model.threshold_logit
-    for other in candidates:
-        x = pair_features(scorer, blank, seen, other.fp, other.signals, other.seen, index.df)
-        if model.logit(x) + semantic_max >= bar:
-            return True
-    return False
+    rows = candidate_features(scorer, blank, seen, [(o.fp, o.signals, o.seen) for o in candidates], index.df)
+    return any(model.logit(x) + semantic_max >= bar for x in rows)
 
 
 def describe(match: Match | None) -> str:

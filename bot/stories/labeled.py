@@ -25,7 +25,7 @@ from bot.stories.decide import decide, signals_of
 from bot.stories.fingerprint import fingerprint
 from bot.stories.index import Indexed, StoryIndex
 from bot.stories.model import StoryModel
-from bot.stories.signals import FEATURES, Scorer, pair_features
+from bot.stories.signals import FEATURES, Scorer, candidate_features
 
 HELD_OUT_EVERY = 3  # weeks whose ISO week number is a multiple of this are never fitted on
 
@@ -173,12 +173,10 @@ def pairs(rows: Sequence[Labeled], embed: Embed, window: timedelta = WINDOW) -> 
         fp = fingerprint(item.title, item.text)
         signals = signals_of(item.title, item.text, embed)
         scorer = Scorer(fp, index.df, index.total)
-        for other_row, other in seen_so_far:
-            if row.seen - other.seen <= window:
-                features.append(
-                    pair_features(scorer, signals, row.seen, other.fp, other.signals, other.seen, index.df)
-                )
-                labels.append(float(other_row.story == row.story))
+        earlier = [(other_row, other) for other_row, other in seen_so_far if row.seen - other.seen <= window]
+        others = [(other.fp, other.signals, other.seen) for _, other in earlier]
+        features += candidate_features(scorer, signals, row.seen, others, index.df).tolist()
+        labels += [float(other_row.story == row.story) for other_row, _ in earlier]
         entry = Indexed(n, n, row.seen, fp, signals)
         index.add(entry)
         seen_so_far.append((row, entry))

@@ -1,7 +1,8 @@
 """The evidence that two items report one event: named entities, figures, weighted word overlap,
 the time between them and whether one is a headline-only copy (the vectors are in embed.py).
 
-Each is a number per pair of items (`pair_features`), which the fitted model (model.py) weighs.
+Each is a number per pair of items (`pair_features`, or `candidate_features` for all of a new
+item's candidates at once), which the fitted model (model.py) weighs.
 Entities and figures are read from the original text with light rules (capitalised names,
 acronyms, app names; counts, amounts and percentages with their units), not a tagger: they are
 looked at only for matched items and their candidates, so they must be cheap, not perfect.
@@ -10,7 +11,7 @@ looked at only for matched items and their candidates, so they must be cheap, no
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -222,23 +223,31 @@ class Scorer:
         theirs = len(other.title) * rarest - sum(map(lighter, other.title & fp.tokens))
         return 2 * self.weight(common) / (self.whole_title + theirs) / SAME_HEADLINE
 
-    def entity_agreement(self, mine: frozenset[str], theirs: frozenset[str], df: Mapping[str, int]) -> float:
+    def entity_weight(self, words: frozenset[str], df: Mapping[str, int]) -> float:
+        """The IDF weight of some entities (df does not change while one new item is compared)."""
+        weights, total = self._entity_weights, 0.0
+        for w in words:
+            if (found := weights.get(w)) is None:
+                found = weights[w] = idf(df.get(w, 0), self.total)
+            total += found
+        return total
+
+    def entity_agreement(
+        self,
+        mine: frozenset[str],
+        theirs: frozenset[str],
+        df: Mapping[str, int],
+        mine_weight: float | None = None,
+    ) -> float:
         """IDF-weighted Dice of two items' entities: sharing "Europol" and "Kidflix" is evidence,
-        sharing only the "UK" of every UK story much less."""
+        sharing only the "UK" of every UK story much less. ``mine_weight``: entity_weight(mine),
+        the same for every candidate of one new item."""
         shared = mine & theirs
         if not shared:
             return 0.0
-        weights = self._entity_weights  # df does not change while one new item is compared
-
-        def weight(words: frozenset[str]) -> float:
-            total = 0.0
-            for w in words:
-                if (found := weights.get(w)) is None:
-                    found = weights[w] = idf(df.get(w, 0), self.total)
-                total += found
-            return total
-
-        return 2 * weight(shared) / (weight(mine) + weight(theirs))
+        if mine_weight is None:
+            mine_weight = self.entity_weight(mine, df)
+        return 2 * self.entity_weight(shared, df) / (mine_weight + self.entity_weight(theirs, df))
 
 
 # --- one pair ----------------------------------------------------------------------------------
@@ -281,24 +290,48 @@ def pair_features(
     other_seen: datetime,
     df: Mapping[str, int],
 ) -> np.ndarray:
-    """The FEATURES of the new item (``scorer.fp``, ``mine``) against an earlier one."""
-    # A figure both cite agrees with itself: the pairs are compared only when none is shared.
-    agree = bool(mine.figures and other.figures) and (
-        not mine.figures.isdisjoint(other.figures)
-        or any(_agree(a, b) for a in mine.figures for b in other.figures)
-    )
-    conflict = bool(mine.figures and other.figures) and not agree
-    hours = min(abs((seen - other_seen).total_seconds()) / 3600, HOURS_CAP)
-    entity = scorer.entity_agreement(mine.entities, other.entities, df)
-    return np.array(
-        [
-            float(mine.vector.dot(other.vector)),  # the same BLAS dot as @, without matmul's overhead
-            entity,
-            float(bool(mine.entities and other.entities) and not entity),  # "Ohio man" / "Phoenix man"
-            float(agree),
-            float(conflict),
-            min(scorer.similarity(other_fp), LEXICAL_CAP),
-            hours / 24,
-            float(mine.headline_only or other.headline_only),
-        ]
-    )
+    """The FEATURES of the new item (``scorer.fp``, ``mine``) against an earlier one: the row of
+    candidate_features for one candidate, so that one definition serves `story ID --why` too."""
+    return candidate_features(scorer, mine, seen, [(other_fp, other, other_seen)], df)[0]
+
+
+def candidate_features(
+    scorer: Scorer,
+    mine: Signals,
+    seen: datetime,
+    others: Sequence[tuple[Fingerprint, Signals, datetime]],
+    df: Mapping[str, int],
+) -> np.ndarray:
+    """The FEATURES of the new item against each earlier one of ``others`` (fingerprint, signals,
+    time), a row each: what the new item's side of a pair costs is paid once, and the rows make
+    one array instead of one per candidate.
+
+    The cosine stays one dot per candidate: a matrix-vector product of the candidates' float32
+    vectors sums in another order (it changed the last bit of most cosines, measured), and the
+    decisions must not depend on how many candidates were scored together.
+    """
+    vector, entities, figures, headline_only = mine.vector, mine.entities, mine.figures, mine.headline_only
+    mine_weight = scorer.entity_weight(entities, df) if entities else 0.0
+    similarity, agreement = scorer.similarity, scorer.entity_agreement
+    rows = []
+    for other_fp, other, other_seen in others:
+        # A figure both cite agrees with itself: the pairs are compared only when none is shared.
+        agree = bool(figures and other.figures) and (
+            not figures.isdisjoint(other.figures) or any(_agree(a, b) for a in figures for b in other.figures)
+        )
+        conflict = bool(figures and other.figures) and not agree
+        hours = min(abs((seen - other_seen).total_seconds()) / 3600, HOURS_CAP)
+        entity = agreement(entities, other.entities, df, mine_weight)
+        rows.append(
+            [
+                float(vector.dot(other.vector)),  # the same BLAS dot as @, without matmul's overhead
+                entity,
+                float(bool(entities and other.entities) and not entity),  # "Ohio man" / "Phoenix man"
+                float(agree),
+                float(conflict),
+                min(similarity(other_fp), LEXICAL_CAP),
+                hours / 24,
+                float(headline_only or other.headline_only),
+            ]
+        )
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
