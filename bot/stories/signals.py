@@ -314,12 +314,18 @@ def candidate_features(
     mine_weight = scorer.entity_weight(entities, df) if entities else 0.0
     similarity, agreement = scorer.similarity, scorer.entity_agreement
     rows = []
+    # Copies of one story cite the same figures: each set of them is compared with the new item's once.
+    agreed: dict[frozenset[Figure], bool] = {}
     for other_fp, other, other_seen in others:
-        # A figure both cite agrees with itself: the pairs are compared only when none is shared.
-        agree = bool(figures and other.figures) and (
-            not figures.isdisjoint(other.figures) or any(_agree(a, b) for a in figures for b in other.figures)
-        )
-        conflict = bool(figures and other.figures) and not agree
+        both = bool(figures and other.figures)
+        if not both:
+            agree = False
+        elif (agree := agreed.get(other.figures)) is None:
+            # A figure both cite agrees with itself: the pairs are compared only when none is shared.
+            agree = agreed[other.figures] = not figures.isdisjoint(other.figures) or any(
+                _agree(a, b) for a in figures for b in other.figures
+            )
+        conflict = both and not agree
         hours = min(abs((seen - other_seen).total_seconds()) / 3600, HOURS_CAP)
         entity = agreement(entities, other.entities, df, mine_weight)
         rows.append(
