@@ -66,6 +66,11 @@ class SQLiteDialect:
         (schema.TOTAL, PRUNED) begin with a space there instead, which no token holds."""
         return text
 
+    def skip_locked(self, table: str) -> str:
+        """The end of a SELECT that locks the rows of ``table`` it returns, passing over rows another
+        transaction has locked (SQLite: nothing; its one writer at a time already excludes others)."""
+        return ""
+
     def tables_sql(self) -> str:
         """SELECT name: the ordinary tables (no virtual FTS5 tables)."""
         return "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'"
@@ -97,6 +102,9 @@ class PostgresDialect(SQLiteDialect):
 
     def nul_free(self, text: str) -> str:
         return text.replace("\x00", " ")
+
+    def skip_locked(self, table: str) -> str:
+        return f"FOR UPDATE OF {table} SKIP LOCKED"
 
     def tables_sql(self) -> str:
         return "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"

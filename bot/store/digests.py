@@ -123,6 +123,11 @@ class DigestRepo(Repository):
         )
         return [r["worker"] for r in rows]
 
+    def unfinished_subscriptions(self) -> list[str]:
+        """Subscriptions with a digest still being sent (or interrupted while it was)."""
+        rows = self._all("SELECT DISTINCT subscription_id FROM digests WHERE status = 'sending' ORDER BY 1")
+        return [r["subscription_id"] for r in rows]
+
     def unfinished_digest(self, subscription_id: str) -> UnfinishedDigest | None:
         """A digest whose sending was interrupted."""
         row = self._one(

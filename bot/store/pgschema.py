@@ -133,6 +133,7 @@ def _new_tables(name: str) -> Callable[[PgDatabase], None]:
 # name -> what it does on PostgreSQL, for each SQLite migration after BASELINE, in order.
 LATER: dict[str, Callable[[PgDatabase], None]] = {
     "m017_story_moves": _new_tables("m017_story_moves"),
+    "m018_workers": _new_tables("m018_workers"),
 }
 
 

@@ -573,3 +573,24 @@ def m017_story_moves(db: sqlite_utils.Database) -> None:
     )
     db["story_moves"].create_index(["channel", "old_ts"], unique=True)
     db["story_moves"].create_index(["alert_id"])
+
+
+@migrations()
+def m018_workers(db: sqlite_utils.Database) -> None:
+    """Several `newsalert run` workers on one database (bot/store/leases.py): each worker's
+    heartbeat, the source each is polling (a lease that expires), the period a scheduled job last
+    ran in, and the Slack events already handled (Slack retries one it thinks was not)."""
+    db["workers"].create(
+        {"id": str, "host": str, "pid": int, "mode": str, "started_at": str, "heartbeat_at": str},
+        pk="id",
+        not_null={"host", "pid", "started_at", "heartbeat_at"},
+    )
+    db["source_leases"].create(
+        {"source": str, "worker": str, "expires_at": str}, pk="source", not_null={"worker", "expires_at"}
+    )
+    db["source_leases"].create_index(["worker"])
+    db["job_runs"].create(
+        {"job": str, "period": str, "worker": str, "ran_at": str}, pk="job", not_null={"period", "ran_at"}
+    )
+    db["slack_events"].create({"event_id": str, "seen_at": str}, pk="event_id", not_null={"seen_at"})
+    db["slack_events"].create_index(["seen_at"])
