@@ -27,6 +27,7 @@ from bot.cli_history import (
     cmd_sources,
     cmd_status,
     cmd_subscriptions,
+    cmd_workers,
 )
 from bot.config import DEFAULT_CONFIG, Settings, format_duration, load_settings, parse_duration
 from bot.errors import (
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="list subscriptions: id, channel, watchlists, mode, next digest",
     )
+    commands.add_parser(
+        "workers", parents=[common], help="`newsalert run` workers on the database: heartbeats and leases"
+    )
     outbox = commands.add_parser(
         "outbox", parents=[common], help="alerts waiting for Slack and dead letters; `outbox retry` requeues"
     )
@@ -280,7 +284,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     # A platform stop (Procfile dynos, systemd) sends SIGTERM: exit through the scheduler's shutdown.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     mode = check_run_mode(settings, http=args.http)  # ConfigError (exit 2) before anything starts
-    with Store.sole_runner(settings.db_path):  # PostgreSQL: a second `run` is refused, for now
+    with Store.sole_runner(settings.db_path, socket_mode=mode == "socket"):  # one Socket Mode server
         Newsalert(settings, make_sink(settings)).run(
             http_port=args.port if mode == "http" else None, host=args.host, metrics_port=args.metrics_port
         )
@@ -484,4 +488,5 @@ COMMANDS = {
     "export": cmd_export,
     "status": cmd_status,
     "sources": cmd_sources,
+    "workers": cmd_workers,
 }

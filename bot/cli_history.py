@@ -15,7 +15,7 @@ from bot.alerts import digest as digests
 from bot.alerts.digest import next_digest
 from bot.alerts.render import format_time, render_console_message, shorten
 from bot.cli_exit import EXIT_CONFIG
-from bot.config import Settings, parse_duration
+from bot.config import Settings, format_duration, parse_duration
 from bot.errors import (
     ConfigError,
     QueryError,
@@ -104,6 +104,27 @@ def cmd_subscriptions(settings: Settings, args: argparse.Namespace) -> int:
         row = (sid, sub.channel, sub.mode, sub.schedule or "-", sub.timezone if digest else "-", upcoming)
         columns = "  ".join(f"{v:{w}}" for v, w in zip(row, _WIDTHS, strict=True))
         print(f"{columns}  {', '.join(sub.watchlists)}")
+    return 0
+
+
+def cmd_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """The `newsalert run` workers of the database: live or silent, their last heartbeat and leases."""
+    now = datetime.now(UTC)
+    with Store.open(settings.db_path) as store:
+        workers, leases = store.leases.workers(), store.leases.leases()
+    lease = timedelta(seconds=settings.worker_lease)
+    live = sum(now - w.heartbeat_at <= lease for w in workers)
+    print(f"{live} live worker{'s' if live != 1 else ''} (lease {format_duration(settings.worker_lease)})")
+    for w in workers:
+        state = "live" if now - w.heartbeat_at <= lease else "silent"
+        age = max(0, int((now - w.heartbeat_at).total_seconds()))
+        print(
+            f"  {w.id}  {state:6}  {w.mode or '-':6}  heartbeat {age}s ago  since {format_time(w.started_at)}"
+            f"  {w.sources} source lease{'s' if w.sources != 1 else ''}, {w.channels} channel"
+            f"{'s' if w.channels != 1 else ''} delivering"
+        )
+    for source, holder, expires in leases:
+        print(f"  lease {source!r} -> {holder} until {format_time(expires)}")
     return 0
 
 

@@ -54,6 +54,9 @@ class Settings:
     digest_grace: int = 12 * 3600  # a digest missed while down is sent on start if this recent
     timezone: str = "UTC"  # digests' default timezone
     retention_days: int = 180  # stored history older than this is pruned daily
+    # `newsalert run` workers sharing a database: what a worker holds (source leases, channel
+    # claims) is renewed every quarter of this, and free for the others this long after it dies.
+    worker_lease: int = 60
     concurrency: int = 20
     user_agent: str = USER_AGENT
     db_path: str = DEFAULT_DB
@@ -201,6 +204,7 @@ _DEFAULTS = {
     "timezone",
     "digest_grace",
     "retention_days",
+    "worker_lease",
 }
 _SOURCE = {"name", "url", "type", "interval", "min_interval", "max_interval"}
 _WEBSUB = {"base_url", "lease"}
@@ -252,6 +256,9 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
     parse_timeout = r.duration(defaults, "parse_timeout", "defaults", 10, "defaults")
     story_window = r.duration(defaults, "story_window", "defaults", 72 * 3600, "defaults")
     digest_grace = r.duration(defaults, "digest_grace", "defaults", 12 * 3600, "defaults")
+    worker_lease = r.duration(defaults, "worker_lease", "defaults", 60, "defaults")
+    if worker_lease < 2:  # beats every quarter of it: under 2 s a busy worker would lose its leases
+        raise r.fail("must be at least 2 seconds", "defaults.worker_lease", "defaults", "worker_lease")
     retention_days = defaults.get("retention_days", 180)
     if not isinstance(retention_days, int) or isinstance(retention_days, bool) or retention_days < 1:
         raise r.fail(
@@ -301,6 +308,7 @@ def _settings_from(doc: dict, r: _Reader, *, db_path: str | None, env: Mapping[s
         max_response_bytes=max_bytes,
         story_window=story_window,
         digest_grace=digest_grace,
+        worker_lease=worker_lease,
         timezone=default_tz,
         retention_days=retention_days,
         concurrency=concurrency,

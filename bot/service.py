@@ -19,6 +19,7 @@ from bot.ingest.poll import PollReport, ingest_pushed, poll
 from bot.model import Source, Subscription
 from bot.scheduler import WEBSUB, Scheduler
 from bot.store import Store
+from bot.worker import Worker
 
 log = logging.getLogger("newsalert")
 
@@ -83,17 +84,35 @@ class Newsalert:
     ) -> None:
         """Poll on schedule until interrupted, and serve the Slack app in the same process:
         HTTP (Bolt at POST /slack/events) when ``http_port`` is given, Socket Mode when
-        SLACK_APP_TOKEN is set, else no app (alerts only)."""
+        SLACK_APP_TOKEN is set, else no app (alerts only).
+
+        The process is one worker (bot/worker.py) of any number on the database: it polls the
+        due sources it leases, delivers the channels it claims, sends the digest windows it claims."""
 
         rates = RateCache()
+        mode = "http" if http_port is not None else "socket" if self.settings.slack_app_token else "none"
+        worker = self.worker = Worker(
+            self.settings.db_path, lease_seconds=self.settings.worker_lease, mode=mode
+        )
 
-        def poll_job(sources: list[Source]) -> None:
-            # Only the sources still due; what they queue is delivered by the delivery thread,
-            # woken at each commit that queued alerts, while the poll goes on.
-            with self._store() as store:
-                report = poll(
-                    self.settings, store, sources, due_only=True, queued=scheduler.deliver_now, rates=rates
-                )
+        def poll_job(due: list[Source]) -> None:
+            # Only the sources this worker leased, still due; what they queue is delivered by the
+            # delivery thread, woken at each commit that queued alerts, while the poll goes on.
+            sources = worker.take(due)
+            if not sources:
+                return
+            try:
+                with self._store() as store:
+                    report = poll(
+                        self.settings,
+                        store,
+                        sources,
+                        due_only=True,
+                        queued=scheduler.deliver_now,
+                        rates=rates,
+                    )
+            finally:
+                worker.release(sources)  # their next polls are decided: another worker will not refetch
             held = f", {report.held_back} older matches stored without alerting" if report.held_back else ""
             log.info(
                 "poll done polled %d sources (%d failed), %d new items, %d matched, %d alerts queued%s",
@@ -107,7 +126,8 @@ class Newsalert:
 
         def deliver_job() -> None:
             try:
-                report = self.deliver()
+                with self._store() as store:
+                    report = deliver_pending(store, self.sink, worker=worker.id, claim_stale=worker.lease)
                 if report.sent or report.failed:
                     log.info(
                         "delivery sent=%d failed=%d waiting=%d", report.sent, report.failed, report.queued
@@ -118,7 +138,17 @@ class Newsalert:
         def digest_job(subscription_id: str) -> None:
             try:
                 with self._store() as store:
-                    digest.send_digest(store, self.sink, subscription_id, datetime.now(UTC))
+                    now = datetime.now(UTC)
+                    # Every worker's cron fires: the one that claims this scheduled time sends it.
+                    # An interrupted digest is finished under its own claim (claim_unfinished).
+                    if not store.digests.unfinished_digest(subscription_id):
+                        period = digest.digest_period(store, subscription_id, now)
+                        if not worker.once(f"digest:{subscription_id}", period):
+                            log.info("digest sent by another worker subscription=%s", subscription_id)
+                            return
+                    digest.send_digest(
+                        store, self.sink, subscription_id, now, worker=worker.id, claim_stale=worker.lease
+                    )
             except SlackAuthError as e:
                 log.critical("digest not sent: %s", e)
             except RetryLater as e:  # Slack down or a long rate limit: the next run finishes it
@@ -138,7 +168,8 @@ class Newsalert:
             digest_job,
             alerts_due=self._alerts_due,
         )
-        self._schedule_housekeeping(scheduler)
+        worker.start()
+        self._schedule_housekeeping(scheduler, worker, digest_job)
         websub = None
         if http_port is not None and self.settings.websub_base_url:
             from bot.ingest.websub import WebSub
@@ -191,6 +222,7 @@ class Newsalert:
             pass
         finally:
             scheduler.shutdown()
+            worker.stop()
             log.info("stopped")
 
     def _digest_subscriptions(self) -> list[tuple[str, Subscription]]:
@@ -235,16 +267,36 @@ class Newsalert:
     def _store(self) -> Store:
         return Store.open(self.settings.db_path)  # a context manager: closed at the end of `with`
 
-    def _schedule_housekeeping(self, scheduler: Scheduler) -> None:
-        # Daily pruning of history older than [defaults] retention_days (bot.history.prune).
+    def _schedule_housekeeping(
+        self, scheduler: Scheduler, worker: Worker, digest_job: Callable[[str], None]
+    ) -> None:
+        # Daily pruning of history older than [defaults] retention_days (bot.history.prune), by
+        # one worker a day: each looks every hour, the first to claim the UTC day prunes.
         retention = self.settings.retention_days
         from bot import history
 
         def prune() -> None:
+            if not worker.once("prune", datetime.now(UTC).date().isoformat()):
+                return
             with self._store() as store:
                 history.prune(store, retention_days=retention)
 
-        scheduler.add_job(prune, "interval", days=1, id="prune", next_run_time=datetime.now(UTC))
+        scheduler.add_job(prune, "interval", hours=1, id="prune", next_run_time=datetime.now(UTC))
+
+        def finish_interrupted_digests() -> None:
+            # A worker that died while sending a digest leaves it 'sending' under its claim: once
+            # that claim is stale (or its process gone), a live worker finishes the window.
+            with self._store() as store:
+                unfinished = store.digests.unfinished_subscriptions()
+            for subscription_id in unfinished:
+                digest_job(subscription_id)
+
+        scheduler.add_job(
+            finish_interrupted_digests,
+            "interval",
+            seconds=self.settings.worker_lease,
+            id="digests-interrupted",
+        )
 
 
 def check_run_mode(settings: Settings, *, http: bool) -> str:

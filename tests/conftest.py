@@ -305,4 +305,3 @@ def alert(**changes: Any) -> Alert:
     )
     values.update(changes)
     return Alert(**values)
-

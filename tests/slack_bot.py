@@ -203,10 +203,16 @@ class Bot:
     # -- requests as Slack sends them --------------------------------------------------------
 
     def post(
-        self, body: str, content_type: str, *, timestamp: int | None = None, signed: bool = True
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, str]:
         ts = str(int(time.time()) if timestamp is None else timestamp)
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **(headers or {})}
         if signed:
             headers["X-Slack-Request-Timestamp"] = ts
             headers["X-Slack-Signature"] = self.verifier.generate_signature(timestamp=ts, body=body)
@@ -337,7 +343,8 @@ class Bot:
         (reply,) = self.slack.responses_to(url)
         return reply
 
-    def event(self, event: dict) -> int:
+    def event(self, event: dict, *, event_id: str | None = None, retry: int | None = None) -> int:
+        """Send an Events API event; ``retry``: as Slack sends it again (X-Slack-Retry-Num)."""
         body = json.dumps(
             {
                 "token": "legacy-unused",
@@ -345,11 +352,14 @@ class Bot:
                 "api_app_id": "A0NEWSALERT",
                 "event": event,
                 "type": "event_callback",
-                "event_id": f"Ev{time.monotonic_ns()}",
+                "event_id": event_id or f"Ev{time.monotonic_ns()}",
                 "event_time": int(time.time()),
             }
         )
-        return self.post(body, "application/json")[0]
+        retried = (
+            {} if retry is None else {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        )
+        return self.post(body, "application/json", headers=retried)[0]
 
     # -- what the bot did ------------------------------------------------------------------------
 

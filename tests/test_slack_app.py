@@ -431,6 +431,26 @@ def test_app_home_shows_channels_watchlists_sources_and_latest_alerts(bot: Bot) 
     assert bot.command("unsubscribe unicef", channel="C0SECRET", user=OWNER)["response_type"] == "in_channel"
 
 
+def test_a_retried_event_is_handled_once(bot: Bot) -> None:
+    """Slack sends an event again when it thinks the first answer was lost (X-Slack-Retry-Num):
+    the retry is answered 200 and not handled again, whichever worker it reaches (the database
+    remembers the event id, not the process)."""
+    home = {"type": "app_home_opened", "user": USER, "channel": "D0HOME", "tab": "home"}
+    before = len(bot.calls_to("views.publish"))
+    event_id = f"EvRetried{time.monotonic_ns()}"
+    assert bot.event(home, event_id=event_id) == 200
+    wait_for(lambda: len(bot.calls_to("views.publish")) == before + 1, what="the first views.publish")
+    assert bot.event(home, event_id=event_id, retry=1) == 200
+    wait_for(
+        lambda: f"slack event already handled event_id={event_id}" in bot.output()[bot.log_seen :],
+        what="the retry to be recognised",
+    )
+    assert bot.event(home) == 200  # a new event is handled as before
+    wait_for(lambda: len(bot.calls_to("views.publish")) == before + 2, what="the next event's views.publish")
+    assert len(bot.calls_to("views.publish")) == before + 2
+    assert bot.query("SELECT count(*) FROM slack_events WHERE event_id = ?", (event_id,)) == [(1,)]
+
+
 def test_audit_command_prints_the_changes(bot: Bot) -> None:
     audited = "C0AUDIT"  # a channel no other test changes
     assert bot.command("subscribe sextortion csam", channel=audited)["response_type"] == "in_channel"

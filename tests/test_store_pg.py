@@ -3,8 +3,6 @@ refuse an unmigrated or newer schema, database_url in the config, and passwords 
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +17,8 @@ from bot.store.dialect import _pg_params, redacted
 from bot.store.pg import close_pools
 from bot.store.schema import migrations
 from tests import pg_cluster
-from tests.conftest import run_newsalert, start_newsalert, wait_for, write_config
+from tests.conftest import run_newsalert, write_config
+from tests.fake_slack import FakeSlack
 from tests.pg_cluster import Cluster, MissingPostgres
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -88,32 +87,20 @@ def test_workers_refuse_an_unmigrated_database_until_newsalert_migrate(
     assert polled.returncode == 0, polled.stderr
 
 
-def test_one_newsalert_run_per_postgresql_database_until_workers_share_it(
-    pg_cluster: Cluster, tmp_path: Path
+def test_only_one_socket_mode_worker_per_postgresql_database(
+    pg_cluster: Cluster, tmp_path: Path, slack: FakeSlack
 ) -> None:
+    """Slack hands Socket Mode events to every open connection: a second Socket Mode worker on the
+    database is refused at start (HTTP workers and those without the app are not, see test_workers)."""
     config = write_config(tmp_path / "newsalert.toml")
-    env = {"NEWSALERT_DATABASE_URL": pg_cluster.fresh_database()}
-    log = tmp_path / "first.log"
-    with log.open("w") as out:
-        first = start_newsalert("run", config=config, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: "running sources=" in log.read_text(), what="the first worker to start")
-        second = run_newsalert("run", config=config, env=env)
-        assert second.returncode == 3 and "another `newsalert run` is using this database" in second.stderr
-        assert "Traceback" not in second.stderr
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.wait(timeout=30)
-    assert first.returncode == 0, log.read_text()
-    # Its lock went with it: the next one starts (and is stopped the same way).
-    with log.open("w") as out:
-        again = start_newsalert("run", config=config, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: "running sources=" in log.read_text(), what="the next worker to start")
-    finally:
-        again.send_signal(signal.SIGTERM)
-        again.wait(timeout=30)
-    assert again.returncode == 0, log.read_text()
+    url = pg_cluster.fresh_database()
+    env = {"NEWSALERT_DATABASE_URL": url, "SLACK_APP_TOKEN": "xapp-1-fake"}
+    with Store.sole_runner(url, socket_mode=True):  # as the Socket Mode worker already running holds it
+        second = run_newsalert("run", config=config, env=env, slack=slack)
+    assert second.returncode == 3, second.stderr
+    assert "another `newsalert run` serves Socket Mode on this database" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not [c for c in slack.calls if c.method == "apps.connections.open"]
 
 
 def test_a_database_a_newer_newsalert_migrated_is_refused(pg_cluster: Cluster) -> None:

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -310,6 +310,8 @@ def send_digest(
     *,
     sleep: Callable[[float], None] = time.sleep,
     limiter: RateLimiter | None = None,
+    worker: str | None = None,
+    claim_stale: timedelta = CLAIM_STALE,
 ) -> Digest:
     """Post the digest and move the subscription's window to ``now`` — exactly once.
 
@@ -321,16 +323,13 @@ def send_digest(
     stays unavailable: the row stays 'sending' and the next run finishes it.
     """
     sub, created, covered = find_subscription(store, subscription_id)
-    worker = worker_id()
+    worker = worker or worker_id()
     unfinished = store.digests.unfinished_digest(subscription_id)
     record = None
     if unfinished:  # finish that window first; the next one starts after it
+        gone = dead_workers(store.digests.digest_workers()) + store.leases.silent_workers(now, claim_stale)
         record = store.digests.claim_unfinished(
-            subscription_id,
-            worker,
-            now,
-            stale_before=now - CLAIM_STALE,
-            dead_workers=dead_workers(store.digests.digest_workers()),
+            subscription_id, worker, now, stale_before=now - claim_stale, dead_workers=gone
         )
     elif store.digests.begin_digest(subscription_id, covered or created, now, now, worker=worker):
         record = store.digests.unfinished_digest(subscription_id)
@@ -419,6 +418,18 @@ def _short_links(message: SlackMessage) -> SlackMessage:
             block = {**block, "text": {**block["text"], "text": shorten(text, BLOCK_TEXT_LIMIT)}}
         blocks.append(block)
     return SlackMessage(text=message.text, blocks=blocks)
+
+
+MISFIRE = timedelta(minutes=5)  # the scheduler's misfire grace: a cron job runs at most this late
+
+
+def digest_period(store: Store, subscription_id: str, now: datetime) -> str:
+    """The scheduled time a digest sent now belongs to (ISO, UTC): the same on every worker, so
+    one claim per window (Worker.once). A missed digest sent on start belongs to its last
+    scheduled time since the window it follows, as a cron run does to its own."""
+    sub, created, covered = find_subscription(store, subscription_id)
+    at = previous_digest(sub, now, since=now - MISFIRE) or previous_digest(sub, now, since=covered or created)
+    return (at or now).astimezone(UTC).isoformat()
 
 
 def missed_digests(store: Store, now: datetime, grace: timedelta) -> list[str]:

@@ -5,7 +5,8 @@ transaction as its item, and stays there until Slack has it. Delivery is at-leas
 check that makes it effectively once: each message carries the alert id in Slack message
 metadata, and an attempt that may have reached Slack without an answer (a crash, a timeout, a
 reset connection) looks for that id in the channel before posting again. One worker at a time
-delivers a channel (a claim in SQLite), so two `newsalert run` on one database never both post.
+delivers a channel (a claim in the database, renewed by the worker's heartbeat and taken over when
+it stops), so several `newsalert run` on one database never both post to a channel.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class Deliverer:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # A claim not renewed for this long is another worker's to take. `newsalert run` passes its
+    # worker lease: its heartbeat renews its claims, so only a dead worker's go stale.
+    claim_stale: timedelta = CLAIM_STALE
 
     def run(self) -> DeliveryReport:
         """Every channel with due alerts, in parallel: Slack's limit is per channel, so ten
@@ -176,12 +180,10 @@ class Deliverer:
     def _channel(self, channel: str, report: DeliveryReport) -> float | None:
         """Deliver one channel's due alerts; returns seconds to wait when Slack rate-limits it."""
         now = self.now()
+        gone = dead_workers(self.store.outbox.claim_holders())
+        gone += self.store.leases.silent_workers(now, self.claim_stale)
         if not self.store.outbox.claim_channel(
-            channel,
-            self.worker,
-            now,
-            stale_before=now - CLAIM_STALE,
-            dead_workers=dead_workers(self.store.outbox.claim_holders()),
+            channel, self.worker, now, stale_before=now - self.claim_stale, dead_workers=gone
         ):
             log.info("channel busy channel=%s (another worker is delivering it)", channel)
             report.waiting_channels.add(channel)
@@ -226,10 +228,13 @@ class Deliverer:
                     self._rejected(queued, e, report)
                     if e.error in CHANNEL_ERRORS:
                         return None
-                # Renew the claim as we go, so a long channel is not taken over mid-way.
-                self.store.outbox.claim_channel(
-                    channel, self.worker, self.now(), stale_before=self.now() - CLAIM_STALE
-                )
+                # Renew the claim as we go, so a long channel is not taken over mid-way; one
+                # taken over all the same (this worker was thought dead) is left to its new owner.
+                if not self.store.outbox.claim_channel(
+                    channel, self.worker, self.now(), stale_before=self.now() - self.claim_stale
+                ):
+                    log.warning("channel taken over channel=%s (this worker was silent too long)", channel)
+                    return None
             self._edit_moved(channel)
         finally:
             self.store.outbox.release_channel(channel, self.worker)

@@ -45,6 +45,9 @@ DELIVERY_LATENCY = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
     registry=REGISTRY,
 )
+# Which worker this process is (one of several `newsalert run` on a database): every scrape of a
+# worker's /metrics carries its id, so a dashboard can tell the workers' counters apart.
+WORKER = Gauge("newsalert_worker", "This process's worker id (value 1)", ["worker"], registry=REGISTRY)
 OUTBOX_DEPTH = Gauge("newsalert_outbox_depth", "Alerts queued, not yet delivered", registry=REGISTRY)
 OUTBOX_OLDEST = Gauge(
     "newsalert_outbox_oldest_age_seconds", "Age of the oldest queued alert (0 when none)", registry=REGISTRY
@@ -92,6 +95,11 @@ def failure_reason(error: FeedError) -> str:
 
 
 # -- what the pipeline and the deliverer call ---------------------------------------------------
+
+
+def set_worker(worker: str) -> None:
+    WORKER.clear()
+    WORKER.labels(worker).set(1)
 
 
 def polled(source: str) -> None:

@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
-from slack_bolt import App, BoltRequest
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from bot.app.context import AppContext
@@ -28,6 +29,7 @@ from bot.errors import SlackAuthError
 from bot.ingest.websub import CALLBACK_PATH, WebSub
 from bot.slack.client import web_client
 from bot.slack.listeners import register_listeners
+from bot.store import Store
 
 log = logging.getLogger("newsalert.slack")
 
@@ -65,8 +67,27 @@ def create_app(ctx: AppContext, *, socket_mode: bool = False) -> App:
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="newsalert-listener"),
     )
+    app.middleware(_once_per_event(ctx.settings.db_path))
     register_listeners(app, ctx)
     return app
+
+
+def _once_per_event(db_path: str) -> Callable[..., BoltResponse]:
+    """A middleware: an Events API event is handled once across all workers. Slack sends an event
+    again (X-Slack-Retry-Num) when the first answer was slow or lost, maybe to another worker behind
+    the load balancer, so what was seen is kept in the database, not in a process's memory."""
+
+    def once_per_event(body: dict, next: Callable[[], BoltResponse]) -> BoltResponse:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if isinstance(event_id, str) and event_id:
+            with Store.open(db_path) as store:
+                first = store.leases.first_slack_event(event_id, datetime.now(UTC))
+            if not first:
+                log.info("slack event already handled event_id=%s (a retry)", event_id)
+                return BoltResponse(status=200, body="")
+        return next()
+
+    return once_per_event
 
 
 def serve_http(

@@ -4,8 +4,8 @@
 URL, migrated by `newsalert migrate`), and holds one repository per resource:
 ``store.sources``, ``store.catalog``, ``store.items``, ``store.stories``, ``store.moves``,
 ``store.story_model``, ``store.outbox``, ``store.people``, ``store.digests``, ``store.history``,
-``store.faults`` and ``store.websub``. They share the connection and the Store's transactions, so
-a change that spans resources is still one commit.
+``store.faults``, ``store.websub`` and ``store.leases``. They share the connection and the Store's
+transactions, so a change that spans resources is still one commit.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bot.store.digests import DigestRepo
 from bot.store.faults import FaultRepo
 from bot.store.history import HistoryRepo
 from bot.store.items import ItemRepo
+from bot.store.leases import LeaseRepo
 from bot.store.moves import MoveRepo
 from bot.store.outbox import OutboxRepo
 from bot.store.people import PeopleRepo
@@ -60,6 +61,7 @@ class Store:
         self.history = HistoryRepo(self)
         self.faults = FaultRepo(self)
         self.websub = WebSubRepo(self)
+        self.leases = LeaseRepo(self)
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -135,14 +137,15 @@ class Store:
 
     @classmethod
     @contextmanager
-    def sole_runner(cls, target: str) -> Iterator[None]:
-        """While `newsalert run` runs: on PostgreSQL, a lock no second `run` on the database gets.
+    def sole_runner(cls, target: str, *, socket_mode: bool) -> Iterator[None]:
+        """While a Socket Mode `newsalert run` runs: on PostgreSQL, a lock no second Socket Mode
+        worker on the database gets.
 
-        Several workers on one PostgreSQL database need source leases and delivery claims that
-        expire (issue 18's next step); until then a second one is refused at start rather than
-        polling and delivering alongside. SQLite: nothing (its own rules, as before).
+        Workers share polling and delivery through leases and claims (bot/store/leases.py), and HTTP
+        workers may all serve behind a load balancer; Slack gives Socket Mode events to each open
+        connection, so only one worker holds one. SQLite, or another mode: nothing.
         """
-        if not is_postgres_url(target):
+        if not is_postgres_url(target) or not socket_mode:
             yield
             return
         with hold_sole_runner_lock(target):

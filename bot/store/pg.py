@@ -73,7 +73,7 @@ def _pool(url: str) -> Any:
         return pool
 
 
-RUN_LOCK = 0x6E657773_72756E31  # "newsrun1": held by the one `newsalert run` (Store.sole_runner)
+RUN_LOCK = 0x6E657773_72756E31  # "newsrun1": held by the one Socket Mode `run` (Store.sole_runner)
 
 
 @contextmanager
@@ -88,9 +88,8 @@ def hold_sole_runner_lock(url: str) -> Iterator[None]:
     try:
         if not conn.execute(f"SELECT pg_try_advisory_lock({RUN_LOCK})").fetchone()[0]:
             raise StoreError(
-                f"{redacted(url)}: another `newsalert run` is using this database; several workers on "
-                "one PostgreSQL database are not supported yet (source leases and delivery claims are "
-                "the next step)"
+                f"{redacted(url)}: another `newsalert run` serves Socket Mode on this database; only one "
+                "may (run the others with --http behind a load balancer, or without SLACK_APP_TOKEN)"
             )
         yield
     finally:
