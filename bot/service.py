@@ -291,12 +291,8 @@ class Newsalert:
             for subscription_id in unfinished:
                 digest_job(subscription_id)
 
-        scheduler.add_job(
-            finish_interrupted_digests,
-            "interval",
-            seconds=self.settings.worker_lease,
-            id="digests-interrupted",
-        )
+        # Re-run a lease after each run ends (not an interval job, which warns when a run is late).
+        scheduler.every(self.settings.worker_lease, finish_interrupted_digests, "digests-interrupted")
 
 
 def check_run_mode(settings: Settings, *, http: bool) -> str:

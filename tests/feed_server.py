@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +22,9 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Response] = {}
         self.requests: list[tuple[str, dict]] = []
+        self.times: dict[str, list[float]] = {}  # path -> time.monotonic() of each request for it
+        self._released = threading.Event()  # cleared by hold(): requests wait for release()
+        self._released.set()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         # A short poll interval: stop() returns in ~20 ms instead of serve_forever's 0.5 s.
@@ -39,6 +43,13 @@ class FeedServer:
         """How many requests asked for ``path`` (query string included)."""
         return sum(1 for requested, _ in self.requests if requested == path)
 
+    def hold(self) -> None:
+        """From now on every request waits, unanswered, until release() (or a minute)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
     def start(self) -> FeedServer:
         self.thread.start()
         return self
@@ -56,6 +67,8 @@ class FeedServer:
 
             def do_GET(self) -> None:
                 owner.requests.append((self.path, dict(self.headers)))
+                owner.times.setdefault(self.path, []).append(time.monotonic())
+                owner._released.wait(60)
                 route = owner.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
