@@ -91,9 +91,7 @@ class Newsalert:
 
         rates = RateCache()
         mode = "http" if http_port is not None else "socket" if self.settings.slack_app_token else "none"
-        worker = self.worker = Worker(
-            self.settings.db_path, lease_seconds=self.settings.worker_lease, mode=mode
-        )
+        worker = Worker(self.settings.db_path, lease_seconds=self.settings.worker_lease, mode=mode)
 
         def poll_job(due: list[Source]) -> None:
             # Only the sources this worker leased, still due; what they queue is delivered by the
