@@ -139,13 +139,22 @@ class Newsalert:
                     now = datetime.now(UTC)
                     # Every worker's cron fires: the one that claims this scheduled time sends it.
                     # An interrupted digest is finished under its own claim (claim_unfinished).
-                    if not store.digests.unfinished_digest(subscription_id):
+                    resume = store.digests.unfinished_digest(subscription_id) is not None
+                    if not resume:
                         period = digest.digest_period(store, subscription_id, now)
                         if not worker.once(f"digest:{subscription_id}", period):
                             log.info("digest sent by another worker subscription=%s", subscription_id)
                             return
                     digest.send_digest(
-                        store, self.sink, subscription_id, now, worker=worker.id, claim_stale=worker.lease
+                        store,
+                        self.sink,
+                        subscription_id,
+                        now,
+                        worker=worker.id,
+                        claim_stale=worker.lease,
+                        # Found being sent: only finish it. Its sender may be done by now, and a new
+                        # window begun here would be a second digest for the same scheduled time.
+                        resume_only=resume,
                     )
             except SlackAuthError as e:
                 log.critical("digest not sent: %s", e)

@@ -99,7 +99,7 @@ SOURCES = 200
 CHANNELS = [f"C0WORK{c:03d}" for c in range(8)]
 MATCHING = 40  # sources whose items match a channel's watchlist (source i -> channel i % 8)
 INTERVAL = 4  # seconds between two polls of a source (floor and ceiling too: no adaptive change)
-WORKER_LEASE = 3
+WORKER_LEASE = 6  # beats every 1.5 s: a loaded machine must not let a busy worker's leases lapse
 DIGEST = "C0DIGEST1"
 
 
@@ -214,9 +214,13 @@ def test_three_workers_share_sources_and_channels_and_survive_a_kill(
         # Round one: every source fetched, every alert posted; all three serve HTTP.
         wait_for(lambda: all(feeds.times.get(f"/f/{i:03d}.rss") for i in range(SOURCES)), 120, "every source")
         wait_for(lambda: alerts() == MATCHING, 120, "round one's alerts")
+        ids = set()
         for port in ports:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
                 assert r.status == 200
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                ids |= set(re.findall(r'newsalert_worker\{worker="([^"]+)"\} 1', r.read().decode()))
+        assert ids == {w for (w,) in _query(url, "SELECT id FROM workers")} and len(ids) == 3  # per worker
         listed = run_newsalert("workers", config=config, env=env)
         assert listed.returncode == 0 and listed.stdout.startswith("3 live workers"), (
             listed.stdout + listed.stderr

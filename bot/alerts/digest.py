@@ -312,6 +312,7 @@ def send_digest(
     limiter: RateLimiter | None = None,
     worker: str | None = None,
     claim_stale: timedelta = CLAIM_STALE,
+    resume_only: bool = False,
 ) -> Digest:
     """Post the digest and move the subscription's window to ``now`` — exactly once.
 
@@ -320,7 +321,8 @@ def send_digest(
     part Slack refuses is sent again within limits (long links dropped, then plain text); one
     refused even so closes the digest as 'failed' (logged) rather than leaving it 'sending'.
     Rate limits are waited out here, parts paced like alerts. Raises RetryLater when Slack
-    stays unavailable: the row stays 'sending' and the next run finishes it.
+    stays unavailable: the row stays 'sending' and the next run finishes it. ``resume_only``:
+    only finish an interrupted digest, never begin a window (another worker claimed this one).
     """
     sub, created, covered = find_subscription(store, subscription_id)
     worker = worker or worker_id()
@@ -331,6 +333,8 @@ def send_digest(
         record = store.digests.claim_unfinished(
             subscription_id, worker, now, stale_before=now - claim_stale, dead_workers=gone
         )
+    elif resume_only:  # finishing another's interrupted digest, which it has finished since
+        pass
     elif store.digests.begin_digest(subscription_id, covered or created, now, now, worker=worker):
         record = store.digests.unfinished_digest(subscription_id)
     if record is None:
