@@ -52,23 +52,33 @@ class Worker:
         except Exception:  # the lease time frees them anyway
             log.warning("worker %s could not release its leases on stop", self.id, exc_info=True)
 
-    def beat(self) -> None:
-        with Store.open(self.db_path) as store:
-            store.leases.heartbeat(
-                self.id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                mode=self.mode,
-                now=datetime.now(UTC),
-                lease=self.lease,
-            )
+    def beat(self, store: Store | None = None) -> None:
+        if store is None:
+            with Store.open(self.db_path) as own:
+                self.beat(own)
+            return
+        store.leases.heartbeat(
+            self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            mode=self.mode,
+            now=datetime.now(UTC),
+            lease=self.lease,
+        )
 
     def _beat_loop(self) -> None:
-        while not self._stop.wait(self.lease.total_seconds() / 4):
-            try:
-                self.beat()
-            except Exception:  # the next beat tries again; a worker silent for a lease loses its leases
-                log.exception("heartbeat failed worker=%s", self.id)
+        # A connection of its own for the whole run: taking one from the pool at each beat waited
+        # behind a busy delivery's channel threads (more than the pool holds) past the lease, and
+        # the others took over the channels of a worker that was alive.
+        store = Store.open(self.db_path)
+        try:
+            while not self._stop.wait(self.lease.total_seconds() / 4):
+                try:
+                    self.beat(store)
+                except Exception:  # the next beat tries again; silent for a lease, it loses its leases
+                    log.exception("heartbeat failed worker=%s", self.id)
+        finally:
+            store.close()
 
     def take(self, due: Sequence[Source]) -> list[Source]:
         """Of ``due``, the sources this worker now holds a lease on: at most its share of them (the
