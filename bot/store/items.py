@@ -86,20 +86,7 @@ class ItemRepo(Repository):
             """INSERT INTO items (source, guid, url, title, text, outlet, headline_only, published,
                                   first_seen, duplicate_of, url_key, story_id)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                item.source,
-                item.guid,
-                item.url,
-                item.title,
-                item.text,
-                item.outlet,
-                int(item.headline_only),
-                iso(item.published),
-                iso(item.fetched),
-                duplicate_of,
-                url_key(item.url) if key is None else key,
-                story_id,
-            ],
+            _columns(item, duplicate_of, url_key(item.url) if key is None else key, story_id),
         )
         if self._unindexed_from is None:
             self._unindexed_from = item_id
@@ -141,23 +128,7 @@ class ItemRepo(Repository):
                 stories.append((story, fetched, fetched))
             else:
                 seen.append((fetched, story))
-            values.append(
-                (
-                    item_id,
-                    item.source,
-                    item.guid,
-                    item.url,
-                    item.title,
-                    item.text,
-                    item.outlet,
-                    int(item.headline_only),
-                    iso(item.published),
-                    fetched,
-                    duplicate_of,
-                    key,
-                    story,
-                )
-            )
+            values.append((item_id, *_columns(item, duplicate_of, key, story)))
             if needs_search_fallback(item.title, item.text):
                 fallback.append((item_id,))
             ids.append((item_id, story))
@@ -177,13 +148,14 @@ class ItemRepo(Repository):
         return ids
 
     def _add_one(self, item: Item, story: int | None, duplicate_of: int | None, key: str) -> tuple[int, int]:
+        new_story = story is None
         if story is None:
             fetched = iso(item.fetched)
             story = self._insert_id(
                 "INSERT INTO stories (first_seen, last_seen) VALUES (?, ?)", [fetched, fetched]
             )
-            return self.add_item(item, story_id=story, key=key, new_story=True), story
-        return self.add_item(item, story_id=story, duplicate_of=duplicate_of, key=key), story
+        item_id = self.add_item(item, story_id=story, duplicate_of=duplicate_of, key=key, new_story=new_story)
+        return item_id, story
 
     def items_by_guid(self, source: str, guids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
         """guid -> (id, title, text) of the items of ``source`` already stored, among ``guids``."""
@@ -274,3 +246,21 @@ class ItemRepo(Repository):
             for values in rows:
                 row = dict(zip(names, values, strict=True))
                 yield row["id"], row["story_key"], item_from_row(row)
+
+
+def _columns(item: Item, duplicate_of: int | None, key: str, story_id: int) -> tuple[object, ...]:
+    """An item's values for the items table after its id, in the order both inserts name them."""
+    return (
+        item.source,
+        item.guid,
+        item.url,
+        item.title,
+        item.text,
+        item.outlet,
+        int(item.headline_only),
+        iso(item.published),
+        iso(item.fetched),
+        duplicate_of,
+        key,
+        story_id,
+    )
